@@ -1,0 +1,275 @@
+"""The `dslc` command line: check, summary, compile, run, render (a stable interface)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dslc.atomic import write_atomic
+from dslc.diagnostics import Diagnostic, DslcError, Span, render_all
+
+EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parse_kv(items: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"{what} expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise UsageError(f"{what}: {k!r} is not a name")
+        out[k] = _parse_value(v.strip(), what == "--bind")
+    return out
+
+
+def _parse_value(v: str, int_only: bool):
+    try:
+        n = int(v)
+    except ValueError:
+        n = None
+    if int_only:
+        if n is None or n < 1:
+            raise UsageError(f"--bind values must be positive integers, got {v!r}")
+        return n
+    if n is not None:
+        return n
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _load(args, path: str | None = None):
+    import dslc
+
+    return dslc.load(path or args.file, model=getattr(args, "model", None),
+                     hparams=_parse_kv(getattr(args, "set", None), "--set"))
+
+
+def _bindings(args, prog) -> dict[str, int]:
+    binds = _parse_kv(getattr(args, "bind", None), "--bind")
+    used = _used_symbols(prog.graph)
+    for k in sorted(binds):
+        if k not in used:
+            print(f"warning: --bind {k}: model '{prog.name}' has no dim named {k}; ignored",
+                  file=sys.stderr)
+    return {k: v for k, v in binds.items() if k in used}
+
+
+def _used_symbols(graph) -> set[str]:
+    names: set[str] = set()
+    for node in graph.nodes.values():
+        for t in node.types:
+            for d in t.shape:
+                names |= {s.name for s in d.free_symbols}
+    return names
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    diags: list[Diagnostic] = []
+    ok = []
+    for f in args.file:
+        try:
+            prog = _load(args, f)
+            ok.append((f, prog.name))
+        except DslcError as exc:
+            diags += exc.diagnostics
+    if args.format == "json":
+        print(json.dumps({"ok": not diags, "checked": [{"file": f, "model": m} for f, m in ok],
+                          "diagnostics": [d.to_json() for d in diags]}, indent=2))
+    else:
+        for f, m in ok:
+            print(f"{f}: ok (model {m})")
+        if diags:
+            print(render_all(diags), file=sys.stderr)
+    return EXIT_DIAG if diags else EXIT_OK
+
+
+def cmd_summary(args) -> int:
+    from dslc.summary import format_table
+
+    prog = _load(args)
+    s = prog.summary(_bindings(args, prog))
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(format_table(s))
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    prog = _load(args)
+    src = prog.to_torch_source()
+    if args.output:
+        write_atomic(args.output, src.encode("utf-8"))
+    else:
+        sys.stdout.write(src)
+    return EXIT_OK
+
+
+def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DslcError(Diagnostic("E0601", f"{what} file not found", Span(path, 0, 0, 0, 0),
+                                   found=path)) from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DslcError(Diagnostic("E0602", f"cannot read {what} file: not a valid .npz",
+                                   Span(path, 0, 0, 0, 0), found=str(exc)[:200])) from None
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def cmd_run(args) -> int:
+    prog = _load(args)
+    binds = _bindings(args, prog)
+    if args.inputs:
+        inputs = _read_npz(args.inputs, "inputs")
+    else:
+        inputs = prog.random_inputs(args.seed, binds)
+    if args.params:
+        params = _read_npz(args.params, "parameters")
+    else:
+        params = prog.init_params(args.seed)
+    initial = {k: v.copy() for k, v in params.items()} if args.save_params else None
+    outputs = prog.run(inputs, params, train=args.train, seed=args.seed, bind=binds)
+    # Compute everything first, then write: an error never leaves a partial set of files.
+    if args.save_inputs:
+        write_atomic(args.save_inputs, _npz_bytes(inputs))
+    if args.save_params:
+        write_atomic(args.save_params, _npz_bytes(initial))
+    write_atomic(args.output, _npz_bytes(outputs))
+    for name, arr in outputs.items():
+        print(f"{name}: {arr.dtype}{list(arr.shape)}")
+    return EXIT_OK
+
+
+def cmd_render(args) -> int:
+    from dslc.render import render_bytes
+
+    out = Path(args.output)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise UsageError(f"render: unknown output format '.{fmt}' (use .svg, .png, .pdf or .dot)")
+    prog = _load(args)
+    data = render_bytes(prog.graph, fmt, expand=args.expand)
+    write_atomic(out, data)
+    return EXIT_OK
+
+
+# ---- argument parsing --------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dslc", description="Compiler for the dslc neural-network "
+                                "language: check, summarise, run on NumPy, emit PyTorch, draw.")
+    p.add_argument("--version", action="version", version="dslc 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, bind=True):
+        sp.add_argument("--model", help="which model of the file (default: the only one, or "
+                        "the one named like the file)")
+        sp.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="set a model hyperparameter (repeatable)")
+        if bind:
+            sp.add_argument("--bind", action="append", metavar="DIM=SIZE",
+                            help="bind a symbolic dim, e.g. B=8 (repeatable; unused ones "
+                            "are ignored with a warning)")
+
+    c = sub.add_parser("check", help="parse and check specs; exit 1 with diagnostics")
+    c.add_argument("file", nargs="+")
+    c.add_argument("--model")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("summary", help="per-layer table of shapes, parameters and MACs")
+    s.add_argument("file")
+    common(s)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_summary)
+
+    k = sub.add_parser("compile", help="generate PyTorch source")
+    k.add_argument("file")
+    common(k, bind=False)
+    k.add_argument("-o", "--output")
+    k.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run the model on NumPy")
+    r.add_argument("file")
+    common(r)
+    r.add_argument("--inputs", help="inputs .npz (default: random from --seed)")
+    r.add_argument("--params", help="parameters .npz (default: initialised from --seed)")
+    r.add_argument("--seed", type=int, default=0)
+    mode = r.add_mutually_exclusive_group()
+    mode.add_argument("--train", action="store_true", help="training mode (dropout, batch "
+                      "statistics)")
+    mode.add_argument("--eval", action="store_true", help="inference mode (the default)")
+    r.add_argument("--save-inputs", metavar="IN.npz")
+    r.add_argument("--save-params", metavar="P.npz")
+    r.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("render", help="draw the model with Graphviz")
+    d.add_argument("file")
+    common(d, bind=False)
+    d.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}")
+    d.add_argument("--expand", action="store_true", help="draw every repeat iteration")
+    d.set_defaults(func=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    fmt = getattr(args, "format", "text")
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"dslc {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DslcError as exc:
+        if fmt == "json":
+            print(json.dumps({"ok": False, "diagnostics": [d.to_json()
+                                                           for d in exc.diagnostics]}, indent=2))
+        else:
+            print(render_all(exc.diagnostics), file=sys.stderr)
+        return EXIT_DIAG
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("DSLC_DEBUG"):
+            raise
+        print(f"dslc: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in dslc; set DSLC_DEBUG=1 to see the traceback.", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Diagnostics: source spans, error values and their rendering (used by every stage)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, end is exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+UNKNOWN_SPAN = Span("<unknown>", 0, 0, 0, 0)
+
+
+@dataclass
+class Diagnostic:
+    """One user-facing message with a stable code (see docs/errors.md)."""
+
+    code: str
+    message: str
+    span: Span = UNKNOWN_SPAN
+    expected: str | None = None
+    found: str | None = None
+    notes: list[tuple[str, Span | None]] = field(default_factory=list)
+    hint: str | None = None
+    severity: str = "error"
+
+    def to_json(self) -> dict:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "file": self.span.file,
+            "line": self.span.line,
+            "column": self.span.column,
+            "end_line": self.span.end_line,
+            "end_column": self.span.end_column,
+            "expected": self.expected,
+            "found": self.found,
+            "notes": [
+                {"message": m, "location": str(s) if s else None} for m, s in self.notes
+            ],
+            "hint": self.hint,
+        }
+
+
+class DslcError(Exception):
+    """Carries one or more diagnostics out of any stage; the CLI renders them."""
+
+    def __init__(self, diagnostics: Diagnostic | list[Diagnostic]):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(f"{d.span}: {d.code}: {d.message}" for d in diagnostics))
+
+
+def error(code: str, message: str, span: Span | None = None, **kw) -> DslcError:
+    return DslcError(Diagnostic(code, message, span or UNKNOWN_SPAN, **kw))
+
+
+class SourceCache:
+    """Remembers file texts so diagnostics can quote the offending line."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def add(self, name: str, text: str) -> None:
+        self.texts[name] = text
+
+    def line(self, name: str, lineno: int) -> str | None:
+        text = self.texts.get(name)
+        if text is None:
+            try:
+                text = Path(name).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+            self.texts[name] = text
+        lines = text.splitlines()
+        if 1 <= lineno <= len(lines):
+            return lines[lineno - 1]
+        return None
+
+
+SOURCES = SourceCache()
+
+
+def _caret_block(span: Span) -> list[str]:
+    src = SOURCES.line(span.file, span.line) if span.line else None
+    if src is None:
+        return []
+    src = src.expandtabs(4)
+    width = 1
+    if span.end_line == span.line and span.end_column > span.column:
+        width = span.end_column - span.column
+    gutter = f"{span.line:>4} | "
+    pad = " " * (len(gutter) - 2) + "| "
+    return [gutter + src, pad + " " * (span.column - 1) + "^" + "~" * (width - 1)]
+
+
+def render(diag: Diagnostic) -> str:
+    """Render as `file:line:col: error[CODE]: message`, the source line, a caret, then details."""
+    out = [f"{diag.span}: {diag.severity}[{diag.code}]: {diag.message}"]
+    out += _caret_block(diag.span)
+    if diag.expected is not None:
+        out.append(f"  expected: {diag.expected}")
+    if diag.found is not None:
+        out.append(f"     found: {diag.found}")
+    for msg, span in diag.notes:
+        out.append(f"  note: {msg}" + (f" ({span})" if span else ""))
+        if span is not None and span.line:
+            out += ["    " + line for line in _caret_block(span)]
+    if diag.hint:
+        out.append(f"  hint: {diag.hint}")
+    return "\n".join(out)
+
+
+def render_all(diags: list[Diagnostic], fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps([d.to_json() for d in diags], indent=2)
+    return "\n\n".join(render(d) for d in diags)
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

@@ -1,0 +1,257 @@
+"""The one interpreter loop: a walk over the IR graph in topological order, used both for the
+shape check (per-op shape rule) and for NumPy execution (per-op kernel)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from dslc import dims as D
+from dslc.diagnostics import Diagnostic, DslcError, Span
+from dslc.ir import Graph, IRNode
+from dslc.limits import MAX_RUN_ELEMENTS
+from dslc.ops.base import RunCtx, ShapeError
+from dslc.ops.registry import OPS
+from dslc.types import TensorType, dtype_of_array, numpy_dtype
+
+Visit = Callable[[IRNode, list[Any]], list[Any]]
+
+
+def walk(graph: Graph, visit: Visit, inputs: dict[str, Any]) -> dict[tuple[int, int], Any]:
+    """Visit every node once in deterministic order; `visit` maps input values to outputs."""
+    values: dict[tuple[int, int], Any] = {}
+    input_ids = {nid: name for name, nid in graph.inputs}
+    for node in graph.order():
+        if node.op == "input":
+            outs = [inputs[input_ids[node.id]]]
+        else:
+            outs = visit(node, [values[ref] for ref in node.inputs])
+        for port, v in enumerate(outs):
+            values[(node.id, port)] = v
+    return values
+
+
+def check(graph: Graph) -> None:
+    """Re-derive every type with the shape rules; any disagreement is a compiler bug."""
+
+    def visit(node: IRNode, ins: list[TensorType]) -> list[TensorType]:
+        op = OPS[node.op]
+        outs = op.shape(node.attrs, ins)
+        if [str(t) for t in outs] != [str(t) for t in node.types]:
+            raise AssertionError(f"type of {node.op} at {node.span} changed on re-check")
+        return outs
+
+    walk(graph, visit, {name: graph.nodes[nid].types[0] for name, nid in graph.inputs})
+
+
+# ---- binding runtime dims ----------------------------------------------------------------
+
+
+def run_error(code: str, msg: str, span: Span | None = None, **kw) -> DslcError:
+    return DslcError(Diagnostic(code, msg, span or Span("<run>", 0, 0, 0, 0), **kw))
+
+
+def bind_inputs(graph: Graph, arrays: dict[str, np.ndarray],
+                bindings: dict[str, int] | None = None) -> dict[str, int]:
+    """Check input arrays against the declared types and solve the runtime dims from them."""
+    bound = dict(bindings or {})
+    names = [n for n, _ in graph.inputs]
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        node = graph.nodes[dict(graph.inputs)[missing[0]]]
+        raise run_error("E0501", f"missing input '{missing[0]}'", node.span,
+                        expected=", ".join(names), found=", ".join(sorted(arrays)) or "none")
+    extra = sorted(set(arrays) - set(names))
+    if extra:
+        raise run_error("E0501", f"unknown input '{extra[0]}'", graph.span,
+                        expected=", ".join(names), found=extra[0])
+    pending = []
+    for name, nid in graph.inputs:
+        node = graph.nodes[nid]
+        want = node.types[0]
+        arr = arrays[name]
+        if not isinstance(arr, np.ndarray):
+            raise run_error("E0502", f"input '{name}' is not an array", node.span)
+        got = dtype_of_array(arr)
+        if got != want.dtype and not (want.dtype == "bf16" and got == "f32"):
+            raise run_error("E0502", f"input '{name}' has the wrong dtype", node.span,
+                            expected=want.dtype, found=str(arr.dtype))
+        if arr.ndim != want.rank:
+            raise run_error("E0503", f"input '{name}' has the wrong rank", node.span,
+                            expected=f"{want} (rank {want.rank})",
+                            found=f"shape {list(arr.shape)} (rank {arr.ndim})")
+        for axis, (d, n) in enumerate(zip(want.shape, arr.shape)):
+            if d.is_Symbol and d.name not in bound:
+                bound[d.name] = int(n)
+            else:
+                pending.append((name, node, axis, d, int(n)))
+    for name, node, axis, d, n in pending:
+        v = D.substitute(d, bound)
+        if not v.is_Integer:
+            raise run_error("E0504", f"cannot solve dim {D.fmt(d)} of input '{name}'", node.span,
+                            hint="bind it with --bind NAME=VALUE")
+        if int(v) != n:
+            raise run_error("E0503", f"input '{name}' axis {axis} has the wrong size", node.span,
+                            expected=f"{D.fmt(d)} = {int(v)} (shape {want_str(node, bound)})",
+                            found=f"{n} (shape {list(arrays[name].shape)})")
+    check_constraints(graph, bound)
+    return bound
+
+
+def want_str(node: IRNode, bound: dict[str, int]) -> str:
+    return D.fmt_shape([D.substitute(d, bound) for d in node.types[0].shape])
+
+
+def check_constraints(graph: Graph, bound: dict[str, int]) -> None:
+    for c in graph.constraints:
+        v = c.expr.subs({D.symbol(k): val for k, val in bound.items()})
+        ok = bool(v.is_integer) if c.kind == "integer" else bool(v == True)  # noqa: E712
+        if v.free_symbols:
+            continue
+        if not ok:
+            raise run_error("E0506", c.message, c.span, found=str(v))
+
+
+def check_sizes(graph: Graph, bound: dict[str, int]) -> None:
+    """Refuse before allocating when any tensor would exceed the element limit."""
+    for node in graph.order():
+        for t in node.types:
+            n = D.substitute(t.numel(), bound)
+            if n.is_Integer and int(n) > MAX_RUN_ELEMENTS:
+                raise run_error("E0505", "a tensor would be too large to run", node.span,
+                                expected=f"at most {MAX_RUN_ELEMENTS} elements",
+                                found=f"{int(n)} elements ({t})")
+
+
+# ---- running -----------------------------------------------------------------------------
+
+
+def node_params(node: IRNode, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {local: params[f"{node.module}.{local}" if local else node.module]
+            for local in node.params}
+
+
+def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
+        train: bool = False, seed: int = 0, bindings: dict[str, int] | None = None,
+        ) -> dict[str, np.ndarray]:
+    """Run the model on NumPy; in training mode buffers (batch-norm statistics) are updated in
+    `params` in place, as torch updates a module's buffers."""
+    bound = bind_inputs(graph, inputs, bindings)
+    check_sizes(graph, bound)
+    validate_params(graph, params)
+    rng = np.random.default_rng(seed)
+
+    def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
+        op = OPS[node.op]
+        local = node_params(node, params)
+        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound)
+        try:
+            outs = op.numpy(node.attrs, ins, ctx)
+        except ShapeError as exc:
+            raise run_error("E0507", f"{node.op}: {exc.message}", node.span,
+                            expected=exc.expected, found=exc.found) from None
+        except FloatingPointError as exc:
+            raise run_error("E0508", f"{node.op}: {exc}", node.span) from None
+        for local_name, value in ctx.params.items():
+            key = f"{node.module}.{local_name}" if local_name else node.module
+            params[key] = value
+        return [np.asarray(o) for o in outs]
+
+    values = walk(graph, visit, inputs)
+    return {name: values[ref] for name, ref in graph.outputs}
+
+
+def validate_params(graph: Graph, params: dict[str, np.ndarray]) -> None:
+    keys = graph.param_keys()
+    missing = [k for k in keys if k not in params]
+    if missing:
+        node = keys[missing[0]][0]
+        raise run_error("E0510", f"missing parameter '{missing[0]}'"
+                        + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""),
+                        node.span, expected=", ".join(list(keys)[:8]) + (
+                            ", ..." if len(keys) > 8 else ""),
+                        hint="omit --params to initialise them from --seed")
+    extra = sorted(set(params) - set(keys))
+    if extra:
+        raise run_error("E0511", f"unexpected parameter '{extra[0]}'", graph.span,
+                        expected="only the model's parameters", found=extra[0])
+    for key, (node, _, spec) in keys.items():
+        arr = params[key]
+        want = tuple(int(d) for d in spec.shape)
+        if tuple(arr.shape) != want:
+            raise run_error("E0512", f"parameter '{key}' has the wrong shape", node.span,
+                            expected=str(list(want)), found=str(list(arr.shape)))
+
+
+def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Parameters and buffers under the generated module's state_dict keys, drawn from the
+    same distributions as PyTorch's default initialisers."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for key, (node, local, spec) in graph.param_keys().items():
+        shape = tuple(int(d) for d in spec.shape)
+        dt = numpy_dtype(spec.dtype)
+        if spec.init == "uniform_fan_in":
+            bound = 1.0 / np.sqrt(spec.fan_in) if spec.fan_in > 0 else 0.0
+            arr = rng.uniform(-bound, bound, size=shape)
+        elif spec.init == "normal":
+            arr = rng.standard_normal(size=shape)
+        elif spec.init == "xavier_uniform":
+            fan_out = shape[0] * (int(np.prod(shape[2:])) if len(shape) > 2 else 1)
+            bound = np.sqrt(6.0 / (spec.fan_in + fan_out))
+            arr = rng.uniform(-bound, bound, size=shape)
+        elif spec.init == "ones":
+            arr = np.ones(shape)
+        elif spec.init == "zeros":
+            arr = np.zeros(shape)
+        elif spec.init.startswith("constant:"):
+            arr = np.full(shape, float(spec.init.split(":", 1)[1]))
+        elif spec.init == "const":
+            arr = node.const_value
+        else:  # pragma: no cover - every op's init is one of the above
+            raise ValueError(f"unknown init {spec.init}")
+        out[key] = np.ascontiguousarray(np.asarray(arr).astype(dt))
+    return out
+
+
+def random_inputs(graph: Graph, seed: int = 0,
+                  bindings: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    bound = dict(bindings or {})
+    out = {}
+    for name, nid in graph.inputs:
+        node = graph.nodes[nid]
+        t = node.types[0]
+        shape = []
+        for d in t.shape:
+            v = D.substitute(d, bound)
+            if not v.is_Integer:
+                missing = D.free_names(v)[0]
+                raise run_error("E0504", f"dim '{missing}' of input '{name}' is unbound",
+                                node.span, hint=f"pass --bind {missing}=<size>")
+            shape.append(int(v))
+        n = int(np.prod(shape)) if shape else 1
+        if n > MAX_RUN_ELEMENTS:
+            raise run_error("E0505", f"input '{name}' would be too large", node.span,
+                            expected=f"at most {MAX_RUN_ELEMENTS} elements", found=str(n))
+        if t.is_float:
+            arr = rng.standard_normal(size=shape).astype(numpy_dtype(t.dtype))
+        elif t.dtype == "bool":
+            arr = rng.random(size=shape) < 0.5
+        else:
+            high = input_int_high(graph, nid)
+            arr = rng.integers(0, high, size=shape).astype(numpy_dtype(t.dtype))
+        out[name] = arr
+    return out
+
+
+def input_int_high(graph: Graph, nid: int) -> int:
+    """Integer inputs index something (an embedding table, say): draw them in its range."""
+    highs = []
+    for user in graph.users(nid):
+        node = graph.nodes[user]
+        bound = getattr(node.attrs, "num_embeddings", None)
+        if bound is not None:
+            highs.append(int(bound))
+    return min(highs) if highs else 2

@@ -1,0 +1,91 @@
+"""IR: the elaborated model as a networkx graph of typed op nodes, with block/repeat frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from dslc.diagnostics import Span
+from dslc.ops.base import ParamSpec
+from dslc.types import TensorType
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A block instance, a repeat, or one repeat iteration; nodes record the frames they sit in."""
+
+    path: str  # module path, e.g. `layer1` or `layer1.0`
+    kind: str  # block | repeat | iter
+    name: str  # block name, repeat label, or iteration index
+    span: Span
+    count: int = 0  # iterations, for repeats
+
+
+@dataclass
+class IRNode:
+    id: int
+    op: str  # a registered op name, or `input`
+    attrs: Any
+    inputs: list[tuple[int, int]]  # (producer id, output port)
+    types: list[TensorType]
+    span: Span
+    name: str  # the spec's name for the value (used in generated code and diagrams)
+    module: str | None = None  # state_dict prefix of the layer when it owns parameters
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    frames: tuple[str, ...] = ()  # paths of the enclosing frames, outermost first
+    const_value: Any = None  # for `const` nodes: the numpy array
+
+
+@dataclass
+class Constraint:
+    """A fact about runtime dims the checker could not decide (e.g. T % 2 == 0)."""
+
+    expr: Any  # sympy expression that must be an integer (divisibility) or true
+    kind: str  # "integer" or "true"
+    message: str
+    span: Span
+
+
+@dataclass
+class Graph:
+    model: str
+    hparams: dict[str, Any]
+    g: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)
+    nodes: dict[int, IRNode] = field(default_factory=dict)
+    inputs: list[tuple[str, int]] = field(default_factory=list)
+    outputs: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
+    frames: dict[str, Frame] = field(default_factory=dict)
+    constraints: list[Constraint] = field(default_factory=list)
+    span: Span | None = None
+    file: str = ""
+
+    def add(self, node: IRNode) -> IRNode:
+        self.nodes[node.id] = node
+        self.g.add_node(node.id)
+        for port, (src, out) in enumerate(node.inputs):
+            self.g.add_edge(src, node.id, key=port, port=out)
+        return node
+
+    def new_id(self) -> int:
+        return len(self.nodes)
+
+    def order(self) -> list[IRNode]:
+        """Deterministic topological order: ties broken by creation index."""
+        return [self.nodes[i] for i in nx.lexicographical_topological_sort(self.g)]
+
+    def type_of(self, ref: tuple[int, int]) -> TensorType:
+        return self.nodes[ref[0]].types[ref[1]]
+
+    def param_keys(self) -> dict[str, tuple[IRNode, str, ParamSpec]]:
+        """Every parameter and buffer by its state_dict key, in execution order."""
+        keys = {}
+        for node in self.order():
+            for local, spec in node.params.items():
+                key = f"{node.module}.{local}" if local else node.module
+                keys[key] = (node, local, spec)
+        return keys
+
+    def users(self, node_id: int) -> list[int]:
+        return sorted({v for _, v in self.g.out_edges(node_id)})

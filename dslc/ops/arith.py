@@ -1,0 +1,158 @@
+"""Elementwise arithmetic with broadcasting (add, sub, mul, div) and matmul."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dslc import dims as D
+from dslc.ops.base import Attrs, Example, Op, ShapeError
+from dslc.types import TensorType, tensor
+
+
+class BinaryAttrs(Attrs):
+    # With one tensor input, the other operand is this scalar; `reverse` puts it on the left.
+    scalar: float | int | None = None
+    reverse: bool = False
+
+
+def broadcast(a: tuple, b: tuple, what: str = "broadcast") -> tuple:
+    out = []
+    n = max(len(a), len(b))
+    pa = (D.const(1),) * (n - len(a)) + tuple(a)
+    pb = (D.const(1),) * (n - len(b)) + tuple(b)
+    for i, (x, y) in enumerate(zip(pa, pb)):
+        if x == 1:
+            out.append(y)
+        elif y == 1:
+            out.append(x)
+        else:
+            eq = D.equal(x, y)
+            if eq is not True:
+                why = "differ" if eq is False else "cannot be shown equal"
+                raise ShapeError(
+                    f"shapes do not {what}: axis {i - n} sizes {D.fmt(x)} and {D.fmt(y)} {why}",
+                    expected=f"{D.fmt_shape(a)} to match {D.fmt_shape(b)} (equal sizes or 1)",
+                    found=f"{D.fmt_shape(a)} and {D.fmt_shape(b)}", arg=1, code="E0303")
+            out.append(x)
+    return tuple(out)
+
+
+def _binary_shape(a: BinaryAttrs, ins):
+    if len(ins) == 1:
+        if a.scalar is None:
+            raise ShapeError("needs two tensors, or a tensor and a number",
+                             expected="2 operands", found="1 tensor")
+        return [ins[0]]
+    x, y = ins
+    if x.dtype != y.dtype:
+        raise ShapeError("operands have different dtypes", expected=x.dtype, found=y.dtype,
+                         arg=1, code="E0302")
+    return [TensorType(x.dtype, broadcast(x.shape, y.shape))]
+
+
+SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+
+
+def _binary_kernel(name):
+    fn = NUMPY[name]
+
+    def kernel(a: BinaryAttrs, xs, ctx):
+        x = xs[0]
+        if len(xs) == 2:
+            return [fn(x, xs[1])]
+        s = np.asarray(a.scalar, dtype=x.dtype)
+        return [fn(s, x) if a.reverse else fn(x, s)]
+
+    return kernel
+
+
+def _binary_call(name):
+    sym = SYMBOL[name]
+
+    def emit(a: BinaryAttrs, args, ctx, ins):
+        if len(args) == 2:
+            return f"{args[0]} {sym} {args[1]}"
+        s = repr(a.scalar)
+        return f"{s} {sym} {args[0]}" if a.reverse else f"{args[0]} {sym} {s}"
+
+    return emit
+
+
+def _binary(name, doc):
+    return Op(
+        name=name,
+        family="arith",
+        doc=doc,
+        attrs=BinaryAttrs,
+        min_inputs=1,
+        max_inputs=2,
+        shape=_binary_shape,
+        numpy=_binary_kernel(name),
+        torch_call=_binary_call(name),
+        label=lambda a: "" if a.scalar is None else (
+            f"{a.scalar!r} {SYMBOL[name]} x" if a.reverse else f"x {SYMBOL[name]} {a.scalar!r}"),
+        examples=(
+            Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 3, 1))),
+            Example({}, (tensor("f32", 2, 3), tensor("f32", 2, 3))),
+            Example({"scalar": 2.5}, (tensor("f32", 4, 2),)),
+            Example({"scalar": 2.0, "reverse": True}, (tensor("f32", 4, 2),)),
+        ),
+    )
+
+
+class MatmulAttrs(Attrs):
+    pass
+
+
+def _matmul_shape(a, ins):
+    x, y = ins
+    if x.dtype != y.dtype:
+        raise ShapeError("operands have different dtypes", expected=x.dtype, found=y.dtype,
+                         arg=1, code="E0302")
+    if x.rank == 0 or y.rank == 0:
+        raise ShapeError("matmul needs tensors of rank >= 1", expected="rank >= 1",
+                         found=f"{x} @ {y}")
+    xs = x.shape if x.rank > 1 else (D.const(1),) + x.shape
+    ys = y.shape if y.rank > 1 else y.shape + (D.const(1),)
+    k1, k2 = xs[-1], ys[-2]
+    if D.equal(k1, k2) is not True:
+        raise ShapeError(
+            f"matmul inner sizes differ: {D.fmt(k1)} (last axis of the left) vs {D.fmt(k2)} "
+            "(second-to-last axis of the right)",
+            expected=f"right operand of shape [..., {D.fmt(k1)}, *]",
+            found=f"{x} @ {y}", arg=1, code="E0303")
+    batch = broadcast(xs[:-2], ys[:-2], "broadcast in matmul's batch axes")
+    out = batch + ((xs[-2],) if x.rank > 1 else ()) + ((ys[-1],) if y.rank > 1 else ())
+    return [TensorType(x.dtype, out)]
+
+
+def _matmul_macs(a, ins, outs):
+    x = ins[0]
+    return D.product(outs[0].shape) * x.shape[-1]
+
+
+ARITH = (
+    _binary("add", "Elementwise sum with broadcasting; `a + b` in the language."),
+    _binary("sub", "Elementwise difference with broadcasting; `a - b`."),
+    _binary("mul", "Elementwise product with broadcasting; `a * b`."),
+    _binary("div", "Elementwise quotient with broadcasting; `a / b`."),
+    Op(
+        name="matmul",
+        family="arith",
+        doc="Matrix product with batch broadcasting (torch.matmul); `a @ b`.",
+        attrs=MatmulAttrs,
+        min_inputs=2,
+        max_inputs=2,
+        shape=_matmul_shape,
+        macs=_matmul_macs,
+        numpy=lambda a, xs, ctx: [np.matmul(xs[0], xs[1])],
+        torch_call=lambda a, args, ctx, ins: f"{args[0]} @ {args[1]}",
+        examples=(
+            Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 4, 5))),
+            Example({}, (tensor("f32", 3, 4), tensor("f32", 4))),
+            Example({}, (tensor("f32", 2, 1, 3, 4), tensor("f32", 5, 4, 2))),
+        ),
+    ),
+)
+

@@ -1,0 +1,167 @@
+"""Op definitions: the one record that holds every fact about an op (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from dslc import dims as D
+from dslc.types import TensorType
+
+
+class Attrs(BaseModel):
+    """Base of every op's attributes: frozen, strict, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid",
+                              arbitrary_types_allowed=True)
+
+
+class NoAttrs(Attrs):
+    pass
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the elaborator adds the source location.
+
+    `arg` is the index of the tensor input at fault (None: the call itself), `attr` the name of
+    the attribute at fault.
+    """
+
+    def __init__(self, message: str, expected: str | None = None, found: str | None = None,
+                 arg: int | None = None, attr: str | None = None, code: str = "E0301"):
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.found = found
+        self.arg = arg
+        self.attr = attr
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter or buffer an op owns, named as its torch.nn module names it."""
+
+    shape: tuple[D.Dim, ...]
+    init: str = "zeros"  # zeros | ones | uniform_fan_in | normal | constant:<v> | arange
+    fan_in: int = 1
+    buffer: bool = False
+    dtype: str = "f32"
+
+
+@dataclass
+class RunCtx:
+    """What a NumPy kernel may need beyond its inputs."""
+
+    train: bool
+    rng: np.random.Generator
+    params: dict[str, np.ndarray] = field(default_factory=dict)  # this node's, by local name
+    bindings: dict[str, int] = field(default_factory=dict)
+
+    def dim(self, d: D.Dim) -> int:
+        return D.evaluate(d, self.bindings)
+
+
+@dataclass
+class EmitCtx:
+    """What a PyTorch emitter may need: how to print dims and where its module lives."""
+
+    module: str | None  # `self.conv1` or None for functional ops
+    dim_names: dict[str, str]  # runtime symbol -> python expression (e.g. B -> x.shape[0])
+
+    def dim(self, d: D.Dim) -> str:
+        return D.py_expr(D.as_dim(d), self.dim_names)
+
+
+@dataclass(frozen=True)
+class Example:
+    """An instantiation the test suite runs through shape, kernel and NumPy-vs-PyTorch tests."""
+
+    attrs: dict[str, Any]
+    inputs: tuple[TensorType, ...]
+    train: bool = False
+    # Inputs of integer dtype are drawn in [0, int_high).
+    int_high: int = 10
+
+
+def no_params(attrs, ins) -> dict[str, ParamSpec]:
+    return {}
+
+
+def zero_macs(attrs, ins, outs) -> D.Dim:
+    return D.const(0)
+
+
+def no_module(attrs, ins) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str  # the DSL keyword and the IR op name
+    family: str  # render colour group: dense conv pool act norm shape arith reg embed sample const
+    doc: str
+    attrs: type[Attrs]
+    shape: Callable[[Any, list[TensorType]], list[TensorType]]
+    numpy: Callable[[Any, list[np.ndarray], RunCtx], list[np.ndarray]]
+    torch_call: Callable[[Any, list[str], EmitCtx, list[TensorType]], str]
+    examples: tuple[Example, ...]
+    positional: tuple[str, ...] = ()
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+    params: Callable[[Any, list[TensorType]], dict[str, ParamSpec]] = no_params
+    macs: Callable[[Any, list[TensorType], list[TensorType]], D.Dim] = zero_macs
+    torch_module: Callable[[Any, list[TensorType]], str | None] = no_module
+    label: Callable[[Any], str] = lambda attrs: ""
+    module_prefix: str = ""  # `conv` gives layer names conv1, conv2, ...
+    n_outputs: Callable[[Any], int] = lambda attrs: 1
+    random: bool = False  # draws random numbers (train-only dropout, sampling)
+
+    @property
+    def has_params(self) -> bool:
+        return self.params is not no_params
+
+
+def concrete(d: D.Dim, what: str) -> int:
+    """A dim that must be a number (a weight shape, say); raise a ShapeError naming `what`."""
+    v = D.value(D.as_dim(d))
+    if v is None:
+        raise ShapeError(f"{what} must be a fixed number, but depends on runtime dims "
+                         f"{', '.join(D.free_names(d))}", found=D.fmt(d), code="E0304")
+    return v
+
+
+def need_rank(t: TensorType, ranks, arg: int = 0, what: str = "input") -> None:
+    if t.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise ShapeError(f"{what} must have rank {want}", expected=f"rank {want}",
+                         found=f"{t} (rank {t.rank})", arg=arg)
+
+
+def need_float(t: TensorType, arg: int = 0) -> None:
+    if not t.is_float:
+        raise ShapeError("expects a floating-point tensor", expected="f16, bf16, f32 or f64",
+                         found=str(t), arg=arg, code="E0302")
+
+
+def norm_axis(axis: int, rank: int, attr: str = "dim") -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{attr} {axis} is out of range for a rank-{rank} tensor",
+                         expected=f"{-rank} <= {attr} < {rank}", found=str(axis), attr=attr)
+    return axis % rank
+
+
+def pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def fmt_value(v) -> str:
+    """Python literal for an attribute in generated code."""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple):
+        return "(" + ", ".join(fmt_value(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)

@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+CONCAT_OPS: tuple = ()

@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+CONV_OPS: tuple = ()

@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+DROPOUT_OPS: tuple = ()

@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+INDEX_OPS: tuple = ()

@@ -1,0 +1,73 @@
+"""Op `linear`: y = x Wᵀ + b over the last axis (torch.nn.Linear)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dslc import dims as D
+from dslc.ops.base import Attrs, Example, Op, ParamSpec, ShapeError, concrete, need_float
+from dslc.types import tensor
+
+
+class LinearAttrs(Attrs):
+    out_features: int
+    bias: bool = True
+
+
+def _in_features(ins) -> int:
+    x = ins[0]
+    if x.rank < 1:
+        raise ShapeError("linear needs at least one axis", expected="rank >= 1",
+                         found=str(x), arg=0)
+    return concrete(x.shape[-1], "linear's input features (last axis)")
+
+
+def shape(a: LinearAttrs, ins):
+    need_float(ins[0])
+    if a.out_features < 1:
+        raise ShapeError("out_features must be positive", expected=">= 1",
+                         found=str(a.out_features), attr="out_features")
+    _in_features(ins)
+    return [ins[0].with_shape(ins[0].shape[:-1] + (D.const(a.out_features),))]
+
+
+def params(a: LinearAttrs, ins):
+    n = _in_features(ins)
+    p = {"weight": ParamSpec((D.const(a.out_features), D.const(n)), "uniform_fan_in", n)}
+    if a.bias:
+        p["bias"] = ParamSpec((D.const(a.out_features),), "uniform_fan_in", n)
+    return p
+
+
+def macs(a: LinearAttrs, ins, outs):
+    return D.product(outs[0].shape) * ins[0].shape[-1]
+
+
+def kernel(a: LinearAttrs, xs, ctx):
+    w = ctx.params["weight"]
+    y = np.matmul(xs[0], w.T)
+    if a.bias:
+        y += ctx.params["bias"]
+    return [y]
+
+
+LINEAR = Op(
+    name="linear",
+    family="dense",
+    doc="Fully connected layer over the last axis: `x -> linear(out_features, bias=true)`.",
+    attrs=LinearAttrs,
+    positional=("out_features",),
+    shape=shape,
+    params=params,
+    macs=macs,
+    numpy=kernel,
+    torch_module=lambda a, ins: (f"nn.Linear({_in_features(ins)}, {a.out_features}"
+                                 + ("" if a.bias else ", bias=False") + ")"),
+    torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]})",
+    label=lambda a: f"{a.out_features}" + ("" if a.bias else ", no bias"),
+    module_prefix="fc",
+    examples=(
+        Example({"out_features": 7}, (tensor("f32", 3, 5),)),
+        Example({"out_features": 4, "bias": False}, (tensor("f32", 2, 3, 6),)),
+    ),
+)

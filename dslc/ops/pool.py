@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+POOL_OPS: tuple = ()

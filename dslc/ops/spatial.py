@@ -1,0 +1,3 @@
+"""(in progress)"""
+
+SPATIAL_OPS: tuple = ()
