@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+
 import sympy
 
 Dim = sympy.Expr
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, positive=True)
 
@@ -42,11 +43,13 @@ def floordiv(a: Dim, b: Dim) -> Dim:
 
 def conv_out(size: Dim, kernel: int, stride: int, padding: int, dilation: int) -> Dim:
     """The one conv/pool output-size formula: floor((W + 2P - D(K-1) - 1)/S) + 1."""
-    return sympy.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / sympy.Integer(stride)) + 1
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    return sympy.floor(span / sympy.Integer(stride)) + 1
 
 
 def pool_out_ceil(size: Dim, kernel: int, stride: int, padding: int, dilation: int) -> Dim:
-    return sympy.ceiling((size + 2 * padding - dilation * (kernel - 1) - 1) / sympy.Integer(stride)) + 1
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    return sympy.ceiling(span / sympy.Integer(stride)) + 1
 
 
 def equal(a: Dim, b: Dim) -> bool | None:
@@ -70,6 +73,7 @@ def product(dims) -> Dim:
 
 def fmt(d: Dim) -> str:
     """Human form: `B`, `3`, `T*2`, `floor(W/2)`."""
+    d = as_dim(d) if not isinstance(d, sympy.Expr) else d
     if d.is_Integer:
         return str(int(d))
     return sympy.sstr(d).replace(" ", "")

@@ -21,7 +21,7 @@ import sympy
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.ir import Constraint, Frame, Graph, IRNode
-from dslc.limits import MAX_IMPORT_DEPTH, MAX_NODES, MAX_REPEAT, MAX_BLOCK_DEPTH
+from dslc.limits import MAX_BLOCK_DEPTH, MAX_IMPORT_DEPTH, MAX_NODES, MAX_REPEAT
 from dslc.ops.base import Op, ShapeError
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
@@ -397,7 +397,7 @@ class Elaborator:
         return TensorType(t.dtype, tuple(shape))
 
     def exec_assign(self, stmt: ast.Assign, env: Env) -> None:
-        self.target = stmt.targets[0] if len(stmt.targets) == 1 else "_".join(stmt.targets)
+        self.target = stmt.targets[0] if len(stmt.targets) == 1 else ",".join(stmt.targets)
         value = self.eval(stmt.value, env)
         self.target = None
         if len(stmt.targets) == 1:
@@ -848,6 +848,7 @@ class Elaborator:
         outputs: list = []
         self.block_depth += 1
         saved_target = self.target
+        first_id = self.graph.new_id()
         try:
             self.exec_body(d.body, env, is_model=False, outputs=outputs)
         finally:
@@ -857,6 +858,14 @@ class Elaborator:
                 self.frames.pop()
         if not outputs:
             raise self.err("E0214", f"block '{d.name}' declares no output", d.name_span)
+        # The caller's name wins for what the block returns (`h = h -> blk` reads as `h`), so
+        # generated code keeps one variable across repeat iterations and can loop over them.
+        names = saved_target.split(",") if saved_target else []
+        if len(names) == len(outputs):
+            for nm, (_, val) in zip(names, outputs):
+                node = self.graph.nodes[val.ref[0]]
+                if node.id >= first_id and len(node.types) == 1:
+                    node.name = nm
         if len(outputs) == 1:
             return outputs[0][1]
         return tuple(v for _, v in outputs)

@@ -3,7 +3,8 @@ shape check (per-op shape rule) and for NumPy execution (per-op kernel)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -189,7 +190,7 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     same distributions as PyTorch's default initialisers."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    for key, (node, local, spec) in graph.param_keys().items():
+    for key, (node, _local, spec) in graph.param_keys().items():
         shape = tuple(int(d) for d in spec.shape)
         dt = numpy_dtype(spec.dtype)
         if spec.init == "uniform_fan_in":
@@ -211,7 +212,9 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             arr = node.const_value
         else:  # pragma: no cover - every op's init is one of the above
             raise ValueError(f"unknown init {spec.init}")
-        out[key] = np.ascontiguousarray(np.asarray(arr).astype(dt))
+        # astype(order="C"), not ascontiguousarray: that makes 0-d buffers (batch norm's
+        # num_batches_tracked) 1-d.
+        out[key] = np.asarray(arr).astype(dt, order="C")
     return out
 
 

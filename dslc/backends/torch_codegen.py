@@ -56,12 +56,20 @@ class _Modules:
                 cur = cur.setdefault(p, {})
             cur[parts[-1]] = node
 
-    def access(self, path: str) -> str:
+    def access(self, path: str, base: tuple[str, str] | None = None) -> str:
+        """Python expression for the module at `path`; with `base` = (prefix path, variable),
+        the part of the path under the prefix is reached through the variable."""
         expr = "self"
         parts = path.split(".")
+        start = 0
+        if base is not None:
+            expr = base[1]
+            start = len(base[0].split("."))
         for i, p in enumerate(parts):
+            if i < start:
+                continue
             frame = self.graph.frames.get(".".join(parts[:i]))
-            if i == 0:
+            if i == 0 and base is None:
                 ident = p.isidentifier() and safe_ident(p) == p
                 expr = f"self.{p}" if ident else f"getattr(self, {p!r})"
             elif frame is not None and frame.kind == "repeat":
@@ -167,31 +175,94 @@ def generate(graph: Graph, source_file: str | None = None) -> str:
         holder[cand] = ref
         return cand
 
-    body: list[str] = []
-    last_line = None
-    for n in order:
-        if n.op == "input":
-            continue
+    def emit_node(n: IRNode, loop: tuple[str, str] | None) -> tuple[str, str]:
+        """The node's line twice: with concrete module access, and with `loop` = (repeat
+        iteration path, loop variable) accessing the iteration's modules through the variable."""
         i = pos[n.id]
         op = OPS[n.op]
-        if n.span.line and n.span.line != last_line:
-            text = (SOURCES.line(n.span.file, n.span.line) or "").strip()
-            if len(text) > 80:
-                text = text[:77] + "..."
-            body.append(f"# {src_name}:{n.span.line}: {text}")
-            last_line = n.span.line
         args = [var_of[r] for r in n.inputs]
-        ctx = EmitCtx(module=mods.access(n.module) if n.module else None, dim_names=dim_names)
         ins = [graph.type_of(r) for r in n.inputs]
-        expr = op.torch_call(n.attrs, args, ctx, ins)
+        concrete = mods.access(n.module) if n.module else None
+        looped = concrete
+        if n.module and loop and (n.module + ".").startswith(loop[0] + "."):
+            looped = mods.access(n.module, base=(loop[0], loop[1]))
         refs = [(n.id, p) for p in range(len(n.types))]
         names = n.name.split(",") if len(n.types) > 1 else [n.name]
         if len(names) != len(refs):
             names = [f"{names[0]}_{p}" for p in range(len(refs))]
+        exprs = [op.torch_call(n.attrs, args, EmitCtx(module=m, dim_names=dim_names), ins)
+                 for m in (concrete, looped)]
         targets = [pick_var(nm, r, i) for nm, r in zip(names, refs)]
         for t, r in zip(targets, refs):
             var_of[r] = t
-        body.append(f"{', '.join(targets)} = {expr}")
+        return tuple(f"{', '.join(targets)} = {e}" for e in exprs)
+
+    def comment(n: IRNode, last_line: int | None) -> str | None:
+        if not n.span.line or n.span.line == last_line:
+            return None
+        text = (SOURCES.line(n.span.file, n.span.line) or "").strip()
+        if len(text) > 80:
+            text = text[:77] + "..."
+        return f"# {src_name}:{n.span.line}: {text}"
+
+    def outer_repeat(n: IRNode) -> str | None:
+        for path in n.frames:
+            if graph.frames[path].kind == "repeat":
+                return path
+        return None
+
+    body: list[str] = []
+    nodes = [n for n in order if n.op != "input"]
+    k = 0
+    last_line = None
+    while k < len(nodes):
+        rep = outer_repeat(nodes[k])
+        if rep is None:
+            n = nodes[k]
+            c = comment(n, last_line)
+            if c:
+                body.append(c)
+            last_line = n.span.line
+            body.append(emit_node(n, None)[0])
+            k += 1
+            continue
+        run = []
+        while k < len(nodes) and outer_repeat(nodes[k]) == rep:
+            run.append(nodes[k])
+            k += 1
+        # One repeat: emit each iteration both ways; identical looped text means a for loop.
+        iters: dict[str, list[IRNode]] = {}
+        for n in run:
+            it = n.frames[n.frames.index(rep) + 1]
+            iters.setdefault(it, []).append(n)
+        var = "block"
+        concrete_lines: list[str] = []
+        looped_texts: list[list[str]] = []
+        for it, members in iters.items():
+            lines_c: list[str] = []
+            lines_l: list[str] = []
+            it_last = graph.frames[rep].span.line
+            for n in members:
+                c = comment(n, it_last)
+                if c:
+                    lines_c.append(c)
+                    lines_l.append(c)
+                it_last = n.span.line
+                conc, looped = emit_node(n, (it, var))
+                lines_c.append(conc)
+                lines_l.append(looped)
+            concrete_lines += lines_c
+            looped_texts.append(lines_l)
+        same = len(looped_texts) > 1 and all(t == looped_texts[0] for t in looped_texts)
+        rc = comment(IRNode(-1, "", None, [], [], graph.frames[rep].span, ""), last_line)
+        if rc:
+            body.append(rc)
+        if same:
+            body.append(f"for {var} in {mods.access(rep)}:")
+            body += ["    " + ln for ln in looped_texts[0]]
+        else:
+            body += concrete_lines
+        last_line = run[-1].span.line
 
     outs = [var_of[ref] for _, ref in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
@@ -234,12 +305,14 @@ def generate(graph: Graph, source_file: str | None = None) -> str:
         "        super().__init__()",
     ]
     if hp_check:
-        lines.append("        # The layer sizes below were computed by dslc for these values; to change")
-        lines.append("        # one, compile again with `dslc compile --set NAME=VALUE`.")
+        lines.append("        # dslc computed the layer sizes below for these values; for others,")
+        lines.append("        # compile again with `dslc compile --set NAME=VALUE`.")
         for ident, name, pyval in hp_check:
             lines.append(f"        if {ident} != {pyval}:")
-            lines.append(f"            raise ValueError(\"compiled for {name}={pyval}; run "
-                         f"'dslc compile --set {name}=...' for another value\")")
+            lines.append("            raise ValueError(")
+            lines.append(f"                \"compiled for {name}={pyval}; \"")
+            lines.append(f"                \"run 'dslc compile --set {name}=...' for another "
+                         "value\")")
     lines += ["        " + ln for c in ctor for ln in c.split("\n")]
     lines += ["", f"    def forward({fwd_sig}):"]
     lines += ["        " + b for b in body]

@@ -1,0 +1,64 @@
+"""Parser: the grammar accepts the language's constructs and builds the right AST."""
+
+import pytest
+
+from dslc.diagnostics import DslcError
+from dslc.syntax import ast
+from dslc.syntax.parser import parse
+
+SRC = """
+# a comment
+import "lib.dl"
+block b(n: int = 2) { input x  output y = x }
+model m(k: int = 3, name: string = "a") {
+  input x: f32[B, 3]
+  h = x -> linear(k) as fc -> relu   # trailing comment
+  layers: repeat 2 as i { h = h + b(h, n=i) }
+  if k > 2 and not false { a, c = (h, h) } else if k == 1 { a = h } else { a = h }
+  assert k % 1 == 0, "k"
+  const w: f32[2] = [1.0, -2]
+  output h, y = h[:, 0:2] @ h.shape[0]
+}
+"""
+
+
+def test_parses_every_construct():
+    mod = parse(SRC, "t.dl")
+    assert [i.path for i in mod.imports] == ["lib.dl"]
+    assert [d.name for d in mod.definitions] == ["b", "m"]
+    m = mod.definitions[1]
+    kinds = [type(s).__name__ for s in m.body]
+    assert kinds == ["InputDecl", "Assign", "Repeat", "If", "Assert", "ConstDecl", "OutputDecl"]
+    pipe = m.body[1].value
+    assert isinstance(pipe, ast.Pipe) and pipe.stage.func == "relu"
+    assert pipe.source.stage.label == "fc"
+    rep = m.body[2]
+    assert rep.label == "layers" and rep.index == "i"
+    assert isinstance(m.body[3].orelse[0], ast.If)
+    assert m.params[1].default.value == "a"
+
+
+def test_spans_point_at_source():
+    mod = parse(SRC, "t.dl")
+    assign = mod.definitions[1].body[1]
+    assert (assign.span.file, assign.span.line, assign.span.column) == ("t.dl", 7, 3)
+
+
+@pytest.mark.parametrize("src,code,line", [
+    ("model m { input x: f32[B] output x", "E0102", 1),
+    ("model m {\n  h = x -> \n}", "E0103", 3),
+    ("model m { h = $ }", "E0101", 1),
+    ("model m {\n h = = 3 }", "E0103", 2),
+])
+def test_syntax_errors_are_located(src, code, line):
+    with pytest.raises(DslcError) as exc:
+        parse(src, "bad.dl")
+    d = exc.value.diagnostics[0]
+    assert d.code == code
+    assert d.span.line == line
+    assert d.span.file == "bad.dl"
+
+
+def test_precedence():
+    e = parse("model m { a = 1 + 2 * 3 - -4 }", "t.dl").definitions[0].body[0].value
+    assert e.op == "-" and e.left.op == "+" and e.left.right.op == "*"

@@ -1,0 +1,100 @@
+"""The CLI contract: exit codes, JSON, --bind/--set, run with files, atomic outputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dslc.cli import main
+
+SPEC = """model mlp(hidden: int = 8) {
+  input x: f32[B, 4]
+  output y = x -> linear(hidden) -> relu -> linear(3), p = y -> softmax
+}
+"""
+
+
+@pytest.fixture()
+def spec(tmp_path):
+    p = tmp_path / "mlp.dl"
+    p.write_text(SPEC)
+    return p
+
+
+def test_check_ok_and_bad(spec, tmp_path, capsys):
+    assert main(["check", str(spec)]) == 0
+    bad = tmp_path / "bad.dl"
+    bad.write_text("model m { input x: f32[B, 4]\n  output y = x -> lineer(3) }\n")
+    assert main(["check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:2:19: error[E0203]" in err
+    assert "did you mean 'linear'" in err
+    assert "^" in err
+
+
+def test_check_json(tmp_path, capsys):
+    bad = tmp_path / "bad.dl"
+    bad.write_text("model m { input x: f32[B, 4]  output y = x -> linear(\"a\") }")
+    assert main(["check", str(bad), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False
+    d = out["diagnostics"][0]
+    assert d["code"] == "E0209" and d["line"] == 1 and d["expected"] == "int"
+
+
+def test_usage_error_exit_2(spec, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dslc.cli", "frobnicate"], capture_output=True)
+    assert r.returncode == 2
+    assert main(["render", str(spec), "-o", str(tmp_path / "x.jpg")]) == 2
+
+
+def test_summary_json_and_bind_warning(spec, capsys):
+    assert main(["summary", str(spec), "--json", "--bind", "B=2", "--bind", "T=7"]) == 0
+    captured = capsys.readouterr()
+    s = json.loads(captured.out)
+    assert "--bind T" in captured.err and "ignored" in captured.err
+    assert s["model"] == "mlp"
+    assert s["inputs"] == [{"name": "x", "dtype": "f32", "shape": [2, 4]}]
+    assert [o["name"] for o in s["outputs"]] == ["y", "p"]
+    assert s["params"] == 4 * 8 + 8 + 8 * 3 + 3
+    assert isinstance(s["macs"], int)
+
+
+def test_compile_is_deterministic_and_set_works(spec, tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    assert main(["compile", str(spec), "-o", str(a)]) == 0
+    assert main(["compile", str(spec), "-o", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert main(["compile", str(spec), "--set", "hidden=5", "-o", str(b)]) == 0
+    assert "nn.Linear(4, 5)" in b.read_text()
+
+
+def test_run_roundtrip(spec, tmp_path):
+    out, inp, par = tmp_path / "o.npz", tmp_path / "i.npz", tmp_path / "p.npz"
+    assert main(["run", str(spec), "--bind", "B=3", "--seed", "1", "--save-inputs", str(inp),
+                 "--save-params", str(par), "-o", str(out)]) == 0
+    first = dict(np.load(out))
+    assert list(first) == ["y", "p"] and first["y"].shape == (3, 3)
+    out2 = tmp_path / "o2.npz"
+    assert main(["run", str(spec), "--inputs", str(inp), "--params", str(par),
+                 "-o", str(out2)]) == 0
+    np.testing.assert_array_equal(first["y"], np.load(out2)["y"])
+
+
+def test_run_unbound_dim_names_it_and_writes_nothing(spec, tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"old")
+    assert main(["run", str(spec), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "'B'" in err and "--bind B=" in err and "Traceback" not in err
+    assert out.read_bytes() == b"old"
+    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".o.npz")]
+
+
+def test_installed_entry_point(spec):
+    r = subprocess.run([sys.executable, "-m", "dslc.cli", "check", str(spec)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "ok (model mlp)" in r.stdout

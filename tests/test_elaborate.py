@@ -1,0 +1,121 @@
+"""Elaboration: blocks, repeats, conditions, names and layer naming, constraints."""
+
+import pytest
+
+import dslc
+from dslc.diagnostics import DslcError
+
+
+def load(src, **kw):
+    return dslc.load("t.dl", text=src, **kw)
+
+
+def test_block_repeat_and_layer_names():
+    prog = load("""
+block res(d: int) { input x  output y = x + (x -> linear(d) -> relu) }
+model m(d: int = 4) {
+  input x: f32[B, d]
+  h = x -> linear(d) as stem
+  layers: repeat 2 { h = h -> res(d) }
+  other: repeat 2 as i { h = h -> linear(d + i) -> linear(d) }
+  output h
+}""")
+    keys = list(prog.init_params(0))
+    assert keys[:2] == ["stem.weight", "stem.bias"]
+    assert "layers.0.fc1.weight" in keys and "layers.1.fc1.weight" in keys
+    assert prog.init_params(0)["other.1.fc1.weight"].shape == (5, 4)
+
+
+def test_if_on_hyperparameters_and_fixed_dims():
+    src = """
+model m(act: string = "relu") {
+  input x: f32[B, 3]
+  if act == "relu" and x.shape[1] == 3 { h = relu(x) } else { h = tanh(x) }
+  output h
+}"""
+    assert load(src).graph.order()[-1].op == "relu"
+    assert load(src, hparams={"act": "tanh"}).graph.order()[-1].op == "tanh"
+
+
+def test_condition_on_runtime_dim_is_an_error():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 3]  if x.shape[0] == 2 { h = x } else { h = x } "
+             "output h }")
+    assert exc.value.diagnostics[0].code == "E0225"
+
+
+def test_undefined_name_suggests():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input xin: f32[B, 3]  output y = xni -> relu }")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0202" and "xin" in d.hint
+
+
+def test_unknown_op_suggests():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 3]  output y = x -> lineer(3) }")
+    assert exc.value.diagnostics[0].code == "E0203"
+    assert "linear" in exc.value.diagnostics[0].hint
+
+
+def test_exact_division_of_dims():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 10]  output y = x -> linear(x.shape[1] / 3) }")
+    assert exc.value.diagnostics[0].code == "E0231"
+    assert load("model m { input x: f32[B, 10]  output y = x -> linear(x.shape[1] / 2) }")
+
+
+def test_linear_shape_mismatch_in_add_is_located_with_origins():
+    with pytest.raises(DslcError) as exc:
+        load("model m {\n  input x: f32[B, 3]\n  y = x -> linear(4)\n  output z = x + y\n}")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0303"
+    assert (d.span.line, d.span.column) == (4, 18)
+    assert "[B, 3]" in d.found and "[B, 4]" in d.found
+    assert any("made here" in n for n, _ in d.notes)
+
+
+def test_model_selection():
+    two = "model a { input x: f32[B, 1]  output x }\nmodel b { input x: f32[B, 1]  output x }"
+    with pytest.raises(DslcError) as exc:
+        load(two)
+    assert exc.value.diagnostics[0].code == "E0403"
+    assert load(two, model="b").name == "b"
+    assert dslc.load("a.dl", text=two).name == "a"  # named like the file
+
+
+def test_hyperparameter_override_and_type_check():
+    src = "model m(n: int = 2) { input x: f32[B, 3]  output y = x -> linear(n) }"
+    assert load(src, hparams={"n": 5}).graph.order()[-1].types[0].shape[-1] == 5
+    with pytest.raises(DslcError) as exc:
+        load(src, hparams={"n": "five"})
+    assert exc.value.diagnostics[0].code == "E0209"
+    with pytest.raises(DslcError) as exc:
+        load(src, hparams={"m": 1})
+    assert exc.value.diagnostics[0].code == "E0404"
+
+
+def test_symbolic_divisibility_becomes_a_runtime_constraint():
+    prog = load("model m { input x: f32[B, T]  n = x.shape[1] / 2  output x }")
+    assert len(prog.graph.constraints) == 1
+    import numpy as np
+    prog.run({"x": np.zeros((1, 4), np.float32)}, {})
+    with pytest.raises(DslcError) as exc:
+        prog.run({"x": np.zeros((1, 5), np.float32)}, {})
+    assert exc.value.diagnostics[0].code == "E0506"
+
+
+def test_block_typed_input_binds_dims():
+    prog = load("""
+block proj(out: int) { input x: f32[B, C]  output y = x -> linear(out * C) }
+model m { input x: f32[B, 3]  output y = proj(x, 2) }""")
+    assert int(prog.graph.order()[-1].types[0].shape[-1]) == 6
+
+
+def test_repeat_limits():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 3]  repeat 1000000000 { x = relu(x) }  output x }")
+    assert exc.value.diagnostics[0].code == "E0220"
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 3]  repeat 1.5 { x = relu(x) }  output x }")
+    assert exc.value.diagnostics[0].code == "E0220"
