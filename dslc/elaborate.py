@@ -25,7 +25,7 @@ from dslc.limits import MAX_BLOCK_DEPTH, MAX_IMPORT_DEPTH, MAX_NODES, MAX_REPEAT
 from dslc.ops.base import Op, ShapeError
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
-from dslc.syntax.parser import parse
+from dslc.syntax.parser import parse, read_source
 from dslc.types import DTYPES, TensorType
 
 HPARAM_TYPES = {"int", "float", "bool", "string", "tuple"}
@@ -99,11 +99,7 @@ def load_program(path: str | Path, text: str | None = None) -> Program:
             raise DslcError(Diagnostic("E0213", "imports nested too deeply", stack[-1][1],
                                        expected=f"at most {MAX_IMPORT_DEPTH} levels"))
         if text is None:
-            try:
-                text = p.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise DslcError(Diagnostic("E0106", "file is not valid UTF-8 text",
-                                           Span(str(p), 1, 1, 1, 2))) from None
+            text = read_source(p)  # E0106 at the first bad byte, E0109 if unreadable
         mod = parse(text, str(p))
         seen.add(key)
         modules.append(mod)
@@ -212,6 +208,7 @@ class Elaborator:
         self.model = model
         self.overrides = dict(overrides)
         self.graph = Graph(model=model.name, hparams={}, span=model.span, file=prog.root)
+        self.root = self.graph  # scans elaborate their cells into sub-graphs of this one
         self.frames: list[Frame] = []
         self.counters: dict[str, dict[str, int]] = {}
         self.used_names: dict[str, set[str]] = {}
@@ -284,7 +281,9 @@ class Elaborator:
                                expected=" | ".join(sorted(HPARAM_TYPES)), found=p.type,
                                hint=did_you_mean(p.type, HPARAM_TYPES))
             if p.name in given_kw:
-                value, span = given_kw[p.name], given_spans.get(p.name, call_span)
+                # A model's values come from --set: blame the parameter's declaration.
+                value, span = given_kw[p.name], given_spans.get(
+                    p.name, p.span if is_model else call_span)
             elif p.default is not None:
                 value, span = self.eval(p.default, env), p.default.span
             else:
@@ -308,7 +307,8 @@ class Elaborator:
         if not ok:
             raise self.err("E0209", f"wrong type for parameter '{p.name}'", span,
                            expected=p.type, found=describe(value),
-                           notes=[("parameter declared here", p.span)])
+                           notes=[("parameter declared here", p.span)] if span != p.span
+                           else [])
         if p.type == "float":
             return float(value)
         return norm_int(value)
@@ -428,6 +428,7 @@ class Elaborator:
         path = self.child_path(label)
         frame = Frame(path, "repeat", label, stmt.span, count)
         self.graph.frames[path] = frame
+        self.root.frames[path] = frame
         single_block = (len(stmt.body) == 1 and isinstance(stmt.body[0], ast.Assign)
                         and self.is_single_block_call(stmt.body[0].value))
         self.frames.append(frame)
@@ -435,6 +436,7 @@ class Elaborator:
             for i in range(count):
                 it = Frame(f"{path}.{i}", "iter", str(i), stmt.span)
                 self.graph.frames[it.path] = it
+                self.root.frames[it.path] = it
                 self.frames.append(it)
                 inner = Env(env)
                 if stmt.index:
@@ -553,6 +555,8 @@ class Elaborator:
         if isinstance(e, ast.Pipe):
             src = self.eval(e.source, env)
             return self.eval_call(e.stage, env, (src, e.source.span))
+        if isinstance(e, ast.Scan):
+            return self.eval_scan(e, env)
         raise self.err("E0299", "unsupported expression", e.span)  # pragma: no cover
 
     def eval_attribute(self, e: ast.Attribute, env: Env):
@@ -749,7 +753,8 @@ class Elaborator:
                 raise self.err("E0235", f"too many arguments for '{name}'", extra,
                                expected=f"at most {len(op.positional)} positional "
                                f"({', '.join(op.positional) or 'none'}) after the tensors",
-                               found=f"{len(rest)}")
+                               found=f"{len(rest)} positional argument"
+                               + ("s" if len(rest) != 1 else ""))
             attrs = {}
             attr_spans = {}
             for pname, v, s in zip(op.positional, rest, spans[n_in:]):
@@ -806,7 +811,8 @@ class Elaborator:
             got = sum(1 for t in tensors if isinstance(t, TensorVal))
             raise self.err("E0238", f"block '{d.name}' takes {n_in} tensor input"
                            f"{'s' if n_in != 1 else ''}", call.span,
-                           expected=", ".join(i.name for i in inputs), found=f"{got} tensors")
+                           expected=f"{n_in} ({', '.join(i.name for i in inputs)})",
+                           found=f"{got} tensor{'s' if got != 1 else ''}")
         rest = args[n_in:]
         if len(rest) > len(d.params):
             raise self.err("E0235", f"too many arguments for block '{d.name}'",
@@ -843,6 +849,7 @@ class Elaborator:
                 name = self.fresh_layer_name(d.name)
             frame = Frame(self.child_path(name), "block", d.name, call.span)
             self.graph.frames[frame.path] = frame
+            self.root.frames[frame.path] = frame
             self.frames.append(frame)
             pushed = True
         outputs: list = []
@@ -869,6 +876,122 @@ class Elaborator:
         if len(outputs) == 1:
             return outputs[0][1]
         return tuple(v for _, v in outputs)
+
+    def eval_scan(self, e: ast.Scan, env: Env):
+        """A recurrence: elaborate the cell block once, on one step's types, into a sub-graph
+        that the `scan` node runs at every step (docs/language.md, "Recurrences")."""
+        d = self.prog.definitions.get(e.cell.func)
+        if d is None or d.kind != "block":
+            hint = did_you_mean(e.cell.func, [n for n, x in self.prog.definitions.items()
+                                             if x.kind == "block"])
+            raise self.err("E0311", f"scan needs a block as its cell, not '{e.cell.func}'",
+                           e.cell.func_span, hint=hint or "define `block name(...) { ... }`")
+        seqs = [(self.eval(x, env), x.span) for x in e.over]
+        inits = [(self.eval(x, env), x.span) for x in e.init]
+        for v, sp in seqs + inits:
+            if not isinstance(v, TensorVal):
+                raise self.err("E0312", "scan sequences and initial states must be tensors",
+                               sp, expected="a tensor", found=describe(v))
+        along = 1
+        if e.along is not None:
+            along = norm_int(self.eval(e.along, env))
+            if not isinstance(along, int) or isinstance(along, bool) or along < 0:
+                raise self.err("E0313", "`along` must be a non-negative axis number",
+                               e.along.span, found=describe(along))
+        steps = None
+        if e.steps is not None:
+            steps = norm_int(self.eval(e.steps, env))
+            if seqs:
+                raise self.err("E0313", "give either `over` sequences or `steps`, not both",
+                               e.steps.span)
+            if not isinstance(steps, int) or isinstance(steps, bool) or not \
+                    0 < steps <= MAX_REPEAT:
+                raise self.err("E0313", "`steps` must be a positive integer known when the "
+                               "model is compiled", e.steps.span,
+                               expected=f"1 <= steps <= {MAX_REPEAT}", found=describe(steps))
+        elif not seqs:
+            raise self.err("E0313", "a scan needs `over` sequences or `steps n`", e.span)
+        length = None
+        step_types = []
+        for v, sp in seqs:
+            if v.type.rank <= along:
+                raise self.err("E0314", f"sequence has no time axis {along}", sp,
+                               expected=f"rank > {along} (time on axis {along})",
+                               found=str(v.type),
+                               hint="batch-first [B, T, F] scans along 1; use `along` to choose")
+            t = v.type.shape[along]
+            if length is not None and D.equal(length, t) is not True:
+                raise self.err("E0314", "scan sequences differ in length", sp,
+                               expected=f"time axis {D.fmt(length)}", found=D.fmt(t))
+            length = t
+            step_types.append(v.type.with_shape(v.type.shape[:along] + v.type.shape[along + 1:]))
+        cell_args = [self.eval(a, env) for a in e.cell.args]
+        cell_kwargs = {k.name: self.eval(k.value, env) for k in e.cell.kwargs}
+        statics = [(v, a.span) for v, a in zip(cell_args, e.cell.args) if isinstance(v, TensorVal)]
+        hyper = cell_args[len(statics):]
+        if any(isinstance(v, TensorVal) for v in hyper):
+            raise self.err("E0234", "tensor arguments of a scan cell must come first", e.cell.span)
+        decls = [s for s in d.body if isinstance(s, ast.InputDecl)]
+        want = len(seqs) + len(inits) + len(statics)
+        if len(decls) != want:
+            raise self.err("E0315", f"cell '{d.name}' takes {len(decls)} tensor inputs, but the "
+                           "scan gives it " + str(want), e.cell.span,
+                           expected=f"{len(seqs)} step input(s), then {len(inits)} state(s), "
+                           f"then {len(statics)} fixed tensor(s)",
+                           found=", ".join(x.name for x in decls) or "no inputs",
+                           notes=[("cell defined here", d.name_span)])
+        name = self.fresh_layer_name(d.name)
+        path = self.child_path(name)
+        frame = Frame(path, "scan", d.name, e.span)
+        self.graph.frames[path] = frame
+        self.root.frames[path] = frame
+        outer = (self.graph, self.frames, self.target, self.flatten_block)
+        sub = Graph(model=d.name, hparams={}, span=d.span, file=self.graph.file)
+        sub.frames[path] = frame
+        self.graph, self.frames, self.target = sub, [frame], None
+        try:
+            vals = []
+            for decl, t, sp in zip(decls, step_types + [v.type for v, _ in inits]
+                                   + [v.type for v, _ in statics],
+                                   [s for _, s in seqs + inits + statics]):
+                node = self.add_node("input", None, [], [t], decl.span, decl.name)
+                sub.inputs.append((decl.name, node.id))
+                vals.append(TensorVal((node.id, 0), t, sp))
+            self.flatten_block = True
+            result = self.call_block(d, e.cell, vals + hyper,
+                                     [s for _, s in seqs + inits + statics] +
+                                     [a.span for a in e.cell.args[len(statics):]],
+                                     cell_kwargs, {k.name: k.span for k in e.cell.kwargs})
+        finally:
+            self.graph, self.frames, self.target, self.flatten_block = outer
+        outs = list(result) if isinstance(result, tuple) else [result]
+        if len(outs) < len(inits):
+            raise self.err("E0316", f"cell '{d.name}' returns {len(outs)} value(s) but carries "
+                           f"{len(inits)} state(s)", e.cell.span,
+                           expected=f"the new states first ({len(inits)}), then step outputs",
+                           found=f"{len(outs)} output(s)")
+        for i, val in enumerate(outs):
+            sub.outputs.append((f"out{i}", val.ref))
+        for i, ((init, _), new) in enumerate(zip(inits, outs)):
+            same = init.type.dtype == new.type.dtype and init.type.rank == new.type.rank and all(
+                D.equal(x, y) is True for x, y in zip(init.type.shape, new.type.shape))
+            if not same:
+                raise self.err("E0310", f"the cell changes the shape of state {i} between "
+                               "steps", e.cell.span, expected=f"{init.type} (the initial state)",
+                               found=f"{new.type} (the state the cell returns)",
+                               notes=[("initial state made here", init.origin),
+                                      ("new state made here", new.origin)])
+        n_outs = max(len(outs) - len(inits), 0) or len(inits)
+        op = OPS["scan"]
+        attrs = op.attrs(cell=sub, cell_name=d.name, n_seq=len(seqs), n_states=len(inits),
+                         n_static=len(statics), n_outs=n_outs, along=along, steps=steps,
+                         reverse=e.reverse)
+        ins = [v for v, _ in seqs + inits + statics]
+        out_types = op.shape(attrs, [v.type for v in ins])
+        node = self.add_node("scan", attrs, [v.ref for v in ins], out_types, e.span,
+                             self.target or d.name)
+        vals = tuple(TensorVal((node.id, i), t, e.span) for i, t in enumerate(out_types))
+        return vals[0] if len(vals) == 1 else vals
 
     def match_type(self, decl: ast.InputDecl, t: TensorVal, span: Span, env: Env) -> None:
         want = decl.type

@@ -38,6 +38,8 @@ def check(graph: Graph) -> None:
 
     def visit(node: IRNode, ins: list[TensorType]) -> list[TensorType]:
         op = OPS[node.op]
+        if node.op == "scan":
+            check(node.attrs.cell)
         outs = op.shape(node.attrs, ins)
         if [str(t) for t in outs] != [str(t) for t in node.types]:
             raise AssertionError(f"type of {node.op} at {node.span} changed on re-check")
@@ -91,10 +93,11 @@ def bind_inputs(graph: Graph, arrays: dict[str, np.ndarray],
         v = D.substitute(d, bound)
         if not v.is_Integer:
             raise run_error("E0504", f"cannot solve dim {D.fmt(d)} of input '{name}'", node.span,
-                            hint="bind it with --bind NAME=VALUE")
+                            hint=f"bind it with --bind {D.free_names(v)[0]}=<size>")
         if int(v) != n:
             raise run_error("E0503", f"input '{name}' axis {axis} has the wrong size", node.span,
-                            expected=f"{D.fmt(d)} = {int(v)} (shape {want_str(node, bound)})",
+                            expected=(f"{int(v)}" if d.is_Integer else f"{D.fmt(d)} = {int(v)}")
+                            + f" (shape {want_str(node, bound)})",
                             found=f"{n} (shape {list(arrays[name].shape)})")
     check_constraints(graph, bound)
     return bound
@@ -143,10 +146,14 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
     validate_params(graph, params)
     rng = np.random.default_rng(seed)
 
+    def run_graph(sub: Graph, ins: list[np.ndarray]) -> list[np.ndarray]:
+        values = walk(sub, visit, {name: v for (name, _), v in zip(sub.inputs, ins)})
+        return [values[ref] for _, ref in sub.outputs]
+
     def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
         op = OPS[node.op]
         local = node_params(node, params)
-        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound)
+        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound, run_graph=run_graph)
         try:
             outs = op.numpy(node.attrs, ins, ctx)
         except ShapeError as exc:
@@ -198,6 +205,9 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             arr = rng.uniform(-bound, bound, size=shape)
         elif spec.init == "normal":
             arr = rng.standard_normal(size=shape)
+        elif spec.init.startswith("normal_zero_row:"):  # nn.Embedding with padding_idx
+            arr = rng.standard_normal(size=shape)
+            arr[int(spec.init.split(":", 1)[1])] = 0.0
         elif spec.init == "xavier_uniform":
             fan_out = shape[0] * (int(np.prod(shape[2:])) if len(shape) > 2 else 1)
             bound = np.sqrt(6.0 / (spec.fan_in + fan_out))

@@ -85,6 +85,8 @@ class Graph:
             for local, spec in node.params.items():
                 key = f"{node.module}.{local}" if local else node.module
                 keys[key] = (node, local, spec)
+            if node.op == "scan":  # a recurrence's cell holds its own layers
+                keys.update(node.attrs.cell.param_keys())
         return keys
 
     def users(self, node_id: int) -> list[int]:

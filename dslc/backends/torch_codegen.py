@@ -41,15 +41,27 @@ def safe_ident(name: str) -> str:
     return s
 
 
+def _all_nodes(graph: Graph) -> list[tuple[IRNode, Graph]]:
+    """Nodes of the graph and of the cells of its scans, in order, with their graph."""
+    out = []
+    for node in graph.order():
+        out.append((node, graph))
+        if node.op == "scan":
+            out += _all_nodes(node.attrs.cell)
+    return out
+
+
 class _Modules:
     """The module tree: frames become ModuleList/ModuleDict, layers become nn modules."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
         self.tree: dict = {}
-        for node in graph.order():
+        self.owner: dict[int, Graph] = {}
+        for node, owner in _all_nodes(graph):
             if node.module is None:
                 continue
+            self.owner[id(node)] = owner
             parts = node.module.split(".")
             cur = self.tree
             for p in parts[:-1]:
@@ -95,7 +107,8 @@ class _Modules:
     def _build(self, path: str, val, indent: int) -> str:
         if isinstance(val, IRNode):
             op = OPS[val.op]
-            return op.torch_module(val.attrs, [self.graph.type_of(r) for r in val.inputs])
+            owner = self.owner[id(val)]
+            return op.torch_module(val.attrs, [owner.type_of(r) for r in val.inputs])
         frame = self.graph.frames.get(path)
         pad = "    " * (indent + 1)
         end = "    " * indent
@@ -132,137 +145,174 @@ def _dim_names(graph: Graph, input_vars: dict[str, str]) -> dict[str, str]:
     return names
 
 
+class _Body:
+    """Emits the statements of one graph (the model's, or a scan cell's inside its loop) with
+    variables named after the spec's names, renamed only while an older value is still live."""
+
+    def __init__(self, graph: Graph, mods: _Modules, dim_names: dict[str, str], src_name: str,
+                 input_vars: dict[int, str], reserved: set[str]):
+        self.graph = graph
+        self.mods = mods
+        self.dim_names = dim_names
+        self.src_name = src_name
+        self.reserved = set(reserved)
+        self.order = graph.order()
+        self.pos = {n.id: i for i, n in enumerate(self.order)}
+        self.last_use: dict[tuple[int, int], int] = {}
+        for n in self.order:
+            for ref in n.inputs:
+                self.last_use[ref] = self.pos[n.id]
+        for _, ref in graph.outputs:
+            self.last_use[ref] = len(self.order)
+        self.var_of: dict[tuple[int, int], str] = {}
+        self.holder: dict[str, tuple[int, int]] = {}
+        for nid, v in input_vars.items():
+            self.var_of[(nid, 0)] = v
+            self.holder[v] = (nid, 0)
+        self.pinned = set(input_vars.values())
+
+    def fresh(self, base: str) -> str:
+        """A name no variable of this body or its enclosing bodies uses."""
+        base = safe_ident(base)
+        cand, k = base, 1
+        while cand in self.holder or cand in self.reserved:
+            k += 1
+            cand = f"{base}_{k}"
+        self.reserved.add(cand)
+        return cand
+
+    def pick_var(self, base: str, ref: tuple[int, int], at: int) -> str:
+        base = safe_ident(base)
+        cand, k = base, 1
+        while True:
+            cur = self.holder.get(cand)
+            free = cur is None or cur == ref or self.last_use.get(cur, -1) <= at
+            if free and cand not in self.reserved:
+                break
+            k += 1
+            cand = f"{base}_{k}"
+        self.holder[cand] = ref
+        return cand
+
+    def comment(self, span, last_line: int | None) -> str | None:
+        if not span.line or span.line == last_line:
+            return None
+        text = (SOURCES.line(span.file, span.line) or "").strip()
+        if len(text) > 80:
+            text = text[:77] + "..."
+        return f"# {self.src_name}:{span.line}: {text}"
+
+    def emit_node(self, n: IRNode, loop: tuple[str, str] | None) -> tuple[list[str], list[str]]:
+        """The node's lines twice: with concrete module access, and with `loop` = (repeat
+        iteration path, loop variable) reaching the iteration's modules through the variable."""
+        i = self.pos[n.id]
+        op = OPS[n.op]
+        args = [self.var_of[r] for r in n.inputs]
+        ins = [self.graph.type_of(r) for r in n.inputs]
+        concrete = self.mods.access(n.module) if n.module else None
+        looped = concrete
+        if n.module and loop and (n.module + ".").startswith(loop[0] + "."):
+            looped = self.mods.access(n.module, base=(loop[0], loop[1]))
+        refs = [(n.id, p) for p in range(len(n.types))]
+        names = n.name.split(",") if len(n.types) > 1 else [n.name]
+        if len(names) != len(refs):
+            names = [f"{names[0]}_{p}" for p in range(len(refs))]
+        if op.torch_stmts is not None:
+            targets = [self.pick_var(nm, r, i) for nm, r in zip(names, refs)]
+            ctx = EmitCtx(module=concrete, dim_names=self.dim_names, body=self)
+            lines = op.torch_stmts(n.attrs, args, ctx, ins, targets)
+            for t, r in zip(targets, refs):
+                self.var_of[r] = t
+            return lines, lines
+        exprs = [op.torch_call(n.attrs, args, EmitCtx(module=m, dim_names=self.dim_names), ins)
+                 for m in (concrete, looped)]
+        targets = [self.pick_var(nm, r, i) for nm, r in zip(names, refs)]
+        for t, r in zip(targets, refs):
+            self.var_of[r] = t
+        return tuple([f"{', '.join(targets)} = {e}"] for e in exprs)
+
+    def sub_body(self, graph: Graph, input_vars: dict[int, str]) -> _Body:
+        reserved = self.reserved | set(self.holder)
+        return _Body(graph, self.mods, self.dim_names, self.src_name, input_vars, reserved)
+
+    def outer_repeat(self, n: IRNode) -> str | None:
+        for path in n.frames:
+            frame = self.graph.frames.get(path)
+            if frame is not None and frame.kind == "repeat":
+                return path
+        return None
+
+    def emit(self) -> list[str]:
+        graph = self.graph
+        body: list[str] = []
+        nodes = [n for n in self.order if n.op != "input"]
+        k = 0
+        last_line = None
+        while k < len(nodes):
+            rep = self.outer_repeat(nodes[k])
+            if rep is None:
+                n = nodes[k]
+                c = self.comment(n.span, last_line)
+                if c:
+                    body.append(c)
+                last_line = n.span.line
+                body += self.emit_node(n, None)[0]
+                k += 1
+                continue
+            run = []
+            while k < len(nodes) and self.outer_repeat(nodes[k]) == rep:
+                run.append(nodes[k])
+                k += 1
+            # One repeat: emit each iteration both ways; identical looped text means a loop.
+            iters: dict[str, list[IRNode]] = {}
+            for n in run:
+                it = n.frames[n.frames.index(rep) + 1]
+                iters.setdefault(it, []).append(n)
+            var = "block"
+            concrete_lines: list[str] = []
+            looped_texts: list[list[str]] = []
+            for it, members in iters.items():
+                lines_l: list[str] = []
+                it_last = graph.frames[rep].span.line
+                for n in members:
+                    c = self.comment(n.span, it_last)
+                    if c:
+                        concrete_lines.append(c)
+                        lines_l.append(c)
+                    it_last = n.span.line
+                    conc, looped = self.emit_node(n, (it, var))
+                    concrete_lines += conc
+                    lines_l += looped
+                looped_texts.append(lines_l)
+            same = len(looped_texts) > 1 and all(t == looped_texts[0] for t in looped_texts)
+            rc = self.comment(graph.frames[rep].span, last_line)
+            if rc:
+                body.append(rc)
+            if same:
+                body.append(f"for {var} in {self.mods.access(rep)}:")
+                body += ["    " + ln for ln in looped_texts[0]]
+            else:
+                body += concrete_lines
+            last_line = run[-1].span.line
+        return body
+
+
 def generate(graph: Graph, source_file: str | None = None) -> str:
     """The whole generated file: imports, one class named after the model, nothing else."""
     mods = _Modules(graph)
     cls = class_name(graph.model)
     src_name = Path(source_file or graph.file).name
-    order = graph.order()
-    pos = {n.id: i for i, n in enumerate(order)}
-    last_use: dict[tuple[int, int], int] = {}
-    for n in order:
-        for ref in n.inputs:
-            last_use[ref] = pos[n.id]
-    for _, ref in graph.outputs:
-        last_use[ref] = len(order)
-
-    # ---- forward: one line per node, variables named after the spec's names
-    var_of: dict[tuple[int, int], str] = {}
-    holder: dict[str, tuple[int, int]] = {}
-    used_names: set[str] = set()
-    input_vars = {}
-    for name, nid in graph.inputs:
+    input_vars: dict[str, str] = {}
+    for name, _nid in graph.inputs:
         v = safe_ident(name)
-        while v in used_names:
+        while v in input_vars.values():
             v += "_"
-        used_names.add(v)
         input_vars[name] = v
-        var_of[(nid, 0)] = v
-        holder[v] = (nid, 0)
     dim_names = _dim_names(graph, input_vars)
-
-    def pick_var(base: str, ref: tuple[int, int], at: int) -> str:
-        base = safe_ident(base)
-        cand = base
-        k = 1
-        while True:
-            cur = holder.get(cand)
-            if cur is None or cur == ref or last_use.get(cur, -1) <= at:
-                if cand not in input_vars.values() or last_use.get(holder[cand], -1) <= at:
-                    break
-            k += 1
-            cand = f"{base}_{k}"
-        holder[cand] = ref
-        return cand
-
-    def emit_node(n: IRNode, loop: tuple[str, str] | None) -> tuple[str, str]:
-        """The node's line twice: with concrete module access, and with `loop` = (repeat
-        iteration path, loop variable) accessing the iteration's modules through the variable."""
-        i = pos[n.id]
-        op = OPS[n.op]
-        args = [var_of[r] for r in n.inputs]
-        ins = [graph.type_of(r) for r in n.inputs]
-        concrete = mods.access(n.module) if n.module else None
-        looped = concrete
-        if n.module and loop and (n.module + ".").startswith(loop[0] + "."):
-            looped = mods.access(n.module, base=(loop[0], loop[1]))
-        refs = [(n.id, p) for p in range(len(n.types))]
-        names = n.name.split(",") if len(n.types) > 1 else [n.name]
-        if len(names) != len(refs):
-            names = [f"{names[0]}_{p}" for p in range(len(refs))]
-        exprs = [op.torch_call(n.attrs, args, EmitCtx(module=m, dim_names=dim_names), ins)
-                 for m in (concrete, looped)]
-        targets = [pick_var(nm, r, i) for nm, r in zip(names, refs)]
-        for t, r in zip(targets, refs):
-            var_of[r] = t
-        return tuple(f"{', '.join(targets)} = {e}" for e in exprs)
-
-    def comment(n: IRNode, last_line: int | None) -> str | None:
-        if not n.span.line or n.span.line == last_line:
-            return None
-        text = (SOURCES.line(n.span.file, n.span.line) or "").strip()
-        if len(text) > 80:
-            text = text[:77] + "..."
-        return f"# {src_name}:{n.span.line}: {text}"
-
-    def outer_repeat(n: IRNode) -> str | None:
-        for path in n.frames:
-            if graph.frames[path].kind == "repeat":
-                return path
-        return None
-
-    body: list[str] = []
-    nodes = [n for n in order if n.op != "input"]
-    k = 0
-    last_line = None
-    while k < len(nodes):
-        rep = outer_repeat(nodes[k])
-        if rep is None:
-            n = nodes[k]
-            c = comment(n, last_line)
-            if c:
-                body.append(c)
-            last_line = n.span.line
-            body.append(emit_node(n, None)[0])
-            k += 1
-            continue
-        run = []
-        while k < len(nodes) and outer_repeat(nodes[k]) == rep:
-            run.append(nodes[k])
-            k += 1
-        # One repeat: emit each iteration both ways; identical looped text means a for loop.
-        iters: dict[str, list[IRNode]] = {}
-        for n in run:
-            it = n.frames[n.frames.index(rep) + 1]
-            iters.setdefault(it, []).append(n)
-        var = "block"
-        concrete_lines: list[str] = []
-        looped_texts: list[list[str]] = []
-        for it, members in iters.items():
-            lines_c: list[str] = []
-            lines_l: list[str] = []
-            it_last = graph.frames[rep].span.line
-            for n in members:
-                c = comment(n, it_last)
-                if c:
-                    lines_c.append(c)
-                    lines_l.append(c)
-                it_last = n.span.line
-                conc, looped = emit_node(n, (it, var))
-                lines_c.append(conc)
-                lines_l.append(looped)
-            concrete_lines += lines_c
-            looped_texts.append(lines_l)
-        same = len(looped_texts) > 1 and all(t == looped_texts[0] for t in looped_texts)
-        rc = comment(IRNode(-1, "", None, [], [], graph.frames[rep].span, ""), last_line)
-        if rc:
-            body.append(rc)
-        if same:
-            body.append(f"for {var} in {mods.access(rep)}:")
-            body += ["    " + ln for ln in looped_texts[0]]
-        else:
-            body += concrete_lines
-        last_line = run[-1].span.line
+    top = _Body(graph, mods, dim_names, src_name,
+                {nid: input_vars[name] for name, nid in graph.inputs}, set())
+    body = top.emit()
+    var_of = top.var_of
 
     outs = [var_of[ref] for _, ref in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"

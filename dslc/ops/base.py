@@ -47,7 +47,7 @@ class ParamSpec:
     """A parameter or buffer an op owns, named as its torch.nn module names it."""
 
     shape: tuple[D.Dim, ...]
-    init: str = "zeros"  # zeros | ones | uniform_fan_in | normal | constant:<v> | arange
+    init: str = "zeros"  # zeros ones uniform_fan_in normal normal_zero_row:<i> constant:<v>
     fan_in: int = 1
     buffer: bool = False
     dtype: str = "f32"
@@ -61,6 +61,8 @@ class RunCtx:
     rng: np.random.Generator
     params: dict[str, np.ndarray] = field(default_factory=dict)  # this node's, by local name
     bindings: dict[str, int] = field(default_factory=dict)
+    # Runs a sub-graph (a scan's cell) with the same parameters, mode and random stream.
+    run_graph: Callable[..., list[np.ndarray]] | None = None
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)
@@ -72,6 +74,7 @@ class EmitCtx:
 
     module: str | None  # `self.conv1` or None for functional ops
     dim_names: dict[str, str]  # runtime symbol -> python expression (e.g. B -> x.shape[0])
+    body: Any = None  # the code generator's statement emitter, for ops that emit statements
 
     def dim(self, d: D.Dim) -> str:
         return D.py_expr(D.as_dim(d), self.dim_names)
@@ -120,6 +123,9 @@ class Op:
     module_prefix: str = ""  # `conv` gives layer names conv1, conv2, ...
     n_outputs: Callable[[Any], int] = lambda attrs: 1
     random: bool = False  # draws random numbers (train-only dropout, sampling)
+    # Ops whose PyTorch form is statements, not one expression (a scan's loop):
+    # (attrs, args, ctx, in_types, target variables) -> lines.
+    torch_stmts: Callable[..., list[str]] | None = None
 
     @property
     def has_params(self) -> bool:

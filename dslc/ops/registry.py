@@ -15,6 +15,7 @@ from dslc.ops.linear import LINEAR
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.pool import POOL_OPS
 from dslc.ops.sample import SAMPLE_OPS
+from dslc.ops.scan import SCAN_OPS
 from dslc.ops.shape import SHAPE_OPS
 from dslc.ops.spatial import SPATIAL_OPS
 
@@ -33,6 +34,7 @@ ALL_OPS: tuple[Op, ...] = (
     *EMBEDDING_OPS,
     *SPATIAL_OPS,
     *SAMPLE_OPS,
+    *SCAN_OPS,
 )
 
 OPS: dict[str, Op] = {op.name: op for op in ALL_OPS}

@@ -88,8 +88,19 @@ class Pipe(Node):
     stage: Call
 
 
+class Scan(Node):
+    """`scan cell(args) over xs from states [steps n] [along d] [reverse]`: a recurrence."""
+
+    cell: Call
+    over: list[Expr]
+    init: list[Expr]
+    steps: Expr | None = None
+    along: Expr | None = None
+    reverse: bool = False
+
+
 Expr = Union[Number, String, Bool, Name, TupleLit, ListLit, BinOp, UnaryOp, Index, Attribute,
-             Call, Pipe]
+             Call, Pipe, Scan]
 
 
 # ---- statements --------------------------------------------------------------------------
@@ -177,6 +188,6 @@ class Module(Node):
     definitions: list[Definition]
 
 
-for _cls in (TupleLit, ListLit, BinOp, UnaryOp, Slice, Index, Attribute, Kwarg, Call, Pipe,
+for _cls in (TupleLit, ListLit, BinOp, UnaryOp, Slice, Index, Attribute, Kwarg, Call, Pipe, Scan,
              Repeat, If, Assign, OutputItem, ConstDecl, TensorType, Param, Definition, Assert):
     _cls.model_rebuild()

@@ -3,38 +3,42 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr
 
-from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span
+from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.syntax import ast
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
-# Human names for the grammar's terminals, for "expected ..." in syntax errors.
-TERMINAL_WORDS = {
+# Human names for the grammar's pattern terminals, for "expected ..." in syntax errors. Fixed
+# strings ('(', 'model') are named by their own text, read from the grammar (see _literals), so a
+# new keyword needs no change here.
+REGEX_WORDS = {
     "NAME": "a name",
     "NUMBER": "a number",
     "STRING": "a string",
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "LBRACE": "'{'",
-    "RBRACE": "'}'",
-    "COMMA": "','",
-    "COLON": "':'",
-    "SEMICOLON": "';'",
-    "EQUAL": "'='",
-    "DOT": "'.'",
-    "__ANON_0": "'->'",
     "ADD_OP": "'+' or '-'",
-    "MUL_OP": "an operator",
+    "MUL_OP": "'*', '/', '//', '%' or '@'",
     "COMP_OP": "a comparison",
     "$END": "end of file",
+}
+STATEMENT_KEYWORDS = ("input", "output", "const", "repeat", "if", "assert")
+TOP_KEYWORDS = ("model", "block", "import")
+CLOSERS = {"(": ")", "[": "]", "{": "}"}
+# Characters people type from other languages, and what this one writes instead.
+CHAR_HINTS = {
+    "'": 'strings are written in double quotes: "..."',
+    "!": "write `not x`; `!=` compares",
+    "&": "write `and`",
+    "|": "write `or`",
+    "$": "names are written without a sigil: `out`, not `$out`",
+    "`": "backquotes have no meaning in dslc",
 }
 
 
@@ -157,6 +161,37 @@ class _ToAst(Transformer):
                               dtype_span=_span(self.file, dtype),
                               dims=[d for d in dims if d is not None])
 
+    # ---- scan (recurrences)
+    def scan_expr(self, meta, ch):
+        name, args, *parts = ch
+        pos, kw = args if args else ([], [])
+        cell = ast.Call(span=_span(self.file, name), func=str(name),
+                        func_span=_span(self.file, name), args=pos, kwargs=kw)
+        fields: dict = {"over": [], "init": []}
+        for kind, value in parts:
+            if kind in ("over", "init"):
+                fields[kind] = fields[kind] + value
+            elif kind == "reverse":
+                fields["reverse"] = True
+            else:
+                fields[kind] = value
+        return ast.Scan(span=self.sp(meta), cell=cell, **fields)
+
+    def scan_over(self, meta, ch):
+        return ("over", list(ch))
+
+    def scan_from(self, meta, ch):
+        return ("init", list(ch))
+
+    def scan_steps(self, meta, ch):
+        return ("steps", ch[0])
+
+    def scan_along(self, meta, ch):
+        return ("along", ch[0])
+
+    def scan_reverse(self, meta, ch):
+        return ("reverse", True)
+
     # ---- expressions
     def pipe(self, meta, ch):
         return ast.Pipe(span=self.sp(meta), source=ch[0], stage=ch[1])
@@ -236,44 +271,257 @@ class _ToAst(Transformer):
         return ast.ListLit(span=self.sp(meta), items=[c for c in ch if c is not None])
 
 
+# ---- syntax errors -----------------------------------------------------------------------
+# Lark reports the parser state and the token it could not take; these helpers turn that into
+# the wording a person would use: which bracket is open, which keyword was taken for a name,
+# what kind of thing (a statement, an expression) was expected.
+
+_EXPR_START = {"NUMBER", "STRING", "NAME", "(", "[", "ADD_OP", "true", "false", "not"}
+_OPERATORS = {"ADD_OP", "MUL_OP", "COMP_OP", "and", "or", "**", "->", ".", "["}
+_BAD_NUMBER = re.compile(r"(?<![\w.])(?:\d|\.\d)(?:[\w.]|(?<=[eE])[+-])*")
+_NUMBER = re.compile(r"(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+@functools.lru_cache(maxsize=1)
+def _literals() -> dict[str, str]:
+    """Terminal name -> its fixed text ('LPAR' -> '(', 'MODEL' -> 'model')."""
+    return {t.name: t.pattern.value for t in _lark().terminals
+            if isinstance(t.pattern, PatternStr)}
+
+
+@functools.lru_cache(maxsize=1)
+def _keywords() -> frozenset[str]:
+    return frozenset(v for v in _literals().values() if v.isidentifier())
+
+
+def _join(parts: list[str], limit: int = 8) -> str:
+    if len(parts) > limit:
+        parts = parts[:limit] + ["..."]
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
 def _expected_words(expected) -> str:
-    words = sorted({TERMINAL_WORDS.get(e, f"'{e.lower()}'" if e.isupper() else e)
-                    for e in expected})
-    if len(words) > 6:
-        words = words[:6] + ["..."]
-    return ", ".join(words)
+    """`{'RPAR', 'COMMA'}` -> "')' or ','"; whole families become "a statement", "an
+    expression" or "an operator" instead of a list of twenty tokens."""
+    keys = {_literals().get(e, e) for e in expected}
+    parts = [f"'{c}'" for c in ("}", ")", "]") if c in keys]
+    keys -= {"}", ")", "]"}
+    if {"input", "output", "assert"} <= keys:
+        keys -= set(STATEMENT_KEYWORDS) | {"NAME"}
+        parts.append("a statement")
+    if {"NUMBER", "STRING", "("} <= keys:
+        keys -= _EXPR_START
+        parts.append("an expression")
+    if {"ADD_OP", "MUL_OP", "COMP_OP"} <= keys:
+        keys -= _OPERATORS
+        parts.append("an operator")
+    # Punctuation first, then keywords, then the kinds of token, then end of file.
+    rest = sorted(keys, key=lambda k: (k == "$END", k in REGEX_WORDS, k.isidentifier(), k))
+    parts += [REGEX_WORDS.get(k, f"'{k}'") for k in rest]
+    return _join(parts)
+
+
+def _describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type == "NAME":
+        return f"name '{tok}'"
+    if tok.type == "NUMBER":
+        return f"number {tok}"
+    if tok.type == "STRING":
+        return f"string {tok}"
+    if str(tok) in _keywords():
+        return f"keyword '{tok}'"
+    return f"'{tok}'"
+
+
+def _tok_span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line or tok.line,
+                tok.end_column or tok.column + 1)
+
+
+def _tokens_before(text: str, pos: int) -> list[Token]:
+    """The tokens that start before `pos`, from a fresh lexer (the parse stopped at `pos`)."""
+    out: list[Token] = []
+    try:
+        for tok in _lark().lex(text):
+            if tok.start_pos >= pos:
+                break
+            out.append(tok)
+    except UnexpectedInput:
+        pass
+    return out
+
+
+def _open_brackets(tokens: list[Token]) -> list[Token]:
+    stack: list[Token] = []
+    for t in tokens:
+        if str(t) in CLOSERS:
+            stack.append(t)
+        elif str(t) in (")", "]", "}") and stack and CLOSERS[str(stack[-1])] == str(t):
+            stack.pop()
+    return stack
+
+
+def _expected_at(text: str, pos: int, fallback) -> set[str]:
+    """What the parser would accept at `pos` (lexer errors carry no reliable list)."""
+    try:
+        ip = _lark().parse_interactive(text[:pos])
+        ip.exhaust_lexer()
+        return set(ip.accepts())
+    except Exception:  # noqa: BLE001 - only a better wording is at stake; fall back
+        return set(fallback or ())
+
+
+def _malformed_number(file: str, text: str, pos: int) -> Diagnostic | None:
+    """`1.2.3` or `3x` lex as several tokens; name the whole run instead of its tail."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    for m in _BAD_NUMBER.finditer(text, line_start):
+        if m.start() >= pos:
+            return None
+        if pos < m.end() and not _NUMBER.fullmatch(m.group()):
+            line = text.count("\n", 0, m.start()) + 1
+            col = m.start() - line_start + 1
+            return Diagnostic("E0108", f"malformed number '{m.group()}'",
+                              Span(file, line, col, line, col + len(m.group())),
+                              expected="a number such as 3, 0.5 or 1e-3", found=m.group())
+    return None
+
+
+def _bad_character(file: str, text: str, exc: UnexpectedCharacters) -> Diagnostic:
+    pos = exc.pos_in_stream
+    ch = text[pos] if pos < len(text) else ""
+    line, col = exc.line, exc.column
+    if ch == '"':
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        return Diagnostic("E0107", "unterminated string", Span(file, line, col, line,
+                                                                col + max(1, end - pos)),
+                          expected="a closing '\"' on the same line", found="end of line",
+                          hint="a string cannot span lines")
+    shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "nothing"
+    expected = _expected_at(text, pos, exc.allowed)
+    return Diagnostic("E0101", f"unexpected character {shown}",
+                      Span(file, line, col, line, col + 1),
+                      expected=_expected_words(expected) if expected else None, found=shown,
+                      hint=CHAR_HINTS.get(ch))
 
 
 def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
-    line, col = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
-        return Diagnostic("E0101", f"unexpected character {ch!r}",
-                          Span(file, line, col, line, col + 1),
-                          expected=_expected_words(exc.allowed) if exc.allowed else None,
-                          found=repr(ch))
-    if isinstance(exc, UnexpectedEOF) or (
-            isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        line = len(lines)
-        col = len(lines[-1]) + 1
-        expected = exc.expected if isinstance(exc, UnexpectedEOF) else exc.expected
-        return Diagnostic("E0102", "unexpected end of file", Span(file, line, col, line, col + 1),
-                          expected=_expected_words(expected), found="end of file",
-                          hint="is a '}' or ')' missing?")
-    assert isinstance(exc, UnexpectedToken)
+        return _bad_character(file, text, exc)
+    if not isinstance(exc, UnexpectedToken):  # UnexpectedEOF: only Earley raises it
+        return Diagnostic("E0102", "unexpected end of file", Span(file, exc.line, exc.column,
+                                                                  exc.line, exc.column + 1))
     tok = exc.token
-    span = Span(file, tok.line, tok.column, tok.end_line or tok.line,
-                tok.end_column or tok.column + 1)
+    at_end = tok.type == "$END"
+    pos = len(text) if at_end else tok.start_pos
+    if not at_end:
+        bad = _malformed_number(file, text, pos)
+        if bad is not None:
+            return bad
+    before = _tokens_before(text, pos)
+    prev = before[-1] if before else None
+    opened = _open_brackets(before)
+    expected = set(exc.accepts or exc.expected)
+    keys = {_literals().get(e, e) for e in expected}
+    words = _expected_words(expected)
+    found = _describe(tok)
+
+    def opened_note(o: Token) -> list:
+        return [(f"'{o}' opened here", _tok_span(file, o))]
+
+    def closes(o: Token) -> str:
+        return f"'{CLOSERS[str(o)]}' to close the '{o}' at {o.line}:{o.column}"
+
+    if at_end:
+        lines = text.rstrip().splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        if opened:
+            o = opened[-1]
+            return Diagnostic("E0102", f"unexpected end of file: the '{o}' at line {o.line} is "
+                              "never closed", span, expected=closes(o), found="end of file",
+                              notes=opened_note(o))
+        return Diagnostic("E0102", "unexpected end of file", span, expected=words,
+                          found="end of file")
+    span = _tok_span(file, tok)
+    text_tok = str(tok)
+    # `model B {` inside an unclosed body: the lexer took `model` for a name, so the parse
+    # fails one token later; blame the keyword and the brace.
+    if (opened and str(opened[-1]) == "{" and prev is not None and str(prev) in TOP_KEYWORDS
+            and prev.line > opened[-1].line):
+        o = opened[-1]
+        return Diagnostic("E0103", f"unexpected keyword '{prev}'; is a '}}' missing?",
+                          _tok_span(file, prev), expected=closes(o), found=f"keyword '{prev}'",
+                          notes=opened_note(o))
+    # A bracket left open: the parse fails on a later line, far from the real mistake.
+    if opened and text_tok not in (")", "]", "}"):
+        o = opened[-1]
+        late = tok.line > o.line and str(o) != "{"
+        if (late or (str(o) == "{" and text_tok in TOP_KEYWORDS)) and CLOSERS[str(o)] in keys:
+            return Diagnostic("E0103", f"unexpected {found}; is a '{CLOSERS[str(o)]}' missing?",
+                              span, expected=closes(o), found=found, notes=opened_note(o))
+    if text_tok in (")", "]", "}"):
+        # Inside a body, a stray ')' or ']' closes nothing; only a '(' or '[' can be mismatched.
+        if opened and str(opened[-1]) != "{" and CLOSERS[str(opened[-1])] != text_tok:
+            o = opened[-1]
+            return Diagnostic("E0103", f"mismatched '{tok}'", span, expected=closes(o),
+                              found=found, notes=opened_note(o))
+        if not opened or (str(opened[-1]) == "{" and text_tok != "}"):
+            return Diagnostic("E0103", f"unmatched '{tok}'", span, expected=words, found=found,
+                              hint=f"there is no open bracket for this '{tok}' to close")
+    if text_tok in _keywords() and tok.type != "NAME" and "NAME" in keys:
+        return Diagnostic("E0103", f"'{tok}' is a keyword and cannot be used as a name", span,
+                          expected=words, found=found, hint=f"choose another name, e.g. '{tok}_'")
+    if prev is not None and text_tok in ("=", ",") and str(prev) in STATEMENT_KEYWORDS:
+        return Diagnostic("E0103", f"'{prev}' is a keyword and cannot be used as a name",
+                          _tok_span(file, prev), expected="a name", found=f"keyword '{prev}'",
+                          hint=f"choose another name, e.g. '{prev}_'")
+    if prev is not None and str(prev) == "->" and "NAME" in keys:
+        return Diagnostic("E0103", "missing op or block name after '->'", span,
+                          expected="an op or block name, e.g. `x -> relu`", found=found)
+    if prev is not None and prev.type == "NAME" and tok.type == "NAME" and "=" in keys:
+        guess = did_you_mean(str(prev), STATEMENT_KEYWORDS)
+        if guess:
+            return Diagnostic("E0103", f"unknown statement '{prev}'", _tok_span(file, prev),
+                              expected="a statement: " + ", ".join(STATEMENT_KEYWORDS)
+                              + " or `name = expression`", found=f"name '{prev}'", hint=guess)
+        return Diagnostic("E0103", f"missing '=' after '{prev}'", span, expected="'='",
+                          found=found, hint="a statement looks like `name = expression`")
     hint = None
-    if tok.type == "NAME" and "EQUAL" in exc.expected:
-        hint = "a statement looks like `name = expression`"
-    if str(tok) in ("model", "block", "input", "output", "repeat", "import", "const"):
-        hint = f"'{tok}' is a keyword and cannot be used as a name"
-    return Diagnostic("E0103", f"unexpected {TERMINAL_WORDS.get(tok.type, repr(str(tok)))}"
-                      + (f" {str(tok)!r}" if tok.type in ("NAME", "NUMBER") else ""),
-                      span, expected=_expected_words(exc.expected), found=repr(str(tok)),
-                      hint=hint)
+    if tok.type == "NAME":
+        hint = did_you_mean(text_tok, [k for k in keys if k in _keywords()])
+    return Diagnostic("E0103", f"unexpected {found}", span, expected=words, found=found, hint=hint)
+
+
+def read_source(path: str | Path) -> str:
+    """Read a `.dl` file as UTF-8 text, or raise a located E01xx diagnostic."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_SOURCE_BYTES:
+            raise DslcError(Diagnostic("E0105", "source file too large", Span(str(p), 0, 0, 0, 0),
+                                       expected=f"at most {MAX_SOURCE_BYTES} bytes",
+                                       found=f"{p.stat().st_size} bytes"))
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DslcError(Diagnostic("E0109", f"cannot read '{p}'", Span(str(p), 0, 0, 0, 0),
+                                   expected="a readable .dl file",
+                                   found=exc.strerror or type(exc).__name__)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        head = data[data.rfind(b"\n", 0, exc.start) + 1:exc.start]
+        col = len(head.decode("utf-8", errors="replace")) + 1
+        SOURCES.add(str(p), data.decode("utf-8", errors="replace"))
+        raise DslcError(Diagnostic("E0106", "file is not valid UTF-8 text",
+                                   Span(str(p), line, col, line, col + 1),
+                                   expected="UTF-8 text", found=f"byte 0x{data[exc.start]:02x}",
+                                   hint="save the file as UTF-8")) from None
+    # Editors on Windows may start a UTF-8 file with a byte-order mark; it is not content.
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -284,9 +532,13 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
                                    expected=f"at most {MAX_SOURCE_BYTES} bytes",
                                    found=f"{len(text)} characters"))
     if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise DslcError(Diagnostic("E0101", "unexpected NUL byte in source",
-                                   Span(file, line, 1, line, 2)))
+        pos = text.index("\x00")
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise DslcError(Diagnostic("E0101", "unexpected NUL byte", Span(file, line, col, line,
+                                                                         col + 1),
+                                   expected="text", found="U+0000",
+                                   hint="is this a binary file?"))
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
