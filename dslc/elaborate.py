@@ -22,6 +22,7 @@ from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.ir import Constraint, Frame, Graph, IRNode
 from dslc.limits import MAX_BLOCK_DEPTH, MAX_IMPORT_DEPTH, MAX_NODES, MAX_REPEAT
+from dslc.names import layer_key
 from dslc.ops.base import Op, ShapeError
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
@@ -30,6 +31,7 @@ from dslc.types import DTYPES, TensorType
 
 HPARAM_TYPES = {"int", "float", "bool", "string", "tuple"}
 BINOP_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
+_DECIDABLE = "a comparison of fixed sizes and hyperparameters"
 
 
 # ---- values ------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ class Elaborator:
                 break
         counts[prefix] = n
         used.add(name)
-        return name
+        return layer_key(name)
 
     def claim_name(self, name: str, span: Span) -> str:
         used = self.used_names.setdefault(self.path(), set())
@@ -247,7 +249,7 @@ class Elaborator:
             raise self.err("E0206", f"layer name '{name}' is used twice in this scope", span,
                            hint="give each layer its own name")
         used.add(name)
-        return name
+        return layer_key(name)
 
     # ---- entry
     def run(self) -> Graph:
@@ -422,9 +424,10 @@ class Elaborator:
         if count < 0 or count > MAX_REPEAT:
             raise self.err("E0220", "repeat count out of range", stmt.count.span,
                            expected=f"0 <= count <= {MAX_REPEAT}", found=str(count))
-        label = stmt.label or self.fresh_layer_name("repeat")
         if stmt.label:
-            self.claim_name(label, stmt.span)
+            label = self.claim_name(stmt.label, stmt.span)
+        else:
+            label = self.fresh_layer_name("repeat")
         path = self.child_path(label)
         frame = Frame(path, "repeat", label, stmt.span, count)
         self.graph.frames[path] = frame
@@ -653,6 +656,7 @@ class Elaborator:
                              D.as_dim(b) if not isinstance(b, float) else sympy.Float(b))
                 if eq is None:
                     raise self.err("E0225", "comparison depends on runtime dims", e.span,
+                                   expected=_DECIDABLE,
                                    found=f"{describe(a)} {e.op} {describe(b)}")
                 return eq if e.op == "==" else not eq
             return (a == b) if e.op == "==" else (a != b)
@@ -668,7 +672,10 @@ class Elaborator:
             r = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge}[e.op](a, b)
             if r in (sympy.true, sympy.false):
                 return bool(r)
-            raise self.err("E0225", "comparison depends on runtime dims", e.span, found=str(r))
+            raise self.err("E0225", "comparison depends on runtime dims", e.span,
+                           expected=_DECIDABLE, found=str(r),
+                           hint="a runtime dim such as the batch size is unknown until the "
+                           "model runs")
         if e.op == "+":
             return norm_int(a + b)
         if e.op == "-":
@@ -682,7 +689,8 @@ class Elaborator:
         if e.op == "@":
             raise self.err("E0226", "'@' needs tensors", e.span)
         if isinstance(b, (int, float)) and b == 0:
-            raise self.err("E0230", "division by zero", e.right.span)
+            raise self.err("E0230", "division by zero", e.right.span,
+                           expected="a non-zero divisor", found=describe(b))
         if e.op == "/":
             if isinstance(a, float) or isinstance(b, float):
                 return float(a) / float(b)

@@ -48,6 +48,13 @@ class Program:
 
         return generate(self.graph)
 
+    def torch_arg_names(self) -> dict[str, str]:
+        """Spec input name -> keyword argument of the generated `forward` (they differ only
+        for names Python reserves, e.g. `lambda` -> `lambda_`)."""
+        from dslc.backends.torch_codegen import input_arg_names
+
+        return input_arg_names(self.graph)
+
     def to_torch(self) -> type:
         """The generated module class (imports torch)."""
         from dslc.backends.torch_codegen import class_name

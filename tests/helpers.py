@@ -16,7 +16,8 @@ def torch_outputs(prog, inputs, params, train=False):
                       strict=True)
     m.train(train)
     with torch.no_grad():
-        out = m(**{k: torch.from_numpy(np.array(v)) for k, v in inputs.items()})
+        args = prog.torch_arg_names()
+        out = m(**{args[k]: torch.from_numpy(np.array(v)) for k, v in inputs.items()})
     if not isinstance(out, tuple):
         out = (out,)
     names = [n for n, _ in prog.graph.outputs]
