@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,9 @@ class Span:
     end_column: int
 
     def __str__(self) -> str:
+        # Line 0 means "the whole file" (an unreadable file, a bad .npz): no position to give.
+        if self.line <= 0:
+            return self.file
         return f"{self.file}:{self.line}:{self.column}"
 
 
@@ -97,17 +101,35 @@ class SourceCache:
 SOURCES = SourceCache()
 
 
+def _display(ch: str) -> str:
+    """How one source character is shown: tabs as 4 spaces, control characters (a NUL, say)
+    as '?', so the quoted line never carries raw bytes to the terminal."""
+    if ch == "\t":
+        return "    "
+    if not ch.isprintable():
+        return "?"
+    return ch
+
+
+def _width(text: str) -> int:
+    # East Asian wide characters take two terminal cells; the caret must count them so.
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else len(_display(c))
+               for c in text)
+
+
 def _caret_block(span: Span) -> list[str]:
     src = SOURCES.line(span.file, span.line) if span.line else None
     if src is None:
         return []
-    src = src.expandtabs(4)
-    width = 1
+    start = max(span.column - 1, 0)
+    end = start + 1
     if span.end_line == span.line and span.end_column > span.column:
-        width = span.end_column - span.column
+        end = span.end_column - 1
+    width = max(1, _width(src[start:end]))
     gutter = f"{span.line:>4} | "
     pad = " " * (len(gutter) - 2) + "| "
-    return [gutter + src, pad + " " * (span.column - 1) + "^" + "~" * (width - 1)]
+    shown = "".join(_display(c) for c in src)
+    return [gutter + shown, pad + " " * _width(src[:start]) + "^" + "~" * (width - 1)]
 
 
 def render(diag: Diagnostic) -> str:
@@ -134,7 +156,11 @@ def render_all(diags: list[Diagnostic], fmt: str = "text") -> str:
 
 
 def did_you_mean(name: str, candidates) -> str | None:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    pool = sorted(set(candidates))
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    # `Relu` for `relu`: a difference of case only is the likeliest slip; offer it first.
+    same = [c for c in pool if c.lower() == name.lower() and c != name]
+    close = same + [c for c in close if c not in same][:3 - len(same)]
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

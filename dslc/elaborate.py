@@ -234,9 +234,10 @@ class Elaborator:
         counts = self.counters.setdefault(self.path(), {})
         used = self.used_names.setdefault(self.path(), set())
         n = counts.get(prefix, 0)
+        sep = "_" if prefix[-1:].isdigit() else ""  # block `mlp2` gives mlp2_1, not mlp21
         while True:
             n += 1
-            name = f"{prefix}{n}"
+            name = f"{prefix}{sep}{n}"
             if name not in used:
                 break
         counts[prefix] = n
@@ -373,6 +374,11 @@ class Elaborator:
         if env.get(stmt.name) is not None:
             raise self.err("E0205", f"'{stmt.name}' is already defined", stmt.span)
         ttype = self.eval_type(stmt.type, env, bind_unknown=True)
+        # Dim names of inputs (B, T, ...) are usable in the body: `reshape(x, [B, T, 4, -1])`.
+        for d in ttype.shape:
+            for sym in sorted(d.free_symbols, key=lambda s: s.name):
+                if env.get(sym.name) is None:
+                    env.vars[sym.name] = (sym, stmt.span)
         node = self.add_node("input", None, [], [ttype], stmt.span, stmt.name)
         self.graph.inputs.append((stmt.name, node.id))
         env.set(stmt.name, TensorVal((node.id, 0), ttype, stmt.span), stmt.span)
@@ -456,9 +462,7 @@ class Elaborator:
     def is_single_block_call(self, e) -> bool:
         if isinstance(e, ast.Pipe):
             return isinstance(e.source, ast.Name) and self.is_single_block_call(e.stage)
-        return isinstance(e, ast.Call) and e.func in self.prog.definitions and all(
-            isinstance(a, (ast.Name, ast.Number, ast.String, ast.Bool)) for a in e.args) and all(
-            isinstance(k.value, (ast.Name, ast.Number, ast.String, ast.Bool)) for k in e.kwargs)
+        return isinstance(e, ast.Call) and e.func in self.prog.definitions
 
     def exec_const(self, stmt: ast.ConstDecl, env: Env) -> None:
         ttype = self.eval_type(stmt.type, env, bind_unknown=False)
@@ -745,6 +749,9 @@ class Elaborator:
                 raise self.err("E0233", f"'{name}' is a model; only blocks can be called",
                                call.func_span, hint=f"declare it as `block {name}`")
             return self.call_block(d, call, args, spans, kwargs, kwspans)
+        tensor_args = any(isinstance(a, TensorVal) for a in args)
+        if name in BUILTINS and name in OPS and not tensor_args and piped is None:
+            return self.call_builtin(call, args, spans)  # max(3, 4) on numbers
         if name in OPS:
             op = OPS[name]
             n_in = 0

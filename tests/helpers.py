@@ -10,10 +10,11 @@ def torch_outputs(prog, inputs, params, train=False):
     import torch
 
     cls = prog.to_torch()
-    torch.manual_seed(0)
-    m = cls()
+    # Built on the meta device (no initialisation work), then given the NumPy side's tensors.
+    with torch.device("meta"):
+        m = cls()
     m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()},
-                      strict=True)
+                      strict=True, assign=True)
     m.train(train)
     with torch.no_grad():
         args = prog.torch_arg_names()

@@ -134,6 +134,22 @@ def _dim_names(graph: Graph, input_vars: dict[str, str]) -> dict[str, str]:
         for axis, d in enumerate(graph.nodes[nid].types[0].shape):
             if d.is_Symbol and d.name not in names:
                 names[d.name] = f"{input_vars[name]}.shape[{axis}]"
+    # A symbol that only appears inside an expression (`f32[B, 2*T]`) is solved from it when
+    # the expression is linear in that symbol alone: T = (x.shape[1] - b) // a.
+    for name, nid in graph.inputs:
+        for axis, d in enumerate(graph.nodes[nid].types[0].shape):
+            free = [s for s in d.free_symbols if s.name not in names]
+            if len(free) != 1 or d.free_symbols - set(free) - {D.symbol(n) for n in names}:
+                continue
+            sym = free[0]
+            poly = d.as_poly(sym) if d.is_polynomial(sym) else None
+            if poly is None or poly.degree() != 1:
+                continue
+            a, b = poly.all_coeffs()
+            rest = D.py_expr(b, names) if b != 0 else None
+            shape = f"{input_vars[name]}.shape[{axis}]"
+            num = f"({shape} - {rest})" if rest else shape
+            names[sym.name] = num if a == 1 else f"({num} // {D.py_expr(a, names)})"
     return names
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dslc.ops.activation import ACTIVATIONS
 from dslc.ops.arith import ARITH
+from dslc.ops.attention import ATTENTION_OPS
 from dslc.ops.base import Op
 from dslc.ops.concat import CONCAT_OPS
 from dslc.ops.const import CONST
@@ -14,6 +15,8 @@ from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.pool import POOL_OPS
+from dslc.ops.recurrent import RECURRENT_OPS
+from dslc.ops.reduce import REDUCE_OPS
 from dslc.ops.sample import SAMPLE_OPS
 from dslc.ops.scan import SCAN_OPS
 from dslc.ops.shape import SHAPE_OPS
@@ -34,7 +37,10 @@ ALL_OPS: tuple[Op, ...] = (
     *EMBEDDING_OPS,
     *SPATIAL_OPS,
     *SAMPLE_OPS,
+    *REDUCE_OPS,
     *SCAN_OPS,
+    *RECURRENT_OPS,
+    *ATTENTION_OPS,
 )
 
 OPS: dict[str, Op] = {op.name: op for op in ALL_OPS}

@@ -1,10 +1,18 @@
-"""Shape ops that move data without arithmetic: flatten, reshape, permute, transpose."""
+"""Shape ops that move data without arithmetic: flatten, reshape, permute, transpose, squeeze,
+unsqueeze. Their shape rules run in elaboration; kernels and emitters in the back ends."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import sympy
+
 from dslc import dims as D
-from dslc.ops.base import Attrs, Example, Op, norm_axis
+from dslc.ops.base import Attrs, Example, Op, ShapeError, norm_axis
 from dslc.types import tensor
+
+# ---- flatten -----------------------------------------------------------------------------
 
 
 class FlattenAttrs(Attrs):
@@ -47,4 +55,253 @@ FLATTEN = Op(
     ),
 )
 
-SHAPE_OPS = (FLATTEN,)
+# ---- reshape -----------------------------------------------------------------------------
+
+
+class ReshapeAttrs(Attrs):
+    # Ints, -1 (at most once), or symbolic dims such as `x.shape[0]`: pydantic cannot type
+    # sympy expressions, so the shape rule validates each entry (see _reshape_target).
+    shape: tuple[Any, ...]
+
+
+def _reshape_target(a: ReshapeAttrs) -> tuple[list, int | None]:
+    """The target dims as sympy expressions (-1 kept as None) and the position of the -1."""
+    dims: list = []
+    infer = None
+    for i, d in enumerate(a.shape):
+        if isinstance(d, sympy.Expr) and d.is_Integer:
+            d = int(d)
+        if isinstance(d, bool) or not isinstance(d, (int, sympy.Expr)) or (
+                isinstance(d, sympy.Expr) and d.is_integer is False):
+            raise ShapeError(f"reshape target entry {i} is not a dim",
+                             expected="an int, -1, or a dim such as x.shape[0]",
+                             found=repr(d), attr="shape")
+        if isinstance(d, int) and d == -1:
+            if infer is not None:
+                raise ShapeError("reshape target may contain -1 only once",
+                                 expected="at most one -1", found=_fmt_target(a.shape),
+                                 attr="shape")
+            infer = i
+            dims.append(None)
+            continue
+        if (isinstance(d, int) and d < 1) or (isinstance(d, sympy.Expr)
+                                             and d.is_positive is False):
+            raise ShapeError(f"reshape target entry {i} must be positive (or -1)",
+                             expected=">= 1 or -1", found=_fmt_target(a.shape), attr="shape")
+        dims.append(D.as_dim(d))
+    return dims, infer
+
+
+def _fmt_target(shape) -> str:
+    return "[" + ", ".join(D.fmt(D.as_dim(d)) if isinstance(d, (int, sympy.Expr))
+                           and not isinstance(d, bool) else repr(d) for d in shape) + "]"
+
+
+def _reshape_shape(a: ReshapeAttrs, ins):
+    x = ins[0]
+    dims, infer = _reshape_target(a)
+    total = x.numel()
+    known = D.product(d for d in dims if d is not None)
+    if infer is not None:
+        q = total / known
+        if q.is_integer is not True:
+            q = sympy.simplify(q)
+        if q.is_integer is not True:
+            why = ("does not divide" if q.is_number else "cannot be shown to divide")
+            raise ShapeError(
+                f"cannot solve the -1: {D.fmt(known)} {why} the "
+                f"{D.fmt(total)} elements of the input",
+                expected=f"a shape whose fixed entries divide {D.fmt(total)} elements "
+                         f"(input {x})",
+                found=f"{_fmt_target(a.shape)} ({D.fmt(known)} x ? elements)", attr="shape")
+        dims[infer] = q
+    else:
+        eq = D.equal(total, known)
+        if eq is not True:
+            why = "" if eq is False else " (they cannot be shown equal)"
+            raise ShapeError(
+                f"the target shape has {D.fmt(known)} elements but the input has "
+                f"{D.fmt(total)}{why}",
+                expected=f"{D.fmt(total)} elements (input {x})",
+                found=f"{D.fmt(known)} elements (target {_fmt_target(a.shape)})", attr="shape")
+    return [x.with_shape(dims)]
+
+
+def _reshape_kernel(a: ReshapeAttrs, xs, ctx):
+    dims, _ = _reshape_target(a)
+    return [xs[0].reshape(tuple(-1 if d is None else ctx.dim(d) for d in dims))]
+
+
+def _reshape_call(a: ReshapeAttrs, args, ctx, ins):
+    # Keep the -1 as written: torch solves it the same way, and the line reads like the spec.
+    dims = ["-1" if d is None else ctx.dim(d) for d in _reshape_target(a)[0]]
+    return f"{args[0]}.reshape({', '.join(dims)})"
+
+
+RESHAPE = Op(
+    name="reshape",
+    family="shape",
+    doc="Views the elements in a new shape (torch.reshape): `x -> reshape([x.shape[0], -1])`. "
+        "Entries are ints, runtime dims, or one -1 solved from the element count, which must "
+        "match provably.",
+    attrs=ReshapeAttrs,
+    positional=("shape",),
+    shape=_reshape_shape,
+    numpy=_reshape_kernel,
+    torch_call=_reshape_call,
+    label=lambda a: _fmt_target(a.shape),
+    examples=(
+        Example({"shape": (6, 4)}, (tensor("f32", 2, 3, 4),)),
+        Example({"shape": (2, -1)}, (tensor("f32", 2, 3, 4),)),
+        Example({"shape": (-1,)}, (tensor("f32", 2, 3),)),
+        Example({"shape": (3, 2, 2, 2)}, (tensor("i64", 4, 6),), int_high=5),
+    ),
+)
+
+# ---- permute / transpose ----------------------------------------------------------------
+
+
+class PermuteAttrs(Attrs):
+    dims: tuple[int, ...]
+
+
+def _permutation(a: PermuteAttrs, rank: int) -> list[int]:
+    if len(a.dims) != rank:
+        raise ShapeError(f"permute needs one entry per axis of the rank-{rank} input",
+                         expected=f"{rank} axes", found=f"{len(a.dims)}: {list(a.dims)}",
+                         attr="dims")
+    perm = [norm_axis(d, rank, "dims") for d in a.dims]
+    if sorted(perm) != list(range(rank)):
+        raise ShapeError("permute dims must name every axis exactly once",
+                         expected=f"a permutation of {list(range(rank))}",
+                         found=str(list(a.dims)), attr="dims")
+    return perm
+
+
+def _permute_shape(a: PermuteAttrs, ins):
+    x = ins[0]
+    perm = _permutation(a, x.rank)
+    return [x.with_shape([x.shape[p] for p in perm])]
+
+
+PERMUTE = Op(
+    name="permute",
+    family="shape",
+    doc="Reorders the axes (torch.permute): `x -> permute((0, 2, 1))`; negative axes allowed.",
+    attrs=PermuteAttrs,
+    positional=("dims",),
+    shape=_permute_shape,
+    numpy=lambda a, xs, ctx: [np.transpose(xs[0], _permutation(a, xs[0].ndim))],
+    torch_call=lambda a, args, ctx, ins: (
+        f"{args[0]}.permute({', '.join(str(d) for d in a.dims)})"),
+    label=lambda a: "(" + ", ".join(str(d) for d in a.dims) + ")",
+    examples=(
+        Example({"dims": (0, 2, 1)}, (tensor("f32", 2, 3, 4),)),
+        Example({"dims": (3, 0, -3, 2)}, (tensor("f32", 2, 3, 4, 5),)),
+        Example({"dims": (0,)}, (tensor("f32", 5),)),
+    ),
+)
+
+
+class TransposeAttrs(Attrs):
+    dim0: int
+    dim1: int
+
+
+def _transpose_shape(a: TransposeAttrs, ins):
+    x = ins[0]
+    d0 = norm_axis(a.dim0, x.rank, "dim0")
+    d1 = norm_axis(a.dim1, x.rank, "dim1")
+    shape = list(x.shape)
+    shape[d0], shape[d1] = shape[d1], shape[d0]
+    return [x.with_shape(shape)]
+
+
+TRANSPOSE = Op(
+    name="transpose",
+    family="shape",
+    doc="Swaps two axes (torch.transpose): `x -> transpose(1, 2)`.",
+    attrs=TransposeAttrs,
+    positional=("dim0", "dim1"),
+    shape=_transpose_shape,
+    numpy=lambda a, xs, ctx: [np.swapaxes(xs[0], a.dim0, a.dim1)],
+    torch_call=lambda a, args, ctx, ins: f"{args[0]}.transpose({a.dim0}, {a.dim1})",
+    label=lambda a: f"{a.dim0} <-> {a.dim1}",
+    examples=(
+        Example({"dim0": 1, "dim1": 2}, (tensor("f32", 2, 3, 4),)),
+        Example({"dim0": -1, "dim1": 0}, (tensor("f32", 3, 5),)),
+        Example({"dim0": 1, "dim1": 1}, (tensor("f32", 2, 3),)),
+    ),
+)
+
+# ---- squeeze / unsqueeze ----------------------------------------------------------------
+
+
+class AxisAttrs(Attrs):
+    dim: int
+
+
+def _squeeze_shape(a: AxisAttrs, ins):
+    x = ins[0]
+    d = norm_axis(a.dim, x.rank)
+    size = x.shape[d]
+    # torch.squeeze leaves an axis of size != 1 alone, so a runtime dim would make the output
+    # rank depend on the data; only axes that are provably 1 may be squeezed.
+    if size != 1:
+        why = "" if size.is_Integer else " (a runtime dim, which may not be 1)"
+        raise ShapeError(f"squeeze needs axis {a.dim} to have size 1{why}",
+                         expected=f"size 1 at axis {a.dim}", found=f"{x}", attr="dim")
+    return [x.with_shape(x.shape[:d] + x.shape[d + 1:])]
+
+
+SQUEEZE = Op(
+    name="squeeze",
+    family="shape",
+    doc="Removes an axis of size 1 (torch.squeeze with a dim): `x -> squeeze(1)`.",
+    attrs=AxisAttrs,
+    positional=("dim",),
+    shape=_squeeze_shape,
+    numpy=lambda a, xs, ctx: [np.squeeze(xs[0], axis=a.dim)],
+    torch_call=lambda a, args, ctx, ins: f"{args[0]}.squeeze({a.dim})",
+    label=lambda a: f"dim {a.dim}",
+    examples=(
+        Example({"dim": 1}, (tensor("f32", 2, 1, 4),)),
+        Example({"dim": -1}, (tensor("f32", 3, 1),)),
+        Example({"dim": 0}, (tensor("f32", 1),)),
+    ),
+)
+
+
+def _unsqueeze_axis(dim: int, rank: int) -> int:
+    if not -rank - 1 <= dim <= rank:
+        raise ShapeError(f"dim {dim} is out of range for unsqueeze of a rank-{rank} tensor",
+                         expected=f"{-rank - 1} <= dim <= {rank}", found=str(dim), attr="dim")
+    return dim + rank + 1 if dim < 0 else dim
+
+
+def _unsqueeze_shape(a: AxisAttrs, ins):
+    x = ins[0]
+    d = _unsqueeze_axis(a.dim, x.rank)
+    return [x.with_shape(x.shape[:d] + (D.const(1),) + x.shape[d:])]
+
+
+UNSQUEEZE = Op(
+    name="unsqueeze",
+    family="shape",
+    doc="Inserts an axis of size 1 at `dim` (torch.unsqueeze): `x -> unsqueeze(1)`; "
+        "dim -1 appends.",
+    attrs=AxisAttrs,
+    positional=("dim",),
+    shape=_unsqueeze_shape,
+    numpy=lambda a, xs, ctx: [np.expand_dims(xs[0], _unsqueeze_axis(a.dim, xs[0].ndim))],
+    torch_call=lambda a, args, ctx, ins: f"{args[0]}.unsqueeze({a.dim})",
+    label=lambda a: f"dim {a.dim}",
+    examples=(
+        Example({"dim": 1}, (tensor("f32", 2, 4),)),
+        Example({"dim": -1}, (tensor("f32", 2, 3),)),
+        Example({"dim": 0}, (tensor("f32", 3),)),
+        Example({"dim": -3}, (tensor("f32", 2, 3),)),
+    ),
+)
+
+SHAPE_OPS = (FLATTEN, RESHAPE, PERMUTE, TRANSPOSE, SQUEEZE, UNSQUEEZE)

@@ -102,3 +102,36 @@ model c {
     np_out, t_out, module = compare_numpy_torch(prog, {"B": 2})
     assert "w" in dict(module.named_buffers())
     np.testing.assert_array_equal(prog.init_params(0)["w"], [1, 0, -1])
+
+
+def test_dims_inside_expressions_are_solved_in_forward():
+    prog = dslc.load("t.dl", text="model m { input x: f32[B, 2*T+1]  "
+                                  "output y = reshape(x[:, 1:], [B, T, 2]) }")
+    compare_numpy_torch(prog, {"B": 2, "T": 3})
+    assert "((x.shape[1] - 1) // 2)" in prog.to_torch_source()
+
+
+def test_hostile_names_stay_valid_and_unique():
+    src = """
+block keys(n: int) { input x  output y = x -> linear(n) }
+model class(print: int = 3, self: string = "a\\"b") {
+  input lambda: f32[B, 3]
+  input torch: f32[B, 3]
+  forward = lambda + torch
+  range = forward -> linear(print) as __init__
+  ﬁ = range -> linear(3) as values
+  fi = ﬁ -> keys(3) as F
+  block = (fi -> relu) + ﬁ
+  items: repeat 2 { block = block -> keys(3) }
+  output block, range
+}"""
+    prog = dslc.load("hostile.dl", text=src)
+    code = prog.to_torch_source()
+    tree = pyast.parse(code)
+    assert prog.torch_arg_names() == {"lambda": "lambda_", "torch": "torch_"}
+    compare_numpy_torch(prog, {"B": 2})
+    calls = {n.func.attr for n in pyast.walk(tree) if isinstance(n, pyast.Call)
+             and isinstance(n.func, pyast.Attribute)}
+    # only what the emitters emit, plus the layers themselves (self.values_)
+    assert calls <= {"Linear", "ModuleDict", "ModuleList", "add_module", "relu", "__init__",
+                     "values_"}, sorted(calls)

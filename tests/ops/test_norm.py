@@ -1,0 +1,262 @@
+"""Tests of dslc/ops/norm.py: batch_norm, layer_norm, local_response_norm against torch.nn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dslc
+from dslc import dims as D
+from dslc.diagnostics import DslcError
+from dslc.ops.norm import NORM_OPS
+from tests.helpers import assert_close, compare_numpy_torch
+
+
+def _lit(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+def example_program(op, ex):
+    """A one-op spec for an op record's example, so it goes through the whole language."""
+    ins = "".join(f"  input a{i}: {t.dtype}[{', '.join(D.fmt(d) for d in t.shape)}]\n"
+                  for i, t in enumerate(ex.inputs))
+    args = [f"a{i}" for i in range(len(ex.inputs))]
+    args += [f"{k}={_lit(v)}" for k, v in ex.attrs.items()]
+    call = f"{op.name}({', '.join(args)})"
+    return dslc.load("t.dl", text=f"model t {{\n{ins}  output y = {call}\n}}\n")
+
+
+def load(body: str) -> dslc.program.Program:
+    return dslc.load("t.dl", text="model t {\n" + body + "\n}\n")
+
+
+def diag(body: str):
+    with pytest.raises(DslcError) as exc:
+        load(body)
+    return exc.value.diagnostics[0]
+
+
+EXAMPLES = [(op, ex) for op in NORM_OPS for ex in op.examples]
+
+
+@pytest.mark.parametrize("op,ex", EXAMPLES,
+                         ids=[f"{op.name}-{i}" for i, (op, _) in enumerate(EXAMPLES)])
+def test_examples_numpy_equals_torch(op, ex):
+    prog = example_program(op, ex)
+    np_out, _, _ = compare_numpy_torch(prog, train=ex.train)
+    assert np_out["y"].shape == tuple(int(d) for d in ex.inputs[0].shape)
+
+
+# ---- batch_norm --------------------------------------------------------------------------
+
+
+def _random_bn_state(params, c, rng):
+    params["bn1.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    params["bn1.bias"] = rng.standard_normal(c).astype(np.float32)
+    params["bn1.running_mean"] = rng.standard_normal(c).astype(np.float32)
+    params["bn1.running_var"] = rng.uniform(0.5, 2.0, c).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,torch_cls", [
+    ((6, 4), torch.nn.BatchNorm1d),
+    ((5, 4, 7), torch.nn.BatchNorm1d),
+    ((3, 4, 5, 6), torch.nn.BatchNorm2d),
+    ((2, 4, 3, 3, 2), torch.nn.BatchNorm3d),
+])
+def test_batch_norm_matches_torch_train_and_eval(shape, torch_cls):
+    dims = ", ".join(str(s) for s in shape)
+    prog = load(f"input x: f32[{dims}]\noutput y = x -> batch_norm(momentum=0.2)")
+    assert f"nn.{torch_cls.__name__}(4, momentum=0.2)" in prog.to_torch_source()
+    rng = np.random.default_rng(1)
+    params = prog.init_params()
+    _random_bn_state(params, 4, rng)
+    ref = torch_cls(4, momentum=0.2)
+    ref.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v.copy())
+                         for k, v in params.items()})
+    assert sorted(ref.state_dict()) == sorted(k.split(".", 1)[1] for k in params)
+    for step in range(2):
+        x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+        y = prog.run({"x": x}, params, train=True)["y"]
+        ref.train()
+        with torch.no_grad():
+            yt = ref(torch.from_numpy(x)).numpy()
+        assert_close(y, yt, what=f"train step {step}")
+        # Running statistics were updated in place, exactly as torch updates its buffers.
+        for k, v in ref.state_dict().items():
+            assert_close(params[f"bn1.{k}"], v.numpy(), what=k)
+        assert int(params["bn1.num_batches_tracked"]) == step + 1
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = prog.run({"x": x}, params, train=False)["y"]
+    ref.eval()
+    with torch.no_grad():
+        assert_close(y, ref(torch.from_numpy(x)).numpy(), what="eval")
+
+
+def test_batch_norm_state_dict_layout():
+    prog = load("input x: f32[B, 3, 8, 8]\noutput y = x -> batch_norm")
+    params = prog.init_params()
+    assert list(params) == ["bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                            "bn1.num_batches_tracked"]
+    assert list(params) == ["bn1." + k for k in torch.nn.BatchNorm2d(3).state_dict()]
+    nbt = params["bn1.num_batches_tracked"]
+    assert nbt.shape == () and nbt.dtype == np.int64 and int(nbt) == 0
+    np.testing.assert_array_equal(params["bn1.weight"], np.ones(3, np.float32))
+    np.testing.assert_array_equal(params["bn1.running_var"], np.ones(3, np.float32))
+    np.testing.assert_array_equal(params["bn1.bias"], np.zeros(3, np.float32))
+    spec = prog.graph.param_keys()["bn1.running_mean"][2]
+    assert spec.buffer and not prog.graph.param_keys()["bn1.weight"][2].buffer
+    compare_numpy_torch(prog, bind={"B": 4}, train=True)
+
+
+def test_batch_norm_eval_uses_running_stats_train_uses_batch():
+    prog = load("input x: f32[4, 2]\noutput y = x -> batch_norm(affine=false)")
+    params = prog.init_params()
+    params["bn1.running_mean"] = np.array([10.0, -10.0], np.float32)
+    params["bn1.running_var"] = np.array([4.0, 1.0], np.float32)
+    x = np.array([[1, 2], [3, 4], [5, 6], [7, 8]], np.float32)
+    y_eval = prog.run({"x": x}, dict(params), train=False)["y"]
+    expected = (x - [10.0, -10.0]) / np.sqrt(np.array([4.0, 1.0]) + 1e-5)
+    assert_close(y_eval, expected, what="eval")
+    y_train = prog.run({"x": x}, params, train=True)["y"]
+    # Batch statistics: every column is {1,3,5,7} shifted, biased var 5.
+    assert_close(y_train[:, 0], (x[:, 0] - 4) / np.sqrt(5 + 1e-5), what="train")
+    # running_var takes the unbiased variance 20/3.
+    assert_close(params["bn1.running_var"], 0.9 * np.array([4.0, 1.0]) + 0.1 * 20 / 3)
+
+
+def test_batch_norm_stateless_uses_batch_stats_in_eval():
+    prog = load("input x: f32[5, 3, 4]\n"
+                "output y = x -> batch_norm(affine=false, track_running_stats=false)")
+    assert prog.init_params() == {}
+    src = prog.to_torch_source()
+    assert "F.batch_norm(x, None, None, training=True" in src
+    np_out, _, _ = compare_numpy_torch(prog, train=False)
+    assert abs(float(np_out["y"].mean())) < 1e-5  # normalised with the batch's own stats
+
+
+def test_batch_norm_one_value_per_channel_in_training_is_a_run_error():
+    prog = load("input x: f32[1, 3]\noutput y = x -> batch_norm")
+    x = np.ones((1, 3), np.float32)
+    prog.run({"x": x}, train=False)  # fine in eval
+    with pytest.raises(DslcError) as exc:
+        prog.run({"x": x}, train=True)
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0507" and "more than one value per channel" in d.message
+
+
+def test_batch_norm_errors():
+    d = diag("input x: f32[B, C, 4]\noutput y = x -> batch_norm")
+    assert d.code == "E0304" and "channel" in d.message
+    d = diag("input x: i64[2, 3]\noutput y = x -> batch_norm")
+    assert d.code == "E0302"
+    d = diag("input x: f32[8]\noutput y = x -> batch_norm")
+    assert d.code == "E0301" and "rank" in d.expected and "f32[8]" in d.found
+    d = diag("input x: f32[2, 3]\noutput y = x -> batch_norm(momentum=1.5)")
+    assert d.code == "E0301" and d.found == "1.5"
+
+
+def test_batch_norm_macs_one_per_element():
+    op = {o.name: o for o in NORM_OPS}["batch_norm"]
+    x = dslc.types.tensor("f32", D.symbol("B"), 3, 4, 4)
+    assert D.equal(op.macs(op.attrs(), [x], [x]), D.symbol("B") * 48) is True
+
+
+# ---- layer_norm --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,ns,kw", [
+    ((2, 5, 8), None, {}),
+    ((2, 5, 8), 8, {"eps": 1e-3}),
+    ((3, 4, 5, 6), (5, 6), {}),
+    ((3, 7), 7, {"bias": False}),
+])
+def test_layer_norm_matches_torch(shape, ns, kw):
+    dims = ", ".join(str(s) for s in shape)
+    args = ([_lit(ns)] if ns is not None else []) + [f"{k}={_lit(v)}" for k, v in kw.items()]
+    prog = load(f"input x: f32[{dims}]\noutput y = x -> layer_norm({', '.join(args)})")
+    norm_shape = (shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else ns)
+    ref = torch.nn.LayerNorm(norm_shape, **kw)
+    rng = np.random.default_rng(3)
+    params = prog.init_params()
+    assert sorted(params) == sorted("ln1." + k for k in ref.state_dict())
+    for k in params:
+        params[k] = rng.standard_normal(params[k].shape).astype(np.float32)
+    ref.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v) for k, v in params.items()})
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    y = prog.run({"x": x}, params)["y"]
+    with torch.no_grad():
+        assert_close(y, ref(torch.from_numpy(x)).numpy())
+    compare_numpy_torch(prog)
+
+
+def test_layer_norm_without_affine_is_functional():
+    prog = load("input x: f32[B, 4, 6]\noutput y = x -> layer_norm((4, 6), "
+                "elementwise_affine=false)")
+    assert prog.init_params() == {}
+    assert "F.layer_norm(x, (4, 6), eps=1e-05)" in prog.to_torch_source()
+    compare_numpy_torch(prog, bind={"B": 3})
+
+
+def test_layer_norm_is_stable_on_a_large_offset():
+    prog = load("input x: f32[4, 64]\noutput y = x -> layer_norm")
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.standard_normal((4, 64))).astype(np.float32)
+    y = prog.run({"x": x})["y"]
+    ref = torch.nn.functional.layer_norm(torch.from_numpy(x).double(), (64,)).numpy()
+    assert_close(y, ref, rtol=2e-3, atol=2e-3)
+    assert np.abs(y.std(axis=-1) - 1).max() < 1e-2
+
+
+def test_layer_norm_errors():
+    d = diag("input x: f32[2, 5, 8]\noutput y = x -> layer_norm(7)")
+    assert d.code == "E0301"
+    assert d.expected == "[..., 7]" and d.found == "f32[2, 5, 8]"
+    d = diag("input x: f32[2, 5, 8]\noutput y = x -> layer_norm((8, 5))")
+    assert d.code == "E0301" and d.expected == "[..., 8, 5]"
+    d = diag("input x: f32[2, 8]\noutput y = x -> layer_norm((2, 2, 8))")
+    assert d.code == "E0301" and "rank" in d.message
+    d = diag("input x: f32[B, T]\noutput y = x -> layer_norm")
+    assert d.code == "E0304"
+    d = diag("input x: f32[B, T]\noutput y = x -> layer_norm(16)")
+    assert d.code == "E0304"
+    d = diag("input x: i32[2, 8]\noutput y = x -> layer_norm")
+    assert d.code == "E0302"
+
+
+# ---- local_response_norm -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,size,kw", [
+    ((2, 7, 5, 5), 5, {"alpha": 1e-2, "k": 2.0}),
+    ((2, 6, 4, 4), 4, {"alpha": 0.3, "beta": 0.5}),
+    ((3, 5, 9), 3, {"alpha": 0.1}),
+    ((1, 4, 2, 3, 2), 2, {"alpha": 1.0, "beta": 1.25, "k": 0.5}),
+    ((2, 3, 4, 4), 7, {"alpha": 0.5}),  # window wider than the channels
+])
+def test_local_response_norm_matches_torch(shape, size, kw):
+    dims = ", ".join(str(s) for s in shape)
+    args = ", ".join([str(size)] + [f"{k}={_lit(v)}" for k, v in kw.items()])
+    prog = load(f"input x: f32[{dims}]\noutput y = x -> local_response_norm({args})")
+    assert prog.init_params() == {}
+    x = (np.random.default_rng(5).standard_normal(shape) * 3).astype(np.float32)
+    y = prog.run({"x": x})["y"]
+    with torch.no_grad():
+        yt = torch.nn.LocalResponseNorm(size, **kw)(torch.from_numpy(x)).numpy()
+    assert_close(y, yt)
+    compare_numpy_torch(prog)
+
+
+def test_local_response_norm_errors():
+    d = diag("input x: f32[4, 8]\noutput y = x -> local_response_norm(5)")
+    assert d.code == "E0301" and "rank >= 3" in d.expected
+    d = diag("input x: f32[4, 8, 3]\noutput y = x -> local_response_norm(0)")
+    assert d.code == "E0301" and d.found == "0"
+    d = diag("input x: f32[4, 8, 3]\noutput y = x -> local_response_norm()")
+    assert d.code == "E0208"
