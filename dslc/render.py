@@ -201,8 +201,9 @@ class _Cluster:
     children: dict[str, _Cluster] = field(default_factory=dict)
 
 
-def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]]) -> str:
-    nid = f"n{node.id}"
+def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
+                prefix: str = "n") -> str:
+    nid = f"{prefix}{node.id}"
     line = f"line {node.span.line}" if node.span.line else ""
     if node.op == "input":
         t = node.types[0]
@@ -242,6 +243,46 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]]) -> 
     tip = f"{node.name} = {node.op}" + (f" ({line})" if line else "")
     return (f"{nid} [shape={shape}, style=\"{style}\", fillcolor=\"{fill}\", "
             f"color=\"{border}\", label={label}, tooltip={quote(tip)}{extra}];")
+
+
+def _scan_lines(node: IRNode) -> str:
+    """A recurrence drawn rolled: its cell in a cluster, each new state looping back to the
+    state input it replaces, and the scan node collecting the per-step outputs."""
+    a = node.attrs
+    cell = a.cell
+    pre = f"s{node.id}_"
+    steps = D.fmt(node.types[0].shape[a.along]) if node.types else "?"
+    title = f"<b>scan</b> {h(a.cell_name)} over {h(steps)} steps"
+    if a.reverse:
+        title += " (reverse)"
+    lines = [f"subgraph cluster_scan{node.id} {{",
+             f"  label=<{title}>; style=\"rounded,filled\"; fillcolor=\"#f3f0fa\"; "
+             "color=\"#7a5fb0\"; labeljust=l;"]
+    roles = ["step"] * a.n_seq + ["state"] * a.n_states + ["fixed"] * a.n_static
+    for (name, nid), role in zip(cell.inputs, roles):
+        t = cell.nodes[nid].types[0]
+        lines.append(f"  {pre}n{nid} [shape=cds, style=filled, fillcolor=\"#ffffff\", "
+                     f"label=<<b>{h(name)}</b> <font point-size=\"9\">{role} "
+                     f"{h(D.fmt_shape(t.shape))}</font>>];")
+    for n in cell.order():
+        if n.op != "input":
+            lines.append("  " + _node_lines(cell, n, {}, prefix=pre + "n"))
+    lines.append("  " + _node_lines(node.attrs.cell, node, {}, prefix="n")
+                 .replace(f"<b>{h(node.op)}</b>", "<b>collect</b>", 1))
+    for n in cell.order():
+        for src, port in n.inputs:
+            t = cell.nodes[src].types[port]
+            lines.append(f"  {pre}n{src} -> {pre}n{n.id} "
+                         f"[label={quote(' ' + D.fmt_shape(t.shape))}];")
+    state_inputs = [nid for _, nid in cell.inputs][a.n_seq: a.n_seq + a.n_states]
+    refs = [ref for _, ref in cell.outputs]
+    for (src, _port), target in zip(refs[: a.n_states], state_inputs):
+        lines.append(f"  {pre}n{src} -> {pre}n{target} [style=dashed, color=\"#7a5fb0\", "
+                     "constraint=false, label=\" next step\"];")
+    for src, _port in refs[a.n_states:] or refs[: a.n_states]:
+        lines.append(f"  {pre}n{src} -> n{node.id} [style=dotted];")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _cluster_label(graph: Graph, frame: Frame, layout: _Layout) -> str:
@@ -293,7 +334,10 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
                 cur.children[path] = child
                 cur.items.append(child)
             cur = cur.children[path]
-        cur.items.append(_node_lines(graph, node, output_of))
+        if node.op == "scan":
+            cur.items.append(_scan_lines(node))
+        else:
+            cur.items.append(_node_lines(graph, node, output_of))
 
     out = [f"digraph {quote(graph.model)} {{"]
     out.append(f"  graph [label=<<b>{h(graph.model)}</b>>, labelloc=t, fontsize=16, "
@@ -318,7 +362,8 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
     seen: set[tuple] = set()
     drawn: set[tuple[int, str]] = set()
 
-    def add_edge(src: IRNode, port: int, dst_id: str, dst: IRNode | None, in_port: int):
+    def add_edge(src: IRNode, port: int, dst_id: str, dst: IRNode | None, in_port: int,
+                 head_override: str | None = None):
         t = src.types[port]
         label = D.fmt_shape(t.shape)
         if len(src.types) > 1:
@@ -334,7 +379,7 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
         head_id = dst_id
         if dst is not None:
             head, _ = layout.visible(dst, outgoing=False)
-            head_id = f"n{head.id}"
+            head_id = head_override if head_override and head is dst else f"n{head.id}"
         attrs = [f"label={quote(' ' + label)}"]
         if tail_rep is not None:
             attrs.append(f"ltail={layout.cluster_id(tail_rep)}")
@@ -351,8 +396,12 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
         edges.append(f"  n{tail.id} -> {head_id} [{', '.join(attrs)}];")
 
     for node in layout.order:
+        # A scan's inputs go to its cell's input nodes.
+        cell_in = ([f"s{node.id}_n{nid}" for _, nid in node.attrs.cell.inputs]
+                   if node.op == "scan" else [])
         for in_port, (src_id, port) in enumerate(node.inputs):
-            add_edge(graph.nodes[src_id], port, "", node, in_port)
+            add_edge(graph.nodes[src_id], port, "", node, in_port,
+                     cell_in[in_port] if cell_in else None)
     for i, (_name, (nid, port)) in enumerate(graph.outputs):
         add_edge(graph.nodes[nid], port, f"out{i}", None, 0)
     out += edges
