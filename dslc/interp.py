@@ -132,8 +132,9 @@ def check_sizes(graph: Graph, bound: dict[str, int]) -> None:
 
 
 def node_params(node: IRNode, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {local: params[f"{node.module}.{local}" if local else node.module]
-            for local in node.params}
+    return {local: (params[f"{node.module}.{local}" if local else node.module]
+                    if spec.persistent else node.const_value)
+            for local, spec in node.params.items()}
 
 
 def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
@@ -162,8 +163,9 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
         except FloatingPointError as exc:
             raise run_error("E0508", f"{node.op}: {exc}", node.span) from None
         for local_name, value in ctx.params.items():
-            key = f"{node.module}.{local_name}" if local_name else node.module
-            params[key] = value
+            if node.params[local_name].persistent:
+                key = f"{node.module}.{local_name}" if local_name else node.module
+                params[key] = value
         return [np.asarray(o) for o in outs]
 
     values = walk(graph, visit, inputs)
@@ -219,8 +221,6 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             arr = np.zeros(shape)
         elif spec.init.startswith("constant:"):
             arr = np.full(shape, float(spec.init.split(":", 1)[1]))
-        elif spec.init == "const":
-            arr = node.const_value
         else:  # pragma: no cover - every op's init is one of the above
             raise ValueError(f"unknown init {spec.init}")
         # astype(order="C"), not ascontiguousarray: that makes 0-d buffers (batch norm's

@@ -83,6 +83,8 @@ class Graph:
         keys = {}
         for node in self.order():
             for local, spec in node.params.items():
+                if not spec.persistent:
+                    continue
                 key = f"{node.module}.{local}" if local else node.module
                 keys[key] = (node, local, spec)
             if node.op == "scan":  # a recurrence's cell holds its own layers

@@ -10,8 +10,10 @@ def torch_outputs(prog, inputs, params, train=False):
     import torch
 
     cls = prog.to_torch()
-    # Built on the meta device (no initialisation work), then given the NumPy side's tensors.
-    with torch.device("meta"):
+    # Built on the meta device (no initialisation work), then given the NumPy side's tensors;
+    # spec constants are not in the state_dict, so a model with constants is built for real.
+    has_consts = any(n.op == "const" for n in prog.graph.nodes.values())
+    with torch.device("cpu" if has_consts else "meta"):
         m = cls()
     m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()},
                       strict=True, assign=True)

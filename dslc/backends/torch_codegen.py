@@ -87,7 +87,8 @@ class _Modules:
         for key, val in self.tree.items():
             ident = is_plain_attr(key)
             if isinstance(val, IRNode) and val.op == "const":
-                lines.append(f"self.register_buffer({key!r}, {_const_expr(val)})")
+                lines.append(f"self.register_buffer({key!r}, {_const_expr(val)}, "
+                             "persistent=False)")
                 continue
             expr = self._build(key, val, 0)
             if ident:
@@ -357,7 +358,7 @@ def generate(graph: Graph, source_file: str | None = None) -> str:
             "",
             "def _with_buffers(module, buffers):",
             "    for name, value in buffers:",
-            "        module.register_buffer(name, value)",
+            "        module.register_buffer(name, value, persistent=False)",
             "    return module",
             "",
         ]

@@ -51,6 +51,9 @@ class ParamSpec:
     fan_in: int = 1
     buffer: bool = False
     dtype: str = "f32"
+    # Persistent entries are in the state_dict and the parameter file; a spec constant is not
+    # (its value is part of the program, like a non-persistent torch buffer).
+    persistent: bool = True
 
 
 @dataclass

@@ -267,9 +267,9 @@ def _run_both(prog, inputs, params):
 def test_edge_detector_on_a_step_image():
     prog = load("edge_detector.dl", "edge_detector")
     params = prog.init_params()
-    assert list(params) == ["kernel"]  # the fixed kernel is the model's only state
-    np.testing.assert_array_equal(params["kernel"][0, 0],
-                                  [[1, 1, 1], [0, 0, 0], [-1, -1, -1]])
+    assert params == {}  # the fixed kernel is part of the program, not a parameter
+    kernel = next(n for n in prog.graph.nodes.values() if n.op == "const").const_value
+    np.testing.assert_array_equal(kernel[0, 0], [[1, 1, 1], [0, 0, 0], [-1, -1, -1]])
     # bright top half, dark bottom half: a horizontal edge between rows 3 and 4
     x = np.zeros((1, 1, 8, 10), np.float32)
     x[:, :, :4, :] = 1.0
