@@ -46,6 +46,8 @@ def _parse_value(v: str, int_only: bool):
         return n
     if n is not None:
         return n
+    if v.startswith("(") and v.endswith(")"):  # --set kernel=(3,5)
+        return tuple(_parse_value(x.strip(), False) for x in v[1:-1].split(",") if x.strip())
     low = v.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -55,11 +57,15 @@ def _parse_value(v: str, int_only: bool):
         return v
 
 
-def _load(args, path: str | None = None):
+def _load(args, path: str | None = None, after: str | None = None):
     import dslc
 
+    passes = getattr(args, "passes", None)
     return dslc.load(path or args.file, model=getattr(args, "model", None),
-                     hparams=_parse_kv(getattr(args, "set", None), "--set"))
+                     opt_level=getattr(args, "opt", 1),
+                     hparams=_parse_kv(getattr(args, "set", None), "--set"),
+                     passes=[p.strip() for p in passes.split(",") if p.strip()]
+                     if passes is not None else None, after=after)
 
 
 def _bindings(args, prog) -> dict[str, int]:
@@ -170,6 +176,25 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_ir(args) -> int:
+    from dslc.ir_text import format_ir
+
+    prog = _load(args, after=args.after)
+    if args.after and args.after not in prog.passes:
+        raise UsageError(f"--after {args.after}: that pass is not in the pipeline "
+                         f"({', '.join(prog.passes) or 'no passes at -O0'})")
+    out = [format_ir(prog.graph).rstrip("\n")]
+    out.append("")
+    out.append(f"# passes: {', '.join(prog.passes) or 'none'}")
+    for c in prog.changes:
+        out.append(f"# {c.pass_name}: {c.message} ({Path(c.span.file).name}:{c.span.line}:"
+                   f"{c.span.column})")
+    if not prog.changes:
+        out.append("# no changes")
+    print("\n".join(out))
+    return EXIT_OK
+
+
 def cmd_render(args) -> int:
     from dslc.render import render_bytes
 
@@ -195,6 +220,11 @@ def _parser() -> argparse.ArgumentParser:
     def common(sp, bind=True):
         sp.add_argument("--model", help="which model of the file (default: the only one, or "
                         "the one named like the file)")
+        sp.add_argument("-O", dest="opt", type=int, choices=(0, 1, 2), default=1,
+                        help="optimisation level: -O0 none, -O1 safe clean-ups (default), "
+                        "-O2 inference folding")
+        sp.add_argument("--passes", metavar="A,B,C",
+                        help="run exactly these passes, in this order (see `dslc ir`)")
         sp.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="set a model hyperparameter (repeatable)")
         if bind:
@@ -235,6 +265,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--save-params", metavar="P.npz")
     r.add_argument("-o", "--output", required=True, metavar="OUT.npz")
     r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("ir", help="print the optimised IR and what each pass changed")
+    i.add_argument("file")
+    common(i, bind=False)
+    i.add_argument("--after", metavar="PASS", help="stop after this pass")
+    i.set_defaults(func=cmd_ir)
 
     d = sub.add_parser("render", help="draw the model with Graphviz")
     d.add_argument("file")

@@ -201,7 +201,7 @@ class Env:
         return out
 
 
-BUILTINS = ("len", "min", "max", "int", "float", "sqrt", "prod", "range_sum")
+BUILTINS = ("len", "min", "max", "int", "float", "sqrt", "prod")
 
 
 class Elaborator:
@@ -218,6 +218,7 @@ class Elaborator:
         self.block_depth = 0
         self.flatten_block = False
         self.statement_span: Span | None = None
+        self.symbolic_conditions = False
 
     # ---- diagnostics helpers
     def err(self, code: str, msg: str, span: Span, **kw) -> DslcError:
@@ -491,7 +492,11 @@ class Elaborator:
         env.set(stmt.name, TensorVal((node.id, 0), ttype, stmt.span), stmt.span)
 
     def exec_assert(self, stmt: ast.Assert, env: Env) -> None:
-        v = self.eval(stmt.cond, env)
+        self.symbolic_conditions = True  # `assert T % 4 == 0` is checked when T is known
+        try:
+            v = self.eval(stmt.cond, env)
+        finally:
+            self.symbolic_conditions = False
         if isinstance(v, bool):
             if not v:
                 raise self.err("E0223", stmt.message or "assertion failed", stmt.cond.span)
@@ -658,6 +663,8 @@ class Elaborator:
             if isinstance(a, sympy.Expr) or isinstance(b, sympy.Expr):
                 eq = D.equal(D.as_dim(a) if not isinstance(a, float) else sympy.Float(a),
                              D.as_dim(b) if not isinstance(b, float) else sympy.Float(b))
+                if eq is None and self.symbolic_conditions:
+                    return sympy.Eq(a, b) if e.op == "==" else sympy.Ne(a, b)
                 if eq is None:
                     raise self.err("E0225", "comparison depends on runtime dims", e.span,
                                    expected=_DECIDABLE,
@@ -676,6 +683,8 @@ class Elaborator:
             r = {"<": sympy.Lt, "<=": sympy.Le, ">": sympy.Gt, ">=": sympy.Ge}[e.op](a, b)
             if r in (sympy.true, sympy.false):
                 return bool(r)
+            if self.symbolic_conditions:
+                return r
             raise self.err("E0225", "comparison depends on runtime dims", e.span,
                            expected=_DECIDABLE, found=str(r),
                            hint="a runtime dim such as the batch size is unknown until the "

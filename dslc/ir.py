@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -69,7 +69,38 @@ class Graph:
         return node
 
     def new_id(self) -> int:
-        return len(self.nodes)
+        return max(self.nodes) + 1 if self.nodes else 0
+
+    def copy(self) -> Graph:
+        """A copy whose nodes can be changed without touching this graph (attrs are frozen)."""
+        g = Graph(self.model, dict(self.hparams), frames=dict(self.frames),
+                  constraints=list(self.constraints), span=self.span, file=self.file)
+        g.inputs = list(self.inputs)
+        g.outputs = list(self.outputs)
+        for node in self.nodes.values():
+            g.nodes[node.id] = replace(node, inputs=list(node.inputs), types=list(node.types),
+                                       params=dict(node.params))
+        g.rebuild_edges()
+        return g
+
+    def rebuild_edges(self) -> None:
+        self.g = nx.MultiDiGraph()
+        for nid in sorted(self.nodes):
+            self.g.add_node(nid)
+        for nid in sorted(self.nodes):
+            for port, (src, out) in enumerate(self.nodes[nid].inputs):
+                self.g.add_edge(src, nid, key=port, port=out)
+
+    def replace_uses(self, old: tuple[int, int], new: tuple[int, int]) -> None:
+        """Every use of value `old` (by nodes and outputs) becomes a use of `new`."""
+        for node in self.nodes.values():
+            node.inputs = [new if r == old else r for r in node.inputs]
+        self.outputs = [(n, new if r == old else r) for n, r in self.outputs]
+
+    def remove(self, node_ids) -> None:
+        for nid in node_ids:
+            del self.nodes[nid]
+        self.rebuild_edges()
 
     def order(self) -> list[IRNode]:
         """Deterministic topological order: ties broken by creation index."""

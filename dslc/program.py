@@ -14,18 +14,43 @@ from dslc.ir import Graph
 
 
 class Program:
-    """A checked model: run it on NumPy, summarise it, or turn it into PyTorch."""
+    """A checked model: run it on NumPy, summarise it, or turn it into PyTorch.
 
-    def __init__(self, graph: Graph, path: str):
+    `graph` is the optimised IR; `source` the IR as written. Parameter files always use the
+    source's keys (what `init_params` gives); folds made by optimisation are applied when
+    parameters are loaded, here and in the generated module.
+    """
+
+    def __init__(self, graph: Graph, path: str, source: Graph | None = None,
+                 passes: tuple[str, ...] = (), changes: list | None = None,
+                 folds: list | None = None):
         self.graph = graph
         self.path = path
+        self.source = source or graph
+        self.passes = passes
+        self.changes = list(changes or [])
+        self.folds = list(folds or [])
 
     @property
     def name(self) -> str:
         return self.graph.model
 
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
-        return interp.init_params(self.graph, seed)
+        return interp.init_params(self.source, seed)
+
+    def fold_params(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The optimised graph's parameters from a parameter file in the source's format (a
+        file already in the optimised format is returned as it is)."""
+        from dslc.passes.fold_batch_norm import fold_numpy
+
+        out = dict(params)
+        for fold in self.folds:
+            if fold.kind == "drop":
+                for key in fold.keys:
+                    out.pop(key, None)
+            elif fold.kind == "batch_norm" and f"{fold.source}.running_mean" in out:
+                fold_numpy(out, fold)
+        return out
 
     def random_inputs(self, seed: int = 0,
                       bind: dict[str, int] | None = None) -> dict[str, np.ndarray]:
@@ -34,9 +59,22 @@ class Program:
     def run(self, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray] | None = None,
             train: bool = False, seed: int = 0,
             bind: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        from dslc.passes import INFERENCE_ONLY
+
         if params is None:
             params = self.init_params(seed)
-        return interp.run(self.graph, inputs, params, train=train, seed=seed, bindings=bind)
+        if train and INFERENCE_ONLY & set(self.passes):
+            # Inference folding changed what training computes: train the model as written.
+            return interp.run(self.source, inputs, params, train=True, seed=seed, bindings=bind)
+        if not self.folds:
+            return interp.run(self.graph, inputs, params, train=train, seed=seed,
+                              bindings=bind)
+        folded = self.fold_params(params)
+        out = interp.run(self.graph, inputs, folded, train=train, seed=seed, bindings=bind)
+        for key in params:  # buffers updated in training, as torch updates a module's
+            if key in folded:
+                params[key] = folded[key]
+        return out
 
     def summary(self, bind: dict[str, int] | None = None) -> dict[str, Any]:
         from dslc.summary import summarize
@@ -46,7 +84,7 @@ class Program:
     def to_torch_source(self) -> str:
         from dslc.backends.torch_codegen import generate
 
-        return generate(self.graph)
+        return generate(self.graph, folds=self.folds)
 
     def torch_arg_names(self) -> dict[str, str]:
         """Spec input name -> keyword argument of the generated `forward` (they differ only
@@ -71,10 +109,18 @@ class Program:
         return to_dot(self.graph, expand=expand)
 
 
-def load(path: str | Path, model: str | None = None, hparams: dict[str, Any] | None = None,
-         text: str | None = None) -> Program:
-    """Parse, elaborate and check a `.dl` file; raises DslcError with diagnostics."""
+def load(path: str | Path, model: str | None = None, opt_level: int = 1,
+         hparams: dict[str, Any] | None = None, text: str | None = None,
+         passes: list[str] | None = None, after: str | None = None) -> Program:
+    """Parse, elaborate, check and optimise a `.dl` file; raises DslcError with diagnostics.
+
+    `opt_level` 0 (none), 1 (safe clean-ups, the default) or 2 (inference folding); `passes`
+    names passes to run instead; `after` stops after that pass."""
+    from dslc.passes import optimize, pipeline
+
+    names = pipeline(opt_level, passes)
     prog = load_program(path, text)
-    graph = elaborate(prog, model, hparams)
-    interp.check(graph)
-    return Program(graph, str(path))
+    source = elaborate(prog, model, hparams)
+    interp.check(source)
+    graph, changes, folds = optimize(source, names, after)
+    return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds)

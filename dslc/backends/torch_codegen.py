@@ -317,7 +317,48 @@ def input_arg_names(graph: Graph) -> dict[str, str]:
     return names
 
 
-def generate(graph: Graph, source_file: str | None = None) -> str:
+FOLD_HELPERS = '''
+
+def _fold_batch_norm(state_dict, prefix, layer, norm, eps, had_bias):
+    """Fold the batch norm `norm` into `layer` (W' = W*s, b' = (b - mean)*s + beta)."""
+    if prefix + norm + ".running_mean" not in state_dict:
+        return  # already in the folded format
+    weight = state_dict[prefix + layer + ".weight"]
+    if had_bias:
+        bias = state_dict[prefix + layer + ".bias"]
+    else:
+        bias = weight.new_zeros(weight.shape[0])
+    gamma = state_dict.pop(prefix + norm + ".weight")
+    beta = state_dict.pop(prefix + norm + ".bias")
+    mean = state_dict.pop(prefix + norm + ".running_mean")
+    var = state_dict.pop(prefix + norm + ".running_var")
+    state_dict.pop(prefix + norm + ".num_batches_tracked", None)
+    scale = gamma / torch.sqrt(var + eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    state_dict[prefix + layer + ".weight"] = weight * scale.reshape(shape)
+    state_dict[prefix + layer + ".bias"] = (bias - mean) * scale + beta
+'''
+
+
+def _fold_hook_lines(folds) -> list[str]:
+    """A load_state_dict pre-hook: the optimised module accepts the unoptimised file."""
+    drops = [k for f in folds if f.kind == "drop" for k in f.keys]
+    bns = [f for f in folds if f.kind == "batch_norm"]
+    lines = ["", "def _accept_unoptimised(module, state_dict, prefix, *args):",
+             '    """dslc optimised this module; it also loads the parameter file of the '
+             'spec as written."""']
+    if drops:
+        lines.append("    for key in (")
+        lines += [f"        {k!r}," for k in drops]
+        lines.append("    ):")
+        lines.append("        state_dict.pop(prefix + key, None)  # a layer nothing uses")
+    for f in bns:
+        lines.append(f"    _fold_batch_norm(state_dict, prefix, {f.target!r}, {f.source!r}, "
+                     f"{f.eps!r}, {f.had_bias!r})")
+    return lines
+
+
+def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
     """The whole generated file: imports, one class named after the model, nothing else."""
     mods = _Modules(graph)
     cls = class_name(graph.model)
@@ -362,6 +403,10 @@ def generate(graph: Graph, source_file: str | None = None) -> str:
             "    return module",
             "",
         ]
+    if folds:
+        if any(f.kind == "batch_norm" for f in folds):
+            lines += FOLD_HELPERS.split("\n")[:-1]
+        lines += _fold_hook_lines(folds) + [""]
     lines += [
         "",
         f"class {cls}(nn.Module):",
@@ -379,6 +424,8 @@ def generate(graph: Graph, source_file: str | None = None) -> str:
                    "for another value")
             lines.append(f"            raise ValueError({msg!r})")
     lines += ["        " + ln for c in ctor for ln in c.split("\n")]
+    if folds:
+        lines.append("        self.register_load_state_dict_pre_hook(_accept_unoptimised)")
     lines += ["", f"    def forward({fwd_sig}):"]
     lines += ["        " + b for b in body]
     return "\n".join(lines) + "\n"

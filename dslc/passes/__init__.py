@@ -1,0 +1,113 @@
+"""Optimisation passes over the IR graph: one pass per file, pipelines per -O level."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
+from dslc.ir import Graph
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a pass did, and where in the spec."""
+
+    pass_name: str
+    message: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ParamFold:
+    """How a parameter file of the unoptimised program becomes this program's: applied when
+    parameters are loaded, by the interpreter and by the generated module alike.
+
+    kind "drop": `keys` are no longer used. kind "batch_norm": the layer `target` absorbs the
+    batch norm `source` (keys `source.weight`, `.bias`, `.running_mean`, `.running_var`,
+    `.num_batches_tracked`) with `eps`; `had_bias` says whether `target.bias` existed.
+    """
+
+    kind: str
+    keys: tuple[str, ...] = ()
+    target: str = ""
+    source: str = ""
+    eps: float = 0.0
+    had_bias: bool = True
+
+
+@dataclass
+class PassResult:
+    graph: Graph
+    changes: list[Change] = field(default_factory=list)
+    folds: list[ParamFold] = field(default_factory=list)
+
+
+Pass = Callable[[Graph], PassResult]
+
+
+def _registry() -> dict[str, Pass]:
+    from dslc.passes import (
+        cse,
+        dead_code,
+        fold_batch_norm,
+        fold_constants,
+        identity,
+        inference,
+    )
+
+    return {
+        "dead_code": dead_code.run,
+        "cse": cse.run,
+        "fold_constants": fold_constants.run,
+        "identity": identity.run,
+        "inference": inference.run,
+        "fold_batch_norm": fold_batch_norm.run,
+    }
+
+
+# -O1: clean-ups that keep training semantics. -O2: inference folding on top.
+LEVELS: dict[int, tuple[str, ...]] = {
+    0: (),
+    1: ("fold_constants", "identity", "cse", "dead_code"),
+    2: ("fold_constants", "identity", "cse", "inference", "fold_batch_norm", "dead_code"),
+}
+INFERENCE_ONLY = {"inference", "fold_batch_norm"}
+
+
+def pass_names() -> list[str]:
+    return list(_registry())
+
+
+def pipeline(level: int = 1, passes: list[str] | None = None) -> tuple[str, ...]:
+    if passes is not None:
+        known = _registry()
+        for p in passes:
+            if p not in known:
+                raise DslcError(Diagnostic("E0701", f"unknown pass '{p}'", Span("<args>", 0, 0,
+                                                                                 0, 0),
+                                           expected=", ".join(known), found=p,
+                                           hint=did_you_mean(p, known)))
+        return tuple(passes)
+    if level not in LEVELS:
+        raise DslcError(Diagnostic("E0702", f"unknown optimisation level -O{level}",
+                                   Span("<args>", 0, 0, 0, 0), expected="-O0, -O1 or -O2",
+                                   found=f"-O{level}"))
+    return LEVELS[level]
+
+
+def optimize(graph: Graph, names: tuple[str, ...], after: str | None = None,
+             ) -> tuple[Graph, list[Change], list[ParamFold]]:
+    """Run passes in order (stopping after `after` when given); the input graph is untouched."""
+    registry = _registry()
+    changes: list[Change] = []
+    folds: list[ParamFold] = []
+    g = graph
+    for name in names:
+        res = registry[name](g.copy())
+        g = res.graph
+        changes += res.changes
+        folds += res.folds
+        if name == after:
+            break
+    return g, changes, folds

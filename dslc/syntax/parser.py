@@ -8,10 +8,11 @@ from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
+from dslc.limits import MAX_NESTING
 from dslc.syntax import ast
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
@@ -235,7 +236,7 @@ class _ToAst(Transformer):
         return ast.UnaryOp(span=self.sp(meta), op=str(ch[0]), operand=ch[1])
 
     def pow_op(self, meta, ch):
-        return ast.BinOp(span=self.sp(meta), op="**", left=ch[0], right=ch[1])
+        return ast.BinOp(span=self.sp(meta), op="**", left=ch[0], right=ch[2])
 
     def index(self, meta, ch):
         return ast.Index(span=self.sp(meta), value=ch[0], items=list(ch[1:]))
@@ -425,7 +426,10 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
     before = _tokens_before(text, pos)
     prev = before[-1] if before else None
     opened = _open_brackets(before)
-    expected = set(exc.accepts or exc.expected)
+    try:  # `accepts` replays the parser: exact after default reductions, unlike `expected`
+        expected = set(exc.accepts or exc.expected)
+    except Exception:  # noqa: BLE001 - only a better wording is at stake; fall back
+        expected = set(exc.expected)
     keys = {_literals().get(e, e) for e in expected}
     words = _expected_words(expected)
     found = _describe(tok)
@@ -539,15 +543,77 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
                                                                          col + 1),
                                    expected="text", found="U+0000",
                                    hint="is this a binary file?"))
+    _check_nesting(file, text)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
         raise DslcError(_syntax_error(file, text, exc)) from None
     except RecursionError:
-        raise DslcError(Diagnostic("E0104", "expression nested too deeply",
-                                   Span(file, 1, 1, 1, 2))) from None
+        raise _too_deep(file) from None
     try:
         return _ToAst(file).transform(tree)
     except RecursionError:
-        raise DslcError(Diagnostic("E0104", "expression nested too deeply",
-                                   Span(file, 1, 1, 1, 2))) from None
+        raise _too_deep(file) from None
+    except VisitError as exc:
+        # Lark wraps what a transformer callback raises; a chain of thousands of operators
+        # (`- - - x`, a 5,000-stage pipeline) overflows the recursive tree walk.
+        if isinstance(exc.orig_exc, RecursionError):
+            raise _too_deep(file) from None
+        raise
+
+
+def _too_deep(file: str) -> DslcError:
+    return DslcError(Diagnostic("E0104", "expression nested too deeply", Span(file, 1, 1, 1, 2),
+                                expected="a chain of at most a few hundred operators",
+                                hint="split the expression over several statements"))
+
+
+_NEST = re.compile(r'[(\[{}\])"#\n\\]')
+
+
+def _check_nesting(file: str, text: str) -> None:
+    """Refuse more than MAX_NESTING open brackets or braces, at the one that goes over, before
+    the recursive stages (tree transform, elaboration) can overflow Python's stack."""
+    depth = {"(": 0, "{": 0}
+    kind = {"(": "(", "[": "(", "{": "{", ")": "(", "]": "(", "}": "{"}
+    in_str = in_comment = False
+    line, line_start = 1, 0
+    skip = -1
+    for m in _NEST.finditer(text):
+        c, pos = m.group(), m.start()
+        if pos == skip:
+            continue
+        if c == "\n":
+            line, line_start = line + 1, pos + 1
+            in_str = in_comment = False
+        elif in_comment:
+            continue
+        elif in_str:
+            if c == "\\":
+                skip = pos + 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c == "#":
+            in_comment = True
+        elif c in "([{":
+            k = kind[c]
+            depth[k] += 1
+            if depth[k] > MAX_NESTING:
+                col = pos - line_start + 1
+                at = Span(file, line, col, line, col + 1)
+                if k == "{":
+                    raise DslcError(Diagnostic(
+                        "E0237", "blocks nested too deeply", at,
+                        expected=f"at most {MAX_NESTING} nested {{ }}",
+                        found=f"{MAX_NESTING + 1} levels here",
+                        hint="move the inner part into a block of its own"))
+                raise DslcError(Diagnostic(
+                    "E0104", "expression nested too deeply", at,
+                    expected=f"at most {MAX_NESTING} nested brackets",
+                    found=f"{MAX_NESTING + 1} levels here",
+                    hint="name the inner parts with `name = ...` statements"))
+        elif c in ")]}":
+            k = kind[c]
+            depth[k] = max(depth[k] - 1, 0)
