@@ -21,7 +21,14 @@ import sympy
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.ir import Constraint, Frame, Graph, IRNode
-from dslc.limits import MAX_BLOCK_DEPTH, MAX_IMPORT_DEPTH, MAX_NODES, MAX_REPEAT
+from dslc.limits import (
+    MAX_BLOCK_DEPTH,
+    MAX_DIM,
+    MAX_IMPORT_DEPTH,
+    MAX_NODES,
+    MAX_PARAM_ELEMENTS,
+    MAX_REPEAT,
+)
 from dslc.names import layer_key
 from dslc.ops.base import Op, ShapeError
 from dslc.ops.registry import OPS
@@ -218,6 +225,7 @@ class Elaborator:
         self.block_depth = 0
         self.flatten_block = False
         self.statement_span: Span | None = None
+        self.param_elements = 0  # of the whole model: bounded by MAX_PARAM_ELEMENTS
         self.symbolic_conditions = False
 
     # ---- diagnostics helpers
@@ -402,7 +410,15 @@ class Elaborator:
             if v.is_Integer and int(v) < 1:
                 raise self.err("E0218", "a dimension must be positive", d.span,
                                expected=">= 1", found=str(v))
+            if v.is_Integer and int(v) > MAX_DIM:
+                raise self.err("E0218", "a dimension is too large", d.span,
+                               expected=f"at most 2**40 ({MAX_DIM})", found=str(v))
             shape.append(v)
+        fixed = D.product(d for d in shape if d.is_Integer)
+        if int(fixed) > MAX_DIM:
+            raise self.err("E0218", "a tensor type is too large", t.span,
+                           expected=f"a product of fixed dims of at most 2**40 ({MAX_DIM})",
+                           found=str(fixed))
         return TensorType(t.dtype, tuple(shape))
 
     def exec_assign(self, stmt: ast.Assign, env: Env) -> None:
@@ -1080,6 +1096,7 @@ class Elaborator:
         except ShapeError as exc:
             raise self.shape_diag(op, exc, span, tensors, tensor_spans, attr_spans) from None
         self.check_node_budget(span)
+        self.check_param_budget(params, span)
         module = None
         if params:
             if label:
@@ -1104,6 +1121,19 @@ class Elaborator:
             notes.append((f"input {i} has shape {t.type}, made here", t.origin))
         return DslcError(Diagnostic(exc.code, f"{op.name}: {exc.message}", at,
                                     expected=exc.expected, found=exc.found, notes=notes))
+
+    def check_param_budget(self, params, span: Span) -> None:
+        """Parameters are allocated by `run` (init_params): refuse a model whose weights
+        could not be, with the op that goes over the limit."""
+        for spec in params.values():
+            n = D.value(D.product(spec.shape))
+            if n is not None:
+                self.param_elements += n
+        if self.param_elements > MAX_PARAM_ELEMENTS:
+            raise self.err("E0241", "model is too large: its parameters would not fit in "
+                           "memory", span, expected=f"at most 2**32 ({MAX_PARAM_ELEMENTS}) "
+                           "parameter elements in one model",
+                           found=f"{self.param_elements} elements up to this layer")
 
     def check_node_budget(self, span: Span) -> None:
         if len(self.graph.nodes) >= MAX_NODES:

@@ -254,18 +254,27 @@ def random_inputs(graph: Graph, seed: int = 0,
         elif t.dtype == "bool":
             arr = rng.random(size=shape) < 0.5
         else:
-            high = input_int_high(graph, nid)
+            high = input_int_high(graph, nid, bound)
             arr = rng.integers(0, high, size=shape).astype(numpy_dtype(t.dtype))
         out[name] = arr
     return out
 
 
-def input_int_high(graph: Graph, nid: int) -> int:
-    """Integer inputs index something (an embedding table, say): draw them in its range."""
+def input_int_high(graph: Graph, nid: int, bindings: dict[str, int] | None = None) -> int:
+    """Integer inputs index something (an embedding table, the nodes of a graph): draw them in
+    its range. An op's attrs may declare `index_bounds(in_types) -> {input position: dim}`
+    (graph ops: an edge index holds indices into axis 0 of the node features)."""
     highs = []
     for user in graph.users(nid):
         node = graph.nodes[user]
         bound = getattr(node.attrs, "num_embeddings", None)
         if bound is not None:
             highs.append(int(bound))
+        index_bounds = getattr(node.attrs, "index_bounds", None)
+        if callable(index_bounds):
+            ins = [graph.type_of(ref) for ref in node.inputs]
+            for port, d in index_bounds(ins).items():
+                v = D.substitute(d, bindings or {})
+                if node.inputs[port] == (nid, 0) and v.is_Integer and int(v) > 0:
+                    highs.append(int(v))
     return min(highs) if highs else 2

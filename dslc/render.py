@@ -44,6 +44,7 @@ FAMILY_STYLE: dict[str, tuple[str, str, str]] = {
     "rnn": ("box3d", "#d5f0ea", "#2a9d8f"),
     "attn": ("box", "#fde2e4", "#c9184a"),
     "graph": ("box", "#e2ecd5", "#4f772d"),
+    "loss": ("octagon", "#fff0f0", "#990000"),
 }
 DEFAULT_STYLE = ("box", "#ffffff", "#333333")
 CLUSTER_STYLE = {

@@ -15,8 +15,9 @@
 # otherwise `dslc` on PATH.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SPEC="$HERE/../specs/lenet5.dl"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[ "$ROOT" = "$PWD" ] && ROOT="."   # from the repository root, show short paths
+SPEC="$ROOT/specs/lenet5.dl"
 OUT="${1:-out}"
 read -r -a DSLC_CMD <<< "${DSLC:-dslc}"
 if ! command -v "${DSLC_CMD[0]}" >/dev/null 2>&1; then

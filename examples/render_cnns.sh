@@ -12,8 +12,9 @@
 # The dslc command is taken from $DSLC when set, otherwise `dslc` on PATH.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SPECS="$HERE/../specs"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[ "$ROOT" = "$PWD" ] && ROOT="."   # from the repository root, show short paths
+SPECS="$ROOT/specs"
 OUT="${1:-out}"
 read -r -a DSLC_CMD <<< "${DSLC:-dslc}"
 if ! command -v "${DSLC_CMD[0]}" >/dev/null 2>&1; then

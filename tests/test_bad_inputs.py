@@ -181,3 +181,54 @@ def test_docs_examples_fail_with_their_code(code, src, tmp_path):
     with pytest.raises(DslcError) as exc:
         dslc.load(path)
     assert exc.value.diagnostics[0].code == code, exc.value
+
+
+# ---- robustness: a damaged spec gives a syntax diagnostic, never a crash -------------------
+
+VALID = """\
+import "lib.dl"
+block Res(width: int = 4) {
+  input x
+  output y = x + (x -> linear(width) -> relu)
+}
+model Net(depth: int = 2, act: string = "relu") {
+  input x: f32[B, 4]   # a comment
+  h = x
+  layers: repeat depth as i { h = h -> Res(4) }
+  if depth > 1 and not false { h = h * 2.5 } else { h = -h }
+  assert depth % 1 == 0, "depth"
+  output y = h[:, 0:2] -> softmax(dim=-1)
+}
+"""
+
+
+def test_damaged_specs_never_crash_the_parser():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dslc.diagnostics import DslcError, render
+    from dslc.syntax.parser import parse
+
+    alphabet = st.sampled_from(list("(){}[],:;=+-*/<>.\"'#$!@ \n\tx0") + ["->", "model",
+                                                                          "output", "1.2.3"])
+    edit = st.tuples(st.integers(0, len(VALID)), st.integers(0, 3), st.lists(alphabet,
+                                                                             max_size=3))
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(edit, min_size=1, max_size=3))
+    def check(edits):
+        text = VALID
+        for pos, cut, ins in edits:
+            pos = min(pos, len(text))
+            text = text[:pos] + "".join(ins) + text[pos + cut:]
+        try:
+            parse(text, "fuzz.dl")
+        except DslcError as exc:
+            d = exc.diagnostics[0]
+            assert d.code.startswith("E01"), d
+            assert 1 <= d.span.line <= max(1, text.count("\n") + 1), d
+            assert d.span.column >= 1
+            shown = render(d)
+            assert shown.startswith(f"fuzz.dl:{d.span.line}:{d.span.column}: error[")
+
+    check()

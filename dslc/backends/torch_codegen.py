@@ -209,7 +209,7 @@ class _Body:
         text = (SOURCES.line(span.file, span.line) or "").strip()
         if len(text) > 80:
             text = text[:77] + "..."
-        return f"# {self.src_name}:{span.line}: {text}"
+        return f"# {_safe_text(Path(span.file).name)}:{span.line}: {text}"
 
     def emit_node(self, n: IRNode, loop: tuple[str, str] | None) -> tuple[list[str], list[str]]:
         """The node's lines twice: with concrete module access, and with `loop` = (repeat
@@ -223,7 +223,8 @@ class _Body:
         if n.module and loop and (n.module + ".").startswith(loop[0] + "."):
             looped = self.mods.access(n.module, base=(loop[0], loop[1]))
         refs = [(n.id, p) for p in range(len(n.types))]
-        names = n.name.split(",") if len(n.types) > 1 else [n.name]
+        # `a, b = x -> f -> g`: intermediate values take the first name, the last node all.
+        names = n.name.split(",") if len(n.types) > 1 else [n.name.split(",")[0]]
         if len(names) != len(refs):
             names = [f"{names[0]}_{p}" for p in range(len(refs))]
         if op.torch_stmts is not None:

@@ -22,7 +22,6 @@ from dslc.ops.base import (
     ParamSpec,
     ShapeError,
     concrete,
-    fmt_value,
     need_float,
     norm_axis,
 )
@@ -211,7 +210,7 @@ PADDING_MASK = Op(
     doc="Key padding mask from sequence lengths: `padding_mask(lengths, x, dim=1)` is "
         "bool[B, T], True at positions j >= lengths[b] (padding), as torch's "
         "key_padding_mask. A sequence of length 0 masks every key (attention is then undefined: "
-        "multi_head_attention gives NaN there, as torch does).",
+        "multihead_attention gives NaN there, as torch does).",
     attrs=PaddingMaskAttrs,
     positional=("dim",),
     min_inputs=2,
@@ -552,7 +551,7 @@ def _mha_qkv(ins) -> tuple[TensorType, TensorType, TensorType]:
 def _mha_dim(a: MHAAttrs, ins) -> int:
     fl, masks = _mha_split(ins)
     if not 1 <= len(fl) <= 3:
-        raise ShapeError("multi_head_attention takes q (self-attention), q and kv, or q, k "
+        raise ShapeError("multihead_attention takes q (self-attention), q and kv, or q, k "
                          "and v, then up to two bool masks", expected="1 to 3 float tensors",
                          found=", ".join(str(t) for t in ins))
     if any(t.dtype != "bool" for t in masks):
@@ -560,9 +559,9 @@ def _mha_dim(a: MHAAttrs, ins) -> int:
                          found=", ".join(str(t) for t in ins), arg=len(fl), code="E0302")
     q = fl[0]
     if q.rank != 3:
-        raise ShapeError("multi_head_attention takes batch-first sequences",
+        raise ShapeError("multihead_attention takes batch-first sequences",
                          expected="[B, T, embed_dim]", found=str(q), arg=0)
-    d = concrete(q.shape[-1], "multi_head_attention's embed_dim (the query's last axis)")
+    d = concrete(q.shape[-1], "multihead_attention's embed_dim (the query's last axis)")
     if a.embed_dim is not None and a.embed_dim != d:
         raise ShapeError(f"embed_dim={a.embed_dim} but the query has {d} features",
                          expected=f"q of shape [B, T, {a.embed_dim}]", found=str(q),
@@ -658,7 +657,9 @@ def _mha_macs(a: MHAAttrs, ins, outs):
 
 
 def _linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    y = np.matmul(x, w.T)
+    # One [B*T, in] x [in, out] product: NumPy runs a 3-d @ 2-d matmul as B separate
+    # products, which is 2-3x slower for these sizes.
+    y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
     if b is not None:
         y += b
     return y
@@ -748,10 +749,10 @@ def _mha_call(a: MHAAttrs, args, ctx, ins):
 
 
 MULTI_HEAD_ATTENTION = Op(
-    name="multi_head_attention",
+    name="multihead_attention",
     family="attn",
     doc="Multi-head attention as torch.nn.MultiheadAttention(batch_first=True): "
-        "`x -> multi_head_attention(num_heads)` (self-attention), `multi_head_attention(q, kv, "
+        "`x -> multihead_attention(num_heads)` (self-attention), `multihead_attention(q, kv, "
         "heads)` (cross-attention) or `(q, k, v, ...)`, then up to two bool masks (True = "
         "blocked): attn_mask [Tq, Tk] then key_padding_mask [B, Tk]; a single mask is a key "
         "padding mask with `padding=true`. `causal=true` and `window=w` add the causal and "
@@ -902,148 +903,103 @@ POSITION_EMBEDDING = Op(
     ),
 )
 
-# ---- learned tensors, look-ups, class tokens ---------------------------------------------
+# ---- shared (tied) embeddings and class tokens ---------------------------------------------
 
 
-class ParameterAttrs(Attrs):
-    shape: tuple[int, ...]
-    init: str = "normal"  # normal zeros ones uniform_fan_in constant:<v>
+class SharedEmbeddingAttrs(Attrs):
+    num_embeddings: int
+    embedding_dim: int
 
 
-def _param_shape(a: ParameterAttrs, ins):
-    if not a.shape or any(d < 1 for d in a.shape):
-        raise ShapeError("a parameter's shape must be one or more positive sizes",
-                         expected="e.g. (1, 1, 64)", found=fmt_value(a.shape), attr="shape")
-    ok = a.init in ("normal", "zeros", "ones", "uniform_fan_in") or a.init.startswith(
-        "constant:")
-    if not ok:
-        raise ShapeError(f"unknown init {a.init!r}",
-                         expected="normal, zeros, ones, uniform_fan_in or constant:<v>",
-                         found=repr(a.init), attr="init")
-    return [tensor("f32", *a.shape)]
-
-
-def _param_init_expr(a: ParameterAttrs) -> str:
-    dims = ", ".join(str(d) for d in a.shape)
-    if a.init == "normal":
-        return f"torch.randn({dims})"
-    if a.init == "ones":
-        return f"torch.ones({dims})"
-    if a.init.startswith("constant:"):
-        return f"torch.full(({dims},), {float(a.init.split(':', 1)[1])!r})"
-    if a.init == "uniform_fan_in":
-        bound = 1.0 / math.sqrt(a.shape[-1])
-        return f"torch.empty({dims}).uniform_({-bound!r}, {bound!r})"
-    return f"torch.zeros({dims})"
-
-
-PARAMETER = Op(
-    name="parameter",
-    family="attn",
-    doc="A learned tensor with no input: `parameter((1, 1, 64), init=\"zeros\") as cls` "
-        "(a ViT class token or position table, or a table shared by several ops: a tied "
-        "weight is one `parameter` used twice, so it is one state_dict key `<name>.weight`, "
-        "counted once). Emitted as nn.ParameterDict({'weight': ...}). Inits: normal, zeros, "
-        "ones, uniform_fan_in (last axis), constant:<v>.",
-    attrs=ParameterAttrs,
-    positional=("shape", "init"),
-    min_inputs=0,
-    max_inputs=0,
-    shape=_param_shape,
-    params=lambda a, ins: {"weight": ParamSpec(tuple(D.const(d) for d in a.shape), a.init,
-                                               a.shape[-1])},
-    numpy=lambda a, xs, ctx: [ctx.params["weight"]],
-    torch_module=lambda a, ins: (
-        f"nn.ParameterDict({{'weight': nn.Parameter({_param_init_expr(a)})}})"),
-    torch_call=lambda a, args, ctx, ins: f"{ctx.module}['weight']",
-    module_prefix="param",
-    label=lambda a: "×".join(str(d) for d in a.shape),
-    examples=(Example({"shape": (2, 3)}, ()), Example({"shape": (1, 1, 4), "init": "zeros"}, ())),
-)
-
-
-def _lookup_shape(a, ins):
-    ids, table = ins
+def _shared_shape(a: SharedEmbeddingAttrs, ins):
+    ids = ins[0]
     if ids.dtype not in ("i32", "i64"):
-        raise ShapeError("lookup indices must be integers", expected="i64 or i32",
+        raise ShapeError("embedding indices must be integers", expected="i64 or i32",
                          found=str(ids), arg=0, code="E0302")
-    need_float(table, 1)
-    if table.rank != 2:
-        raise ShapeError("lookup's table must be [num_embeddings, embedding_dim]",
-                         expected="rank 2", found=str(table), arg=1)
-    return [table.with_shape(ids.shape + (table.shape[1],))]
+    for name in ("num_embeddings", "embedding_dim"):
+        if getattr(a, name) < 1:
+            raise ShapeError(f"{name} must be positive", expected=">= 1",
+                             found=str(getattr(a, name)), attr=name)
+    return [tensor("f32", *ids.shape, a.embedding_dim),
+            tensor("f32", a.num_embeddings, a.embedding_dim)]
 
 
-def _lookup_kernel(a, xs, ctx):
-    ids, table = xs
-    n = table.shape[0]
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        raise ShapeError("index out of range for the table", expected=f"0 <= index < {n}",
-                         found=str(int(ids.max() if ids.max() >= n else ids.min())))
-    return [table[ids]]
+def _shared_kernel(a: SharedEmbeddingAttrs, xs, ctx):
+    ids = xs[0]
+    w = ctx.params["weight"]
+    if ids.size and (ids.min() < 0 or ids.max() >= a.num_embeddings):
+        bad = int(ids.max() if ids.max() >= a.num_embeddings else ids.min())
+        raise ShapeError("index out of range for the embedding table",
+                         expected=f"0 <= index < {a.num_embeddings}", found=str(bad))
+    return [w[ids], w]
 
 
-class LookupAttrs(Attrs):
-    pass
-
-
-LOOKUP = Op(
-    name="lookup",
+SHARED_EMBEDDING = Op(
+    name="shared_embedding",
     family="attn",
-    doc="Rows of a given table: `ids -> lookup(table)` = table[ids] (F.embedding), for a table "
-        "made by `parameter` and used elsewhere too (GPT's tied input/output embedding: "
-        "`h @ transpose(wte, 0, 1)` reuses it as the output projection).",
-    attrs=LookupAttrs,
-    min_inputs=2,
-    max_inputs=2,
-    shape=_lookup_shape,
-    numpy=_lookup_kernel,
-    torch_call=lambda a, args, ctx, ins: f"F.embedding({args[0]}, {args[1]})",
-    examples=(Example({}, (tensor("i64", 2, 5), tensor("f32", 7, 3)), int_high=7),),
+    doc="An embedding whose table is also returned, for weight tying: "
+        "`e, table = ids -> shared_embedding(vocab, d) as wte` gives the looked-up vectors "
+        "[..., d] and the table [vocab, d]; `h @ transpose(table, 0, 1)` then reuses the table "
+        "as the output projection (GPT's tied embeddings). The table is one parameter, "
+        "`<name>.weight` (nn.Embedding's layout and init), counted once.",
+    attrs=SharedEmbeddingAttrs,
+    positional=("num_embeddings", "embedding_dim"),
+    shape=_shared_shape,
+    params=lambda a, ins: {"weight": ParamSpec((D.const(a.num_embeddings),
+                                                D.const(a.embedding_dim)), "normal")},
+    numpy=_shared_kernel,
+    torch_module=lambda a, ins: f"nn.Embedding({a.num_embeddings}, {a.embedding_dim})",
+    torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]}), {ctx.module}.weight",
+    n_outputs=lambda a: 2,
+    module_prefix="emb",
+    label=lambda a: f"{a.num_embeddings}×{a.embedding_dim}, shared",
+    examples=(Example({"num_embeddings": 7, "embedding_dim": 3}, (tensor("i64", 2, 5),),
+                      int_high=7),),
 )
 
 
-class PrependAttrs(Attrs):
+class ClassTokenAttrs(Attrs):
     pass
 
 
-def _prepend_shape(a, ins):
-    x, tok = ins
-    need_float(x)
+def _cls_dim(ins) -> int:
+    x = ins[0]
     if x.rank != 3:
-        raise ShapeError("prepend takes a batch of sequences", expected="[B, N, d]",
+        raise ShapeError("class_token takes a batch of sequences", expected="[B, N, d]",
                          found=str(x), arg=0)
-    d = x.shape[2]
-    if tok.rank != 3 or D.equal(tok.shape[0], D.const(1)) is not True or \
-            D.equal(tok.shape[1], D.const(1)) is not True:
-        raise ShapeError("the token must be [1, 1, d]", expected=f"[1, 1, {D.fmt(d)}]",
-                         found=str(tok), arg=1)
-    _same(tok.shape[2], d, "the token and the sequence have different sizes",
-          expected=f"[1, 1, {D.fmt(d)}]", found=str(tok), arg=1)
-    if tok.dtype != x.dtype:
-        raise ShapeError("the token and the sequence have different dtypes", expected=x.dtype,
-                         found=tok.dtype, arg=1, code="E0302")
+    need_float(x)
+    return concrete(x.shape[2], "class_token's size (the last axis)")
+
+
+def _cls_shape(a, ins):
+    x = ins[0]
+    d = _cls_dim(ins)
     return [x.with_shape((x.shape[0], x.shape[1] + 1, d))]
 
 
-def _prepend_kernel(a, xs, ctx):
-    x, tok = xs
+def _cls_kernel(a, xs, ctx):
+    x = xs[0]
+    tok = ctx.params["weight"].astype(x.dtype, copy=False)
     return [np.concatenate([np.broadcast_to(tok, (x.shape[0], 1, x.shape[2])), x], axis=1)]
 
 
-PREPEND = Op(
-    name="prepend",
+CLASS_TOKEN = Op(
+    name="class_token",
     family="attn",
-    doc="Puts a [1, 1, d] token before each sequence of a batch: `patches -> prepend(cls)` "
-        "gives [B, N + 1, d] (ViT's class token; the token is broadcast over the batch).",
-    attrs=PrependAttrs,
-    min_inputs=2,
-    max_inputs=2,
-    shape=_prepend_shape,
-    numpy=_prepend_kernel,
+    doc="Puts a learned token before each sequence of a batch: `patches -> class_token as "
+        "cls_token` gives [B, N + 1, d] (ViT's and BERT's [CLS]); the token is one [1, d] "
+        "parameter `<name>.weight` (nn.Embedding(1, d)'s layout and init), broadcast over "
+        "the batch.",
+    attrs=ClassTokenAttrs,
+    shape=_cls_shape,
+    params=lambda a, ins: {"weight": ParamSpec((D.const(1), D.const(_cls_dim(ins))), "normal")},
+    numpy=_cls_kernel,
+    torch_module=lambda a, ins: f"nn.Embedding(1, {_cls_dim(ins)})",
     torch_call=lambda a, args, ctx, ins: (
-        f"torch.cat(({args[1]}.expand({args[0]}.shape[0], -1, -1), {args[0]}), dim=1)"),
-    examples=(Example({}, (tensor("f32", 2, 4, 3), tensor("f32", 1, 1, 3))),),
+        f"torch.cat(({ctx.module}.weight.expand({args[0]}.shape[0], 1, -1), {args[0]}), "
+        "dim=1)"),
+    module_prefix="cls",
+    examples=(Example({}, (tensor("f32", 2, 4, 3),)),),
 )
 
 
@@ -1058,7 +1014,6 @@ ATTENTION_OPS = (
     MULTI_HEAD_ATTENTION,
     SINUSOIDAL_ENCODING,
     POSITION_EMBEDDING,
-    PARAMETER,
-    LOOKUP,
-    PREPEND,
+    SHARED_EMBEDDING,
+    CLASS_TOKEN,
 )

@@ -92,6 +92,8 @@ class Example:
     train: bool = False
     # Inputs of integer dtype are drawn in [0, int_high).
     int_high: int = 10
+    # Float inputs drawn uniformly in [low, high) instead of N(0, 1) (bce takes probabilities).
+    float_range: tuple[float, float] | None = None
 
 
 def no_params(attrs, ins) -> dict[str, ParamSpec]:

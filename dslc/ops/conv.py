@@ -2,16 +2,14 @@
 rules), the interpreter (fast NumPy kernels) and the PyTorch back end (nn.Conv1d/nn.Conv2d).
 
 The NumPy kernel works channels-last (NHWC) inside: the padded input is copied once into NHWC,
-the (kh, kw, C) patches of a block of output rows are gathered into a cache-sized buffer and
-multiplied with the weight in one BLAS matmul per block. The result is returned as an NCHW
-*view* of the NHWC array, so the next conv's transpose to NHWC costs no gather, and NumPy's
-element-wise ops (relu, add, batch norm) keep the layout. 1x1 convolutions skip the gather.
+the patches of a block of output rows are gathered into a cache-sized buffer and multiplied
+with the weight in one BLAS matmul per block. The result is returned as an NCHW *view* of the
+NHWC array, so the next conv's transpose to NHWC is free, and NumPy's element-wise ops (relu,
+add, batch norm) keep the layout. 1x1 convolutions skip the gather; depthwise convolutions are
+shifted multiply-adds.
 """
 
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -52,6 +50,16 @@ class Conv2dAttrs(Attrs):
 
 def _tup(v, n: int) -> tuple[int, ...]:
     return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def _pads(padding, k, d, nd: int) -> tuple[tuple[int, int], ...]:
+    """(before, after) zero padding per spatial axis."""
+    if padding == "valid":
+        return ((0, 0),) * nd
+    if padding == "same":  # torch puts the odd extra pixel of an even kernel after the input
+        tot = [dd * (kk - 1) for dd, kk in zip(d, k)]
+        return tuple((t // 2, t - t // 2) for t in tot)
+    return tuple((q, q) for q in _tup(padding, nd))
 
 
 class _Geom:
@@ -131,17 +139,10 @@ class _Geom:
                 raise ShapeError("padding='same' needs stride 1 (as in torch)",
                                  expected="stride=1", found=f"stride={fmt_value(a.stride)}",
                                  attr="padding")
-            if p == "valid":
-                self.pads = ((0, 0),) * nd
-            else:  # torch puts the odd extra pixel of an even kernel after the input
-                tot = [d * (k - 1) for d, k in zip(self.d, self.k)]
-                self.pads = tuple((t // 2, t - t // 2) for t in tot)
-        else:
-            pv = _tup(p, nd)
-            if len(pv) != nd or min(pv) < 0:
-                raise ShapeError("padding must be >= 0", expected=f"{nd} value(s) >= 0",
-                                 found=fmt_value(p), attr="padding")
-            self.pads = tuple((q, q) for q in pv)
+        elif len(_tup(p, nd)) != nd or min(_tup(p, nd)) < 0:
+            raise ShapeError("padding must be >= 0", expected=f"{nd} value(s) >= 0",
+                             found=fmt_value(p), attr="padding")
+        self.pads = _pads(p, self.k, self.d, nd)
         self.out_spatial = []
         for ax, (size, k, s, d, (lo, hi)) in enumerate(
                 zip(self.spatial, self.k, self.s, self.d, self.pads)):
@@ -196,34 +197,6 @@ def _macs(nd):
 _BLOCK = 1 << 20
 
 
-# The patch gather and the padding copy are plain memory copies, which NumPy runs on one core
-# while BLAS then uses them all; they are split over a few threads (NumPy releases the GIL in
-# copies), as many as the cores this process may use, like torch's OpenMP im2col.
-_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-    os.cpu_count() or 1)
-_PAR_MIN = 1 << 16  # elements below which a copy is not worth a thread hand-off
-_pool: ThreadPoolExecutor | None = None
-
-
-def _copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """np.copyto(dst, src), split along the first axis long enough over _THREADS threads."""
-    global _pool
-    n = _THREADS
-    if n < 2 or dst.size < _PAR_MIN:
-        np.copyto(dst, src)
-        return
-    ax = 0 if dst.shape[0] >= n or dst.ndim == 1 else 1
-    length = dst.shape[ax]
-    if length < 2:
-        np.copyto(dst, src)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dslc-copy")
-    step = -(-length // n)
-    idx = [(slice(None),) * ax + (slice(i, i + step),) for i in range(0, length, step)]
-    list(_pool.map(lambda sl: np.copyto(dst[sl], src[sl]), idx))
-
-
 def _nhwc_padded(x: np.ndarray, pads) -> np.ndarray:
     """x [N, C, H, W] -> zero-padded [N, H+pt+pb, W+pl+pr, C], C-contiguous."""
     n, c, h, w = x.shape
@@ -232,7 +205,7 @@ def _nhwc_padded(x: np.ndarray, pads) -> np.ndarray:
     if pt == pb == pl == pr == 0 and xh.flags.c_contiguous:
         return xh
     xp = np.zeros((n, h + pt + pb, w + pl + pr, c), x.dtype)
-    _copy(xp[:, pt:pt + h, pl:pl + w, :], xh)
+    xp[:, pt:pt + h, pl:pl + w, :] = xh
     return xp
 
 
@@ -244,39 +217,47 @@ def _conv_group(xp, w, s, d, ho, wo):
     (sh, sw), (dh, dw) = s, d
     dt = xp.dtype
     k = kh * kw * cg
-    # Patches are gathered in (kh, kw, C) order, so the weight is reordered to match (small).
-    wt = w.transpose(0, 2, 3, 1).reshape(og, k).T
     out = np.empty((n, ho, wo, og), dt)
     if kh == kw == 1:
+        wt = w.reshape(og, cg).T  # a view: BLAS takes the transpose as a flag
         if xp.flags.c_contiguous and sh == sw == 1:
             return np.matmul(xp.reshape(-1, cg), wt, out=out.reshape(-1, og)).reshape(out.shape)
         cols = np.ascontiguousarray(xp[:, ::sh, ::sw, :][:, :ho, :wo])
         np.matmul(cols.reshape(-1, cg), wt, out=out.reshape(-1, og))
         return out
     st = xp.strides
+    # Patch order: (kh, kw, C) gathers whole channel runs (fast) but needs the weight reordered
+    # to match, a copy of the weight on every call; (C, kh, kw) uses the weight as it is but
+    # gathers with a stride. Copy whichever is smaller: deep layers on small maps (ResNet's
+    # 7x7x512 at batch 1) have more weight than patches.
+    native = og > n * ho * wo
+    if native:
+        wt = w.reshape(og, k).T
+        shape = (ho, wo, cg, kh, kw)
+        strides = (st[1] * sh, st[2] * sw, st[3], st[1] * dh, st[2] * dw)
+    else:
+        wt = w.transpose(0, 2, 3, 1).reshape(og, k).T
+        shape = (ho, wo, kh, kw, cg)
+        strides = (st[1] * sh, st[2] * sw, st[1] * dh, st[2] * dw, st[3])
     per_image = ho * wo * k
     if per_image <= _BLOCK:  # several whole images per block
         imgs = max(1, _BLOCK // per_image)
-        buf = np.empty((min(imgs, n), ho, wo, kh, kw, cg), dt)
+        buf = np.empty((min(imgs, n),) + shape, dt)
         for n0 in range(0, n, imgs):
             m = min(imgs, n - n0)
-            view = as_strided(xp[n0:], (m, ho, wo, kh, kw, cg),
-                              (st[0], st[1] * sh, st[2] * sw, st[1] * dh, st[2] * dw, st[3]),
-                              writeable=False)
+            view = as_strided(xp[n0:], (m,) + shape, (st[0],) + strides, writeable=False)
             b = buf[:m]
-            _copy(b, view)
+            np.copyto(b, view)
             np.matmul(b.reshape(-1, k), wt, out=out[n0:n0 + m].reshape(-1, og))
         return out
     rows = max(1, _BLOCK // (wo * k))
-    buf = np.empty((min(rows, ho), wo, kh, kw, cg), dt)
+    buf = np.empty((min(rows, ho),) + shape[1:], dt)
     for i in range(n):
         for h0 in range(0, ho, rows):
             r = min(rows, ho - h0)
-            view = as_strided(xp[i, h0 * sh:], (r, wo, kh, kw, cg),
-                              (st[1] * sh, st[2] * sw, st[1] * dh, st[2] * dw, st[3]),
-                              writeable=False)
+            view = as_strided(xp[i, h0 * sh:], (r,) + shape[1:], strides, writeable=False)
             b = buf[:r]
-            _copy(b, view)
+            np.copyto(b, view)
             np.matmul(b.reshape(-1, k), wt, out=out[i, h0:h0 + r].reshape(-1, og))
     return out
 
@@ -339,12 +320,12 @@ def _kernel(nd):
         else:
             w = ctx.params["weight"]
             b = ctx.params.get("bias")
-        geo = _Geom(a, [tensor("f32", *x.shape)] + [tensor("f32", *t.shape) for t in xs[1:]],
-                    nd)
         batched = x.ndim == nd + 2
         if not batched:
             x = x[None]
-        pads, s, d = geo.pads, geo.s, geo.d
+        # plain ints here: the shape rule already checked them (sympy would cost ~0.3 ms/call)
+        s, d = _tup(a.stride, nd), _tup(a.dilation, nd)
+        pads = _pads(a.padding, w.shape[2:], d, nd)
         if nd == 1:  # a 1-D conv is a 2-D conv over a height-1 image
             x, w = x[:, :, None, :], w[:, :, None, :]
             pads, s, d = ((0, 0),) + pads, (1,) + s, (1,) + d

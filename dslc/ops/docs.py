@@ -34,6 +34,7 @@ FAMILY_TITLES: dict[str, str] = {
     "attn": "Attention",
     "rnn": "Recurrences",
     "graph": "Graph layers",
+    "loss": "Losses",
     "const": "Constants",
 }
 

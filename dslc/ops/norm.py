@@ -101,9 +101,18 @@ def _bn_kernel(a: BatchNormAttrs, xs, ctx):
             nbt = ctx.params["num_batches_tracked"]
             ctx.params["num_batches_tracked"] = np.asarray(nbt + 1, dtype=nbt.dtype)
     else:
+        # Inference: one scale and one shift per channel, two passes over the data
+        # (y = x*s + t), which keeps ResNet's many batch norms cheap.
         mean = ctx.params["running_mean"].astype(wt)
         var = ctx.params["running_var"].astype(wt)
-        centred = xf - mean.reshape(bshape)
+        scale = 1.0 / np.sqrt(var + a.eps)
+        shift = -mean * scale
+        if a.affine:
+            scale = scale * ctx.params["weight"].astype(wt)
+            shift = shift * ctx.params["weight"].astype(wt) + ctx.params["bias"].astype(wt)
+        y = xf * scale.astype(wt).reshape(bshape)
+        y += shift.astype(wt).reshape(bshape)
+        return [y if y.dtype == x.dtype else y.astype(x.dtype)]
     y = centred * (1.0 / np.sqrt(var + a.eps)).reshape(bshape)
     if a.affine:
         y = y * ctx.params["weight"].astype(wt).reshape(bshape) \

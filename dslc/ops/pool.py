@@ -127,17 +127,19 @@ def pool2d_nchw(x: np.ndarray, k, s, p, ceil_mode: bool, mode: str,
     if ph or pw or eh or ew:
         fill = -np.inf if mode == "max" else 0.0
         xp = _alloc_like(x, x.shape[:2] + (sizes[0] + 2 * ph + eh, sizes[1] + 2 * pw + ew))
-        xp[...] = fill
-        xp[:, :, ph:ph + sizes[0], pw:pw + sizes[1]] = x
+        h1, w1 = ph + sizes[0], pw + sizes[1]
+        for border in (xp[:, :, :ph], xp[:, :, h1:], xp[:, :, :, :pw], xp[:, :, :, w1:]):
+            border[...] = fill  # only the frame: the inside is copied over next
+        xp[:, :, ph:h1, pw:w1] = x
     else:
         xp = x
-    res = None
     reduce = np.maximum if mode == "max" else np.add
+    res = _alloc_like(x, x.shape[:2] + (ho, wo))
+    # each of the kh*kw taps is one strided view of the input, reduced into res in place
     for i in range(kh):
         for j in range(kw):
             win = xp[:, :, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
-            if res is None:
-                res = _alloc_like(x, win.shape)
+            if i == j == 0:
                 res[...] = win
             else:
                 reduce(res, win, out=res)

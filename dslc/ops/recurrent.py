@@ -26,7 +26,6 @@ from dslc.ops.base import (
     concrete,
     fmt_value,
     need_float,
-    need_rank,
 )
 from dslc.types import TensorType, tensor
 
@@ -170,27 +169,29 @@ def _sigmoid_via_tanh(rows: np.ndarray) -> None:
     rows += 0.5
 
 
-def _run_direction(kind: str, a, xp: np.ndarray, w_hh_t: np.ndarray, b_hh: np.ndarray | None,
+def _run_direction(kind: str, a, xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None,
                    h: np.ndarray, c: np.ndarray | None, out: np.ndarray, reverse: bool):
-    """One layer, one direction. xp: [T, B, G*H] input projections (biases folded in where
-    torch adds them outside the reset gate), out: [T, B, H] filled in time order."""
+    """One layer, one direction, feature-major: xp [T, G*H, B] input projections (biases
+    folded in where torch adds them outside the reset gate), h and c [H, B], out [T, H, B]
+    filled in time order. Feature-major makes each gate block a contiguous row range, and
+    W_hh @ h beats h @ W_hhᵀ for a small batch."""
     steps = xp.shape[0]
     hs = a.hidden_size
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     gates = np.empty_like(xp[0])
     if kind == "lstm":
+        ifo = (gates[:2 * hs], gates[3 * hs:])
+        i, f = gates[:hs], gates[hs:2 * hs]
+        g, o = gates[2 * hs:3 * hs], gates[3 * hs:]
         for t in order:
-            np.matmul(h, w_hh_t, out=gates)
+            np.matmul(w_hh, h, out=gates)
             gates += xp[t]
             # i, f, o rows were pre-halved, so one tanh over all four gate blocks serves the
             # three sigmoids (tanh(x/2)/2 + 1/2) and the candidate g.
             np.tanh(gates, out=gates)
-            i_f_o = gates[:, :2 * hs], gates[:, 3 * hs:]
-            for part in i_f_o:
+            for part in ifo:
                 part *= 0.5
                 part += 0.5
-            i, f = gates[:, :hs], gates[:, hs:2 * hs]
-            g, o = gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
             c = f * c
             c += i * g
             h = np.tanh(c)
@@ -199,17 +200,17 @@ def _run_direction(kind: str, a, xp: np.ndarray, w_hh_t: np.ndarray, b_hh: np.nd
         return h, c
     if kind == "gru":
         hh = np.empty_like(gates)
+        rz, hh_rz, hh_n = gates[:2 * hs], hh[:2 * hs], hh[2 * hs:]
+        r, z = gates[:hs], gates[hs:2 * hs]
         for t in order:
-            np.matmul(h, w_hh_t, out=hh)
+            np.matmul(w_hh, h, out=hh)
             if b_hh is not None:
                 hh += b_hh
             x_t = xp[t]
-            rz = gates[:, :2 * hs]
-            np.add(x_t[:, :2 * hs], hh[:, :2 * hs], out=rz)
+            np.add(x_t[:2 * hs], hh_rz, out=rz)
             _sigmoid_via_tanh(rz)
-            r, z = rz[:, :hs], rz[:, hs:]
-            n = r * hh[:, 2 * hs:]
-            n += x_t[:, 2 * hs:]
+            n = r * hh_n
+            n += x_t[2 * hs:]
             np.tanh(n, out=n)
             # h' = (1 - z) n + z h = n + z (h - n)
             h = h - n
@@ -219,7 +220,7 @@ def _run_direction(kind: str, a, xp: np.ndarray, w_hh_t: np.ndarray, b_hh: np.nd
         return h, None
     relu = getattr(a, "nonlinearity", "tanh") == "relu"
     for t in order:
-        h = np.matmul(h, w_hh_t)
+        h = np.matmul(w_hh, h)
         h += xp[t]
         if relu:
             np.maximum(h, 0, out=h)
@@ -230,14 +231,14 @@ def _run_direction(kind: str, a, xp: np.ndarray, w_hh_t: np.ndarray, b_hh: np.nd
 
 
 def _halve_sigmoid_rows(kind: str, w: np.ndarray, hs: int) -> np.ndarray:
-    """A copy with the sigmoid gates' rows (last axis blocks) halved; see _sigmoid_via_tanh.
+    """A copy with the sigmoid gates' rows (first axis blocks) halved; see _sigmoid_via_tanh.
     Halving is exact in binary floating point, so the result equals torch's to rounding."""
-    w = w.copy()
+    w = np.array(w, order="C")
     if kind == "lstm":
-        w[..., :2 * hs] *= 0.5
-        w[..., 3 * hs:] *= 0.5
+        w[:2 * hs] *= 0.5
+        w[3 * hs:] *= 0.5
     elif kind == "gru":
-        w[..., :2 * hs] *= 0.5
+        w[:2 * hs] *= 0.5
     return w
 
 
@@ -251,18 +252,15 @@ def make_kernel(kind: str):
         inits = xs[1:]
         h0 = inits[0] if inits else np.zeros((a.num_layers * nd, bsz, hs), dt)
         c0 = inits[1] if len(inits) > 1 else np.zeros_like(h0)
-        # Time-major for the loop: each step's slice is contiguous.
-        layer_x = np.ascontiguousarray(np.swapaxes(x, 0, 1))  # [T, B, F]
+        layer_x = np.swapaxes(x, 0, 1).reshape(steps * bsz, -1)  # [T*B, F], time-major
         h_n, c_n = [], []
         for layer in range(a.num_layers):
-            outs = np.empty((steps, bsz, nd * hs), dt)
+            outs = np.empty((steps, nd * hs, bsz), dt)  # feature-major, see _run_direction
             for d, s in enumerate(suffixes(a)):
-                w_ih = p[f"weight_ih_l{layer}{s}"].astype(dt, copy=False)
-                w_hh = p[f"weight_hh_l{layer}{s}"].astype(dt, copy=False)
-                w_ih_t = _halve_sigmoid_rows(kind, w_ih.T, hs)
-                w_hh_t = np.ascontiguousarray(_halve_sigmoid_rows(kind, w_hh.T, hs))
-                # All steps' input projections with one matmul: [T*B, F] @ [F, G*H].
-                xp = np.matmul(layer_x, w_ih_t)
+                w_ih = _halve_sigmoid_rows(kind, p[f"weight_ih_l{layer}{s}"].astype(dt), hs)
+                w_hh = _halve_sigmoid_rows(kind, p[f"weight_hh_l{layer}{s}"].astype(dt), hs)
+                # All steps' input projections with one 2-D GEMM: [T*B, F] @ [F, G*H].
+                xp = np.matmul(layer_x, w_ih.T)
                 b_hh = None
                 if a.bias:
                     b_ih = _halve_sigmoid_rows(kind, p[f"bias_ih_l{layer}{s}"].astype(dt), hs)
@@ -271,24 +269,26 @@ def make_kernel(kind: str):
                     if kind != "gru":  # GRU's b_hn sits inside the reset gate's product
                         xp += b_hh
                         b_hh = None
+                    else:
+                        b_hh = b_hh[:, None]
+                xp = np.ascontiguousarray(xp.reshape(steps, bsz, -1).transpose(0, 2, 1))
                 k = layer * nd + d
-                out = np.empty((steps, bsz, hs), dt)
-                h, c = _run_direction(kind, a, xp, w_hh_t, b_hh, h0[k].astype(dt),
-                                      c0[k].astype(dt) if kind == "lstm" else None, out,
-                                      reverse=d == 1)
-                outs[:, :, d * hs:(d + 1) * hs] = out
-                h_n.append(h)
-                c_n.append(c)
-            layer_x = outs
+                h, c = _run_direction(kind, a, xp, w_hh, b_hh, h0[k].T.astype(dt),
+                                      c0[k].T.astype(dt) if kind == "lstm" else None,
+                                      outs[:, d * hs:(d + 1) * hs], reverse=d == 1)
+                h_n.append(h.T)
+                c_n.append(None if c is None else c.T)
             if ctx.train and a.dropout > 0 and layer < a.num_layers - 1:
                 # torch applies dropout to every layer's output but the last, in training.
                 if a.dropout >= 1.0:
-                    layer_x = np.zeros_like(outs)
+                    outs = np.zeros_like(outs)
                 else:
                     keep = ctx.rng.random(outs.shape) >= a.dropout
-                    layer_x = np.where(keep, outs * dt.type(1.0 / (1.0 - a.dropout)),
-                                       dt.type(0)).astype(dt)
-        y = np.ascontiguousarray(np.swapaxes(layer_x, 0, 1))
+                    outs = np.where(keep, outs * dt.type(1.0 / (1.0 - a.dropout)),
+                                    dt.type(0)).astype(dt)
+            layer_out = outs
+            layer_x = outs.transpose(0, 2, 1).reshape(steps * bsz, -1)
+        y = np.ascontiguousarray(layer_out.transpose(2, 0, 1))  # [T, F, B] -> [B, T, F]
         res = [y, np.stack(h_n).astype(dt)]
         if kind == "lstm":
             res.append(np.stack(c_n).astype(dt))

@@ -11,8 +11,10 @@ from dslc.ops.const import CONST
 from dslc.ops.conv import CONV_OPS
 from dslc.ops.dropout import DROPOUT_OPS
 from dslc.ops.embedding import EMBEDDING_OPS
+from dslc.ops.graph import GRAPH_OPS
 from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
+from dslc.ops.loss import LOSS_OPS
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.pool import POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
@@ -41,6 +43,8 @@ ALL_OPS: tuple[Op, ...] = (
     *SCAN_OPS,
     *RECURRENT_OPS,
     *ATTENTION_OPS,
+    *GRAPH_OPS,
+    *LOSS_OPS,
 )
 
 OPS: dict[str, Op] = {op.name: op for op in ALL_OPS}

@@ -1,5 +1,5 @@
 """Shape ops that move data without arithmetic: flatten, reshape, permute, transpose, squeeze,
-unsqueeze. Their shape rules run in elaboration; kernels and emitters in the back ends."""
+unsqueeze, and zeros of a given shape. Their shape rules run in elaboration; kernels and emitters in the back ends."""
 
 from __future__ import annotations
 
@@ -304,4 +304,43 @@ UNSQUEEZE = Op(
     ),
 )
 
-SHAPE_OPS = (FLATTEN, RESHAPE, PERMUTE, TRANSPOSE, SQUEEZE, UNSQUEEZE)
+# ---- zeros -------------------------------------------------------------------------------
+
+
+class ZerosAttrs(Attrs):
+    shape: tuple[Any, ...]  # ints or dims such as B
+
+
+def _zeros_dims(a: ZerosAttrs) -> list:
+    dims = []
+    for i, d in enumerate(a.shape):
+        if isinstance(d, bool) or not isinstance(d, (int, sympy.Expr)) or (
+                isinstance(d, sympy.Expr) and d.is_integer is False):
+            raise ShapeError(f"zeros shape entry {i} is not a dim",
+                             expected="an int or a dim such as B", found=repr(d), attr="shape")
+        d = D.as_dim(d)
+        if d.is_Integer and int(d) < 1:
+            raise ShapeError(f"zeros shape entry {i} must be positive", expected=">= 1",
+                             found=str(d), attr="shape")
+        dims.append(d)
+    return dims
+
+
+ZEROS = Op(
+    name="zeros",
+    family="shape",
+    doc="A tensor of zeros of `shape` with the dtype (and, in PyTorch, the device) of `x`: "
+        "an initial state, `h0 = x -> zeros([B, 256])`.",
+    attrs=ZerosAttrs,
+    positional=("shape",),
+    shape=lambda a, ins: [ins[0].with_shape(_zeros_dims(a))],
+    numpy=lambda a, xs, ctx: [np.zeros(tuple(ctx.dim(d) for d in _zeros_dims(a)),
+                                       dtype=xs[0].dtype)],
+    torch_call=lambda a, args, ctx, ins: (
+        f"{args[0]}.new_zeros({', '.join(ctx.dim(d) for d in _zeros_dims(a))})"),
+    label=lambda a: _fmt_target(a.shape),
+    examples=(Example({"shape": (2, 5)}, (tensor("f32", 2, 3),)),
+              Example({"shape": (4,)}, (tensor("f64", 3),))),
+)
+
+SHAPE_OPS = (FLATTEN, RESHAPE, PERMUTE, TRANSPOSE, SQUEEZE, UNSQUEEZE, ZEROS)

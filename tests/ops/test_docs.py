@@ -58,7 +58,7 @@ def test_usage_loads_as_the_example(name, index):
     op = OPS[name]
     ex = op.examples[index]
     src = docs.usage(op, ex)
-    prog = dslc.load("example.dl", text=src)
+    prog = dslc.load("example.dl", text=src, opt_level=0)  # the elaborated op, unoptimised
     nodes = [n for n in prog.graph.order() if n.op not in ("input", "const")]
     assert [n.op for n in nodes] == [name], src
     node = nodes[0]

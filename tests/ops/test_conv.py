@@ -1,0 +1,330 @@
+"""Tests of dslc/ops/conv.py: conv1d/conv2d through the language against torch.nn.functional
+with the same weights, the output-size formula, MACs, parameters and located diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dslc
+from dslc import dims as D
+from dslc.diagnostics import DslcError
+from dslc.ops.conv import conv2d_nchw
+from dslc.ops.registry import OPS
+from tests.helpers import assert_close, compare_numpy_torch
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.")
+
+
+def _lit(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v)
+
+
+def conv_spec(shape, op: str, out: int, kernel, **kw) -> str:
+    args = ", ".join([str(out), f"kernel={_lit(kernel)}"] + [f"{k}={_lit(v)}"
+                                                             for k, v in kw.items()])
+    return (f"model t {{\n  input x: f32[{', '.join(map(str, shape))}]\n"
+            f"  output y = x -> {op}({args}) as c\n}}\n")
+
+
+def run_conv(shape, op, out, kernel, seed=0, **kw):
+    """NumPy result, torch F.convNd result (same weights and input), and the checked type."""
+    prog = dslc.load("t.dl", text=conv_spec(shape, op, out, kernel, **kw))
+    params = prog.init_params(seed)
+    x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+    got = prog.run({"x": x}, params)["y"]
+    fn = F.conv1d if op == "conv1d" else F.conv2d
+    bias = params.get("c.bias")
+    want = fn(torch.from_numpy(x), torch.from_numpy(params["c.weight"]),
+              None if bias is None else torch.from_numpy(bias),
+              stride=kw.get("stride", 1), padding=kw.get("padding", 0),
+              dilation=kw.get("dilation", 1), groups=kw.get("groups", 1)).numpy()
+    node = next(n for n in prog.graph.nodes.values() if n.op == op)
+    return got, want, node.types[0]
+
+
+CONV2D_CASES = [
+    # (input shape, out, kernel, attrs)
+    ((2, 3, 8, 8), 4, 3, {}),
+    ((1, 3, 9, 7), 5, 3, {"padding": 1}),
+    ((2, 4, 11, 10), 6, 3, {"stride": 2}),
+    ((2, 4, 11, 10), 6, 3, {"stride": 2, "padding": 1}),
+    ((1, 2, 13, 12), 3, 5, {"stride": 3, "padding": 2}),
+    ((2, 3, 10, 9), 4, (3, 5), {"stride": (2, 1), "padding": (1, 2)}),
+    ((1, 3, 12, 12), 4, 3, {"dilation": 2}),
+    ((1, 3, 14, 13), 4, 3, {"dilation": (2, 3), "padding": 2, "stride": 2}),
+    ((2, 3, 7, 8), 4, 3, {"padding": "same"}),
+    ((2, 3, 7, 8), 4, 4, {"padding": "same"}),  # even kernel: extra pixel after, as torch
+    ((1, 3, 9, 9), 4, (2, 3), {"padding": "same", "dilation": 2}),
+    ((1, 3, 9, 9), 4, 3, {"padding": "valid"}),
+    ((2, 6, 8, 8), 4, 3, {"groups": 2, "padding": 1}),
+    ((2, 6, 8, 8), 9, 3, {"groups": 3, "stride": 2, "bias": False}),
+    ((2, 4, 9, 9), 4, 3, {"groups": 4, "padding": 1}),  # depthwise
+    ((1, 4, 9, 9), 12, 3, {"groups": 4, "stride": 2, "dilation": 2}),  # depthwise x3
+    ((2, 8, 7, 7), 5, 1, {}),  # 1x1
+    ((2, 8, 7, 9), 5, 1, {"stride": 2}),  # strided 1x1 (ResNet's projection)
+    ((1, 3, 5, 5), 2, 5, {}),  # kernel exactly the input
+    ((3, 3, 30, 30), 16, 7, {"stride": 2, "padding": 3, "bias": False}),  # ResNet stem
+    ((1, 1, 6, 6), 1, 3, {"padding": 1}),
+    # more output channels than output pixels: patches gathered in the weight's own order
+    ((2, 8, 5, 5), 40, 3, {"stride": 2, "padding": 1, "dilation": 2}),
+    ((1, 16, 3, 3), 24, 3, {"padding": 1, "groups": 2}),
+]
+
+
+@pytest.mark.parametrize("shape,out,kernel,kw", CONV2D_CASES,
+                         ids=[f"c2-{i}" for i in range(len(CONV2D_CASES))])
+def test_conv2d_equals_torch(shape, out, kernel, kw):
+    got, want, t = run_conv(shape, "conv2d", out, kernel, **kw)
+    assert got.shape == want.shape == tuple(int(d) for d in t.shape)
+    assert got.dtype == np.float32
+    assert_close(got, want, what="conv2d")
+
+
+CONV1D_CASES = [
+    ((2, 3, 10), 4, 3, {}),
+    ((2, 3, 11), 4, 3, {"stride": 2, "padding": 1}),
+    ((1, 4, 17), 6, 5, {"stride": 2, "padding": 2, "dilation": 2, "groups": 2}),
+    ((2, 3, 9), 4, 4, {"padding": "same"}),
+    ((2, 3, 9), 4, 3, {"padding": "same", "dilation": 3, "bias": False}),
+    ((2, 4, 9), 8, 3, {"groups": 4}),
+    ((2, 5, 8), 3, 1, {}),
+]
+
+
+@pytest.mark.parametrize("shape,out,kernel,kw", CONV1D_CASES,
+                         ids=[f"c1-{i}" for i in range(len(CONV1D_CASES))])
+def test_conv1d_equals_torch(shape, out, kernel, kw):
+    got, want, t = run_conv(shape, "conv1d", out, kernel, **kw)
+    assert got.shape == want.shape == tuple(int(d) for d in t.shape)
+    assert_close(got, want, what="conv1d")
+
+
+def test_chained_convs_and_pool_keep_values_with_channels_last_views():
+    """The conv kernel returns an NCHW view of NHWC memory; everything after it (another
+    conv, a pool, relu, add) must still compute the same as torch."""
+    prog = dslc.load("t.dl", text="""model t {
+  input x: f32[2, 3, 16, 16]
+  h = x -> conv2d(8, kernel=3, padding=1) as c1 -> relu
+  a = h -> conv2d(8, kernel=3, padding=1) as c2
+  b = h -> conv2d(8, kernel=1) as c3
+  output y = (a + b) -> max_pool2d(2) -> conv2d(4, kernel=3, stride=2, padding=1) as c4
+}
+""")
+    np_out, t_out, _ = compare_numpy_torch(prog)
+    assert np_out["y"].shape == (2, 4, 4, 4)
+
+
+def test_kernel_accepts_any_memory_layout():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((2, 7, 9, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    want = F.conv2d(torch.from_numpy(np.ascontiguousarray(base.transpose(0, 3, 1, 2))),
+                    torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1).numpy()
+    for x in (base.transpose(0, 3, 1, 2), np.ascontiguousarray(base.transpose(0, 3, 1, 2)),
+              np.asfortranarray(base.transpose(0, 3, 1, 2))):
+        got = conv2d_nchw(x, w, b, (2, 2), ((1, 1), (1, 1)), (1, 1), 1)
+        assert_close(got, want, what=str(x.strides))
+
+
+def test_large_image_uses_row_blocks_and_matches_torch():
+    """An image whose patch matrix exceeds one block is gathered row block by row block."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 16, 70, 66)).astype(np.float32)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(np.float32) * 0.1
+    got = conv2d_nchw(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    assert_close(got, want, what="blocked")
+
+
+def test_f64_stays_f64_and_f16_is_computed_in_f32():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 8, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    got = conv2d_nchw(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    half = conv2d_nchw(x.astype(np.float16), w.astype(np.float16), None, (1, 1),
+                       ((1, 1), (1, 1)), (1, 1), 1)
+    assert half.dtype == np.float16
+    assert_close(half, want, rtol=1e-2, atol=1e-2, what="f16")
+
+
+def test_weight_tensor_input_is_functional_conv():
+    """`conv2d(x, w)` uses a weight tensor (the edge detector's constant kernel)."""
+    prog = dslc.load("t.dl", text="""model t {
+  input x: f32[B, 1, H, W]
+  const k: f32[1, 1, 3, 3] = [[[[1, 1, 1], [0, 0, 0], [-1, -1, -1]]]]
+  output y = conv2d(x, k, padding=1)
+}
+""")
+    np_out, _, _ = compare_numpy_torch(prog, bind={"B": 2, "H": 6, "W": 5})
+    assert np_out["y"].shape == (2, 1, 6, 5)
+    assert "F.conv2d(" in prog.to_torch_source()
+
+
+# ---- output size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w", [5, 6, 7, 28, 31, 224, 227])
+@pytest.mark.parametrize("f,p,s", [(1, 0, 1), (1, 0, 2), (3, 1, 1), (3, 1, 2), (3, 0, 2),
+                                   (5, 2, 1), (5, 0, 3), (7, 3, 2), (11, 0, 4), (2, 0, 2)])
+def test_output_size_is_the_notes_formula(w, f, p, s):
+    """(w + 2P - F)/S + 1 rounded down, from the shape rule and from torch."""
+    if w + 2 * p < f:
+        return
+    want = (w + 2 * p - f) // s + 1
+    assert D.conv_out(D.const(w), f, s, p, 1) == want
+    _, got, t = run_conv((1, 1, w, 3), "conv2d", 1, (f, 1), stride=(s, 1), padding=(p, 0))
+    assert int(t.shape[2]) == got.shape[2] == want
+
+
+def test_symbolic_output_size():
+    prog = dslc.load("t.dl", text="""model t {
+  input x: f32[B, 3, H, W]
+  output y = x -> conv2d(4, kernel=3, stride=2, padding=1) as c
+}
+""")
+    t = prog.graph.type_of(prog.graph.outputs[0][1])
+    assert D.fmt(t.shape[0]) == "B" and int(t.shape[1]) == 4
+    assert D.evaluate(t.shape[2], {"H": 9}) == 5 and D.evaluate(t.shape[3], {"W": 10}) == 5
+    np_out, _, _ = compare_numpy_torch(prog, bind={"B": 2, "H": 9, "W": 10})
+    assert np_out["y"].shape == (2, 4, 5, 5)
+
+
+def test_same_padding_keeps_symbolic_size():
+    prog = dslc.load("t.dl", text="""model t {
+  input x: f32[B, 3, H, W]
+  output y = x -> conv2d(4, kernel=4, padding="same", dilation=2) as c
+}
+""")
+    t = prog.graph.type_of(prog.graph.outputs[0][1])
+    assert D.equal(t.shape[2], D.symbol("H")) and D.equal(t.shape[3], D.symbol("W"))
+
+
+# ---- MACs and parameters -----------------------------------------------------------------
+
+
+def test_inception_5x5_macs():
+    """The notes' naive 5x5 path: 28x28x192 -> 32 channels costs 5*5*192 * 28*28*32."""
+    prog = dslc.load("t.dl", text=conv_spec((1, 192, 28, 28), "conv2d", 32, 5, padding=2))
+    s = prog.summary()
+    assert s["macs"] == 120_422_400 == 5 * 5 * 192 * 28 * 28 * 32
+
+
+def test_macs_count_groups_and_1d():
+    prog = dslc.load("t.dl", text=conv_spec((2, 8, 10, 10), "conv2d", 16, 3, groups=4))
+    assert prog.summary()["macs"] == 2 * 16 * 8 * 8 * (8 // 4) * 9
+    prog = dslc.load("t.dl", text=conv_spec((3, 4, 20), "conv1d", 6, 5, stride=2))
+    assert prog.summary()["macs"] == 3 * 6 * 8 * 4 * 5
+
+
+def test_macs_symbolic_in_batch():
+    prog = dslc.load("t.dl", text=conv_spec(("B", 3, 32, 32), "conv2d", 6, 5))
+    node = next(n for n in prog.graph.nodes.values() if n.op == "conv2d")
+    ins = [prog.graph.type_of(r) for r in node.inputs]
+    macs = OPS["conv2d"].macs(node.attrs, ins, node.types)
+    assert D.substitute(macs, {"B": 2}) == 2 * 6 * 28 * 28 * 3 * 25
+
+
+@pytest.mark.parametrize("op,shape,kw,wshape", [
+    ("conv2d", (1, 6, 8, 8), {"groups": 3}, (12, 2, 3, 3)),
+    ("conv2d", (1, 4, 8, 8), {"kernel": (3, 5)}, (12, 4, 3, 5)),
+    ("conv1d", (1, 4, 8), {"groups": 2}, (12, 2, 3)),
+])
+def test_params_match_torch_modules(op, shape, kw, wshape):
+    kernel = kw.pop("kernel", 3)
+    prog = dslc.load("t.dl", text=conv_spec(shape, op, 12, kernel, **kw))
+    params = prog.init_params(0)
+    assert sorted(params) == ["c.bias", "c.weight"]
+    assert params["c.weight"].shape == wshape and params["c.bias"].shape == (12,)
+    assert params["c.weight"].dtype == np.float32
+    fan_in = int(np.prod(wshape[1:]))
+    assert np.abs(params["c.weight"]).max() <= 1 / np.sqrt(fan_in)
+    assert np.abs(params["c.weight"]).max() > 0.5 / np.sqrt(fan_in)  # uniform over the range
+    module = prog.to_torch()()
+    state = module.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == \
+        {k: v.shape for k, v in params.items()}
+
+
+def test_no_bias_and_generated_module_text():
+    prog = dslc.load("t.dl", text=conv_spec((1, 4, 9, 9), "conv2d", 8, 3, stride=2,
+                                            padding=1, dilation=2,
+                                            groups=2, bias=False))
+    assert list(prog.init_params()) == ["c.weight"]
+    src = prog.to_torch_source()
+    assert ("nn.Conv2d(4, 8, kernel_size=3, stride=2, padding=1, dilation=2, groups=2, "
+            "bias=False)") in src
+    same = dslc.load("t.dl", text=conv_spec((1, 4, 9, 9), "conv2d", 8, 3, padding="same"))
+    assert "padding='same'" in same.to_torch_source()
+
+
+def test_label_reads_like_the_notes():
+    label = OPS["conv2d"].label
+    attrs = OPS["conv2d"].attrs
+    assert label(attrs(out_channels=8, kernel=5, stride=2, padding=1)) == "5x5, s2, p1"
+    assert label(attrs(out_channels=8, kernel=3)) == "3x3"
+    assert label(attrs(out_channels=8, kernel=(1, 7), padding="same", groups=2)) == \
+        "1x7, same, g2"
+    assert OPS["conv1d"].label(OPS["conv1d"].attrs(out_channels=2, kernel=3, dilation=2)) \
+        == "3, d2"
+
+
+# ---- diagnostics -------------------------------------------------------------------------
+
+
+def diag(text: str):
+    with pytest.raises(DslcError) as exc:
+        dslc.load("t.dl", text=text)
+    return exc.value.diagnostics[0]
+
+
+def test_kernel_larger_than_input_is_located():
+    d = diag("model t {\n  input x: f32[1, 3, 4, 4]\n"
+             "  output y = x -> conv2d(8, kernel=5, padding=0)\n}\n")
+    assert d.code == "E0305"
+    assert (d.span.line, d.span.column) == (3, 29)  # at `kernel=5`
+    assert "5" in d.expected and "4" in d.found
+    d = diag("model t {\n  input x: f32[1, 3, 4]\n  output y = x -> conv1d(8, 3, dilation=3)\n}\n")
+    assert d.code == "E0305" and d.span.line == 3
+    # padding makes it fit
+    dslc.load("t.dl", text="model t {\n  input x: f32[1, 3, 4, 4]\n"
+              "  output y = x -> conv2d(8, kernel=5, padding=1)\n}\n")
+
+
+def test_groups_not_dividing_channels_is_located():
+    d = diag("model t {\n  input x: f32[1, 6, 8, 8]\n"
+             "  output y = x -> conv2d(8, kernel=3, groups=4)\n}\n")
+    assert d.code == "E0301"
+    assert (d.span.line, d.span.column) == (3, 39)  # at `groups=4`
+    assert "divisible" in d.expected and "groups=4" in d.found
+    d = diag("model t {\n  input x: f32[1, 6, 8, 8]\n"
+             "  output y = x -> conv2d(8, kernel=3, groups=3)\n}\n")  # 8 % 3
+    assert d.code == "E0301"
+
+
+@pytest.mark.parametrize("body,code,word", [
+    ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, stride=2, "
+     "padding=\"same\")", "E0301", "stride"),
+    ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, padding=\"full\")",
+     "E0301", "same"),
+    ("input x: f32[1, C, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0304", "fixed"),
+    ("input x: f32[3, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0301", "rank"),
+    ("input x: i64[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0302", "float"),
+    ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=0)", "E0301", "kernel"),
+])
+def test_bad_conv_calls(body, code, word):
+    d = diag("model t {\n  " + body + "\n}\n")
+    assert d.code == code
+    assert word in (d.message + " " + (d.expected or "") + " " + (d.found or ""))
