@@ -119,6 +119,10 @@ def check_constraints(graph: Graph, bound: dict[str, int]) -> None:
 
 def check_sizes(graph: Graph, bound: dict[str, int]) -> None:
     """Refuse before allocating when any tensor would exceed the element limit."""
+    key = tuple(sorted(bound.items()))
+    passed = graph.__dict__.setdefault("_sizes_passed", set())
+    if key in passed:
+        return  # this model at these sizes passed before (the sympy work is slow)
     for node in graph.order():
         for t in node.types:
             n = D.substitute(t.numel(), bound)
@@ -126,6 +130,7 @@ def check_sizes(graph: Graph, bound: dict[str, int]) -> None:
                 raise run_error("E0505", "a tensor would be too large to run", node.span,
                                 expected=f"at most {MAX_RUN_ELEMENTS} elements",
                                 found=f"{int(n)} elements ({t})")
+    passed.add(key)
 
 
 # ---- running -----------------------------------------------------------------------------
@@ -199,7 +204,7 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     same distributions as PyTorch's default initialisers."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    for key, (node, _local, spec) in graph.param_keys().items():
+    for key, (_node, _local, spec) in graph.param_keys().items():
         shape = tuple(int(d) for d in spec.shape)
         dt = numpy_dtype(spec.dtype)
         # Drawn in float32 directly: VGG-16's 138M weights take seconds, not tens of them.

@@ -60,8 +60,13 @@ class Graph:
     constraints: list[Constraint] = field(default_factory=list)
     span: Span | None = None
     file: str = ""
+    # Cached execution order; every change to nodes or edges goes through add(),
+    # rebuild_edges() or remove(), which clear it. (The interpreter walks a scan's cell once per
+    # step: sorting it every time cost more than the cell's arithmetic.)
+    _order: list[IRNode] | None = field(default=None, repr=False, compare=False)
 
     def add(self, node: IRNode) -> IRNode:
+        self._order = None
         self.nodes[node.id] = node
         self.g.add_node(node.id)
         for port, (src, out) in enumerate(node.inputs):
@@ -84,6 +89,7 @@ class Graph:
         return g
 
     def rebuild_edges(self) -> None:
+        self._order = None
         self.g = nx.MultiDiGraph()
         for nid in sorted(self.nodes):
             self.g.add_node(nid)
@@ -104,7 +110,9 @@ class Graph:
 
     def order(self) -> list[IRNode]:
         """Deterministic topological order: ties broken by creation index."""
-        return [self.nodes[i] for i in nx.lexicographical_topological_sort(self.g)]
+        if self._order is None:
+            self._order = [self.nodes[i] for i in nx.lexicographical_topological_sort(self.g)]
+        return list(self._order)
 
     def type_of(self, ref: tuple[int, int]) -> TensorType:
         return self.nodes[ref[0]].types[ref[1]]

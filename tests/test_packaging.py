@@ -38,8 +38,8 @@ def test_installed_cli_runs_outside_checkout(tmp_path):
 def test_compile_never_imports_torch(tmp_path):
     spec = tmp_path / "m.dl"
     spec.write_text("model m { input x: f32[B, 2]  output y = x -> linear(3) -> relu }\n")
-    code = ("import sys, dslc.cli as c; rc = c.main(['compile', %r, '-o', %r]); "
-            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'"
-            % (str(spec), str(tmp_path / "m.py")))
+    code = (f"import sys, dslc.cli as c; rc = c.main(['compile', {str(spec)!r}, '-o', "
+            f"{str(tmp_path / 'm.py')!r}]); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,6 @@
 """Shape ops that move data without arithmetic: flatten, reshape, permute, transpose, squeeze,
-unsqueeze, and zeros of a given shape. Their shape rules run in elaboration; kernels and emitters in the back ends."""
+unsqueeze, and zeros of a given shape. Their shape rules run in elaboration; kernels and
+emitters in the back ends."""
 
 from __future__ import annotations
 

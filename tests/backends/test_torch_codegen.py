@@ -46,8 +46,8 @@ def test_code_is_readable(prog):
 
 
 def test_code_is_deterministic_across_processes(prog):
-    code = ("import dslc,sys; sys.stdout.write(dslc.load('net.dl', text=%r).to_torch_source())"
-            % SRC)
+    code = ("import dslc,sys; sys.stdout.write(dslc.load('net.dl', "
+            f"text={SRC!r}).to_torch_source())")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={"PYTHONHASHSEED": str(seed), "PATH": ""}, check=True).stdout
             for seed in (0, 1, 12345)}
