@@ -210,6 +210,14 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
         t = node.types[0]
         label = f"<<b>{h(node.name)}</b><br/><font point-size=\"10\">{h(str(t))}</font>>"
         tip = f"input {node.name}: {t}"
+        if any(n.op in OPS and OPS[n.op].family == "graph" for n in graph.nodes.values()):
+            # In a GNN every input is part of the graph value it runs on: node features,
+            # edge_index, edge attributes, the batch vector.
+            label = (f"<<b>{h(node.name)}</b> <font point-size=\"9\">graph</font><br/>"
+                     f"<font point-size=\"10\">{h(str(t))}</font>>")
+            return (f"{nid} [shape=parallelogram, style=\"filled,bold\", "
+                    f"fillcolor=\"#e3f1e6\", color=\"#2e7d32\", label={label}, "
+                    f"tooltip={quote(tip)}];")
         return (f"{nid} [shape=parallelogram, style=\"filled,bold\", fillcolor=\"#ffffff\", "
                 f"color=\"#000000\", label={label}, tooltip={quote(tip)}];")
     op = OPS.get(node.op)

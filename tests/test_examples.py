@@ -207,3 +207,30 @@ def test_language_error_snippet_fails_as_documented(kind, line, body):
         dslc.load(_snippet_path(line, body), text=body)
     codes = [d.code for d in info.value.diagnostics]
     assert m.group(1) in codes, f"docs/language.md:{line}: expected {m.group(1)}, got {codes}"
+
+
+# ---- README.md ---------------------------------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def readme_snippets() -> list[tuple[int, str]]:
+    text = README.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 2, m.group(2)) for m in FENCE.finditer(text)
+            if m.group(1) == "dl"]
+
+
+@pytest.mark.parametrize("line,body", readme_snippets(),
+                         ids=[f"readme{line}" for line, _ in readme_snippets()])
+def test_readme_snippet_checks_and_runs(line, body):
+    prog = dslc.load(ROOT / "specs" / f"readme_line{line}.dl", text=body)
+    bind = {"B": 2, "T": 3}
+    out = prog.run(prog.random_inputs(0, bind), prog.init_params(0), bind=bind)
+    assert set(out) == {n for n, _ in prog.graph.outputs}
+
+
+def test_readme_commands_are_the_ci_commands():
+    text = README.read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert ci in text, "README's test command and .ci/run differ"
+    assert "bash .ci/setup && PATH=$PWD/.venv/bin:$PATH bash examples/quickstart.sh" in text
