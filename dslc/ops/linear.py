@@ -44,11 +44,14 @@ def macs(a: LinearAttrs, ins, outs):
 
 
 def kernel(a: LinearAttrs, xs, ctx):
+    x = xs[0]
     w = ctx.params["weight"]
-    y = np.matmul(xs[0], w.T)
+    # One [B*T, F] x [F, O] product: np.matmul on a 3-d x would run one product per batch row.
+    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    y = x2 @ w.T
     if a.bias:
         y += ctx.params["bias"]
-    return [y]
+    return [y.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim != 2 else y]
 
 
 LINEAR = Op(
