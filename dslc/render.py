@@ -254,12 +254,35 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
             f"color=\"{border}\", label={label}, tooltip={quote(tip)}{extra}];")
 
 
-def _scan_lines(node: IRNode) -> str:
-    """A recurrence drawn rolled: its cell in a cluster, each new state looping back to the
-    state input it replaces, and the scan node collecting the per-step outputs."""
+def _cell_lines(node: IRNode, pre: str, step: str | None) -> list[str]:
+    """One copy of a scan's cell: its inputs (step, state, fixed) and nodes, with edges."""
     a = node.attrs
     cell = a.cell
-    pre = f"s{node.id}_"
+    roles = ["step"] * a.n_seq + ["state"] * a.n_states + ["fixed"] * a.n_static
+    lines = []
+    for (name, nid), role in zip(cell.inputs, roles):
+        t = cell.nodes[nid].types[0]
+        shown = f"{name}[{step}]" if step and role == "step" else name
+        lines.append(f"  {pre}n{nid} [shape=cds, style=filled, fillcolor=\"#ffffff\", "
+                     f"label=<<b>{h(shown)}</b> <font point-size=\"9\">{role} "
+                     f"{h(D.fmt_shape(t.shape))}</font>>];")
+    for n in cell.order():
+        if n.op != "input":
+            lines.append("  " + _node_lines(cell, n, {}, prefix=pre + "n"))
+    for n in cell.order():
+        for src, port in n.inputs:
+            t = cell.nodes[src].types[port]
+            lines.append(f"  {pre}n{src} -> {pre}n{n.id} "
+                         f"[label={quote(' ' + D.fmt_shape(t.shape))}];")
+    return lines
+
+
+def _scan_lines(node: IRNode, expand: bool = False) -> str:
+    """A recurrence. Rolled (the default): its cell in a cluster, each new state looping back
+    to the state input it replaces. Unrolled (`expand`): the cell at steps 1, 2 and the last,
+    each new state feeding the next step. Either way the scan node collects the outputs."""
+    a = node.attrs
+    cell = a.cell
     steps = D.fmt(node.types[0].shape[a.along]) if node.types else "?"
     title = f"<b>scan</b> {h(a.cell_name)} over {h(steps)} steps"
     if a.reverse:
@@ -267,29 +290,43 @@ def _scan_lines(node: IRNode) -> str:
     lines = [f"subgraph cluster_scan{node.id} {{",
              f"  label=<{title}>; style=\"rounded,filled\"; fillcolor=\"#f3f0fa\"; "
              "color=\"#7a5fb0\"; labeljust=l;"]
-    roles = ["step"] * a.n_seq + ["state"] * a.n_states + ["fixed"] * a.n_static
-    for (name, nid), role in zip(cell.inputs, roles):
-        t = cell.nodes[nid].types[0]
-        lines.append(f"  {pre}n{nid} [shape=cds, style=filled, fillcolor=\"#ffffff\", "
-                     f"label=<<b>{h(name)}</b> <font point-size=\"9\">{role} "
-                     f"{h(D.fmt_shape(t.shape))}</font>>];")
-    for n in cell.order():
-        if n.op != "input":
-            lines.append("  " + _node_lines(cell, n, {}, prefix=pre + "n"))
-    lines.append("  " + _node_lines(node.attrs.cell, node, {}, prefix="n")
-                 .replace(f"<b>{h(node.op)}</b>", "<b>collect</b>", 1))
-    for n in cell.order():
-        for src, port in n.inputs:
-            t = cell.nodes[src].types[port]
-            lines.append(f"  {pre}n{src} -> {pre}n{n.id} "
-                         f"[label={quote(' ' + D.fmt_shape(t.shape))}];")
     state_inputs = [nid for _, nid in cell.inputs][a.n_seq: a.n_seq + a.n_states]
     refs = [ref for _, ref in cell.outputs]
-    for (src, _port), target in zip(refs[: a.n_states], state_inputs):
-        lines.append(f"  {pre}n{src} -> {pre}n{target} [style=dashed, color=\"#7a5fb0\", "
-                     "constraint=false, label=\" next step\"];")
-    for src, _port in refs[a.n_states:] or refs[: a.n_states]:
-        lines.append(f"  {pre}n{src} -> n{node.id} [style=dotted];")
+    outs = refs[a.n_states:] or refs[: a.n_states]
+    lines.append("  " + _node_lines(cell, node, {}, prefix="n")
+                 .replace(f"<b>{h(node.op)}</b>", "<b>collect</b>", 1))
+    if not expand:
+        lines += _cell_lines(node, f"s{node.id}_", None)
+        for (src, _port), target in zip(refs[: a.n_states], state_inputs):
+            lines.append(f"  s{node.id}_n{src} -> s{node.id}_n{target} [style=dashed, "
+                         "color=\"#7a5fb0\", constraint=false, label=\" next step\"];")
+        for src, _port in outs:
+            lines.append(f"  s{node.id}_n{src} -> n{node.id} [style=dotted];")
+    else:
+        n = D.value(node.types[0].shape[a.along]) if node.types else None
+        labels = [str(i + 1) for i in range(n)] if n is not None and n <= 3 else \
+            ["1", "2", steps]
+        # The first copy keeps the rolled ids, so the scan's inputs still arrive there.
+        prefixes = [f"s{node.id}_"] + [f"s{node.id}_t{i}_" for i in range(1, len(labels))]
+        for i, (label, pre) in enumerate(zip(labels, prefixes)):
+            lines.append(f"  subgraph cluster_scan{node.id}_t{i} {{")
+            lines.append(f"    label=<t = {h(label)}>; style=\"dashed\"; color=\"#7a5fb0\";")
+            lines += ["  " + ln for ln in _cell_lines(node, pre, label)]
+            lines.append("  }")
+            for src, _port in outs:
+                lines.append(f"  {pre}n{src} -> n{node.id} [style=dotted];")
+        for i in range(len(prefixes) - 1):
+            gap = len(labels) == 3 and labels[2] == steps and n is None and i == 1
+            for (src, _port), target in zip(refs[: a.n_states], state_inputs):
+                if gap:
+                    dots = f"s{node.id}_gap{target}"
+                    lines.append(f"  {dots} [shape=plaintext, label=\"…\"];")
+                    lines.append(f"  {prefixes[i]}n{src} -> {dots} [color=\"#7a5fb0\"];")
+                    lines.append(f"  {dots} -> {prefixes[i + 1]}n{target} "
+                                 "[color=\"#7a5fb0\"];")
+                else:
+                    lines.append(f"  {prefixes[i]}n{src} -> {prefixes[i + 1]}n{target} "
+                                 "[color=\"#7a5fb0\", label=\" state\"];")
     lines.append("}")
     return "\n".join(lines)
 
@@ -344,7 +381,7 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
                 cur.items.append(child)
             cur = cur.children[path]
         if node.op == "scan":
-            cur.items.append(_scan_lines(node))
+            cur.items.append(_scan_lines(node, expand))
         else:
             cur.items.append(_node_lines(graph, node, output_of))
 

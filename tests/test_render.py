@@ -328,3 +328,23 @@ def test_cli_render(tmp_path):
     out = tmp_path / "e.dot"
     assert main(["render", str(spec), "--expand", "-o", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == to_dot(dslc.load(spec).graph, expand=True)
+
+
+SCAN_SPEC = """
+block elman_cell(hidden: int) { input x  input h
+  output h_new = tanh(linear(x, hidden) + linear(h, hidden)) }
+model elman { input x: f32[B, T, 3]
+  h0 = x -> zeros([B, 5])
+  ys, h = scan elman_cell(5) over x from h0
+  output ys, h }
+"""
+
+
+def test_scan_is_drawn_rolled_and_unrolled_on_request():
+    prog = dslc.load("elman.dl", text=SCAN_SPEC)
+    rolled = to_dot(prog.graph)
+    assert "cluster_scan" in rolled and "next step" in rolled and "t = 2" not in rolled
+    unrolled = to_dot(prog.graph, expand=True)
+    assert "t = 1" in unrolled and "t = 2" in unrolled and "t = T" in unrolled
+    assert "…" in unrolled and "next step" not in unrolled
+    assert to_dot(prog.graph, expand=True) == unrolled  # deterministic
