@@ -22,6 +22,7 @@ from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.ir import Constraint, Frame, Graph, IRNode
 from dslc.limits import (
+    LOOP_ATTRS,
     MAX_BLOCK_DEPTH,
     MAX_DIM,
     MAX_IMPORT_DEPTH,
@@ -1089,6 +1090,7 @@ class Elaborator:
                            expected=_type_words(fields[field_name]) if field_name in fields
                            else first["msg"],
                            found=describe(attrs.get(field_name))) from None
+        self.check_attr_sizes(op, a, span, attr_spans)
         in_types = [t.type for t in tensors]
         try:
             out_types = op.shape(a, in_types)
@@ -1108,6 +1110,21 @@ class Elaborator:
                              module=module, params=params)
         vals = tuple(TensorVal((node.id, i), t, span) for i, t in enumerate(out_types))
         return vals[0] if op.n_outputs(a) == 1 and len(vals) == 1 else vals
+
+    def check_attr_sizes(self, op: Op, a, span: Span, attr_spans: dict[str, Span]) -> None:
+        """No attribute is an absurd number: loop counts are bounded like repeat counts and
+        every other integer like a dimension (docs/limits.md)."""
+        for name in type(a).model_fields:
+            value = getattr(a, name)
+            values = value if isinstance(value, tuple) else (value,)
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    continue
+                limit = MAX_REPEAT if name in LOOP_ATTRS else MAX_DIM
+                if abs(v) > limit:
+                    raise self.err("E0218", f"'{op.name}' argument '{name}' is too large",
+                                   attr_spans.get(name, span), expected=f"at most {limit}",
+                                   found=str(v))
 
     def shape_diag(self, op: Op, exc: ShapeError, span: Span, tensors, tensor_spans,
                    attr_spans) -> DslcError:

@@ -295,3 +295,86 @@ def test_peephole_cell_with_zero_peepholes_is_the_plain_cell():
     base = plain.run(inputs, {k: v for k, v in p.items() if ".c_" not in k})
     assert_close(peep.run(inputs, zeroed)["ys"], base["ys"], what="zero peepholes")
     assert not np.allclose(with_peep["ys"], base["ys"], atol=1e-4)
+
+
+# ---- variable-length batches: the lengths input equals torch's packed sequences -----------
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["zeros", "h0"])
+@pytest.mark.parametrize("bidir", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_lengths_equal_torch_packed_sequences(kind, layers, bidir, init):
+    lines = [f"input x: f32[B, T, {F_IN}]", "input lengths: i64[B]"]
+    states = (["h0", "c0"] if kind == "lstm" else ["h0"]) if init else []
+    lines += [f"input {s}: f32[{layers * (2 if bidir else 1)}, B, {H}]" for s in states]
+    outs = ["y", "h", "c"] if kind == "lstm" else ["y", "h"]
+    args = ", ".join(states + ["lengths", str(H), f"num_layers={layers}",
+                               f"bidirectional={str(bidir).lower()}"])
+    lines += [f"{', '.join(outs)} = x -> {kind}({args}) as net", f"output {', '.join(outs)}"]
+    prog = load("\n".join(lines))
+    bsz, steps = 5, 7
+    params = prog.init_params(seed=layers)
+    inputs = prog.random_inputs(seed=layers, bind={"B": bsz, "T": steps})
+    # unsorted, with the extremes: length 1 and the full length
+    inputs["lengths"] = np.array([3, steps, 1, 6, 1], np.int64)
+    out = prog.run(inputs, params)
+    m = reference(kind, layers, bidir, params)
+    x = torch.from_numpy(inputs["x"])
+    hx = [torch.from_numpy(inputs[s]) for s in states]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.from_numpy(inputs["lengths"]), batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        y, st = m(packed, (tuple(hx) if len(hx) == 2 else hx[0]) if hx else None)
+    y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=steps)
+    hn, cn = st if kind == "lstm" else (st, None)
+    assert_close(out["y"], y.numpy(), what="y")
+    assert_close(out["h"], hn.numpy(), what="h_n")
+    if cn is not None:
+        assert_close(out["c"], cn.numpy(), what="c_n")
+    # steps past a row's length output zeros; the length-1 rows differ from a full-length run
+    assert np.all(out["y"][2, 1:] == 0) and np.any(out["y"][2, 0] != 0)
+    full = prog.run({**inputs, "lengths": np.full(bsz, steps, np.int64)}, params)
+    assert not np.allclose(full["h"], out["h"])
+    # the generated module packs and pads itself
+    src = prog.to_torch_source()
+    assert "nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, " \
+           "enforce_sorted=False)" in src
+    assert "total_length=x.shape[1]" in src
+    mod = prog.to_torch()()
+    mod.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()})
+    with torch.no_grad():
+        got = mod(**{k: torch.from_numpy(v.copy()) for k, v in inputs.items()})
+    got = got if isinstance(got, (tuple, list)) else (got,)
+    assert_close(got[0].numpy(), out["y"], what="generated y")
+    assert_close(got[1].numpy(), out["h"], what="generated h")
+
+
+def test_full_lengths_equal_no_lengths():
+    base = load(f"input x: f32[B, T, {F_IN}]\ny, h = x -> gru({H}, bidirectional=true) as net"
+                "\noutput y, h")
+    packed = load(f"input x: f32[B, T, {F_IN}]\ninput n: i64[B]\n"
+                  f"y, h = x -> gru(n, {H}, bidirectional=true) as net\noutput y, h")
+    p = base.init_params(0)
+    x = base.random_inputs(0, {"B": B, "T": T})
+    a = base.run(x, p)
+    b = packed.run({**x, "n": np.full(B, T, np.int64)}, p)
+    np.testing.assert_array_equal(a["y"], b["y"])
+    np.testing.assert_array_equal(a["h"], b["h"])
+
+
+def test_lengths_outside_one_to_t_are_refused():
+    prog = load(f"input x: f32[B, T, {F_IN}]\ninput n: i64[B]\ny, h = x -> rnn(n, 4)\noutput y")
+    x = prog.random_inputs(0, {"B": 2, "T": 3})
+    p = prog.init_params(0)
+    for bad in ([0, 3], [1, 4]):
+        with pytest.raises(ValueError, match=r"lengths must lie in \[1, T = 3\]"):
+            prog.run({**x, "n": np.array(bad, np.int64)}, p)
+
+
+@pytest.mark.parametrize("decl,code", [("f32[B]", "E0302"), ("i64[B, T]", "E0301"),
+                                       ("i64[3]", "E0301")])
+def test_bad_lengths_are_located(decl, code):
+    d = diag(f"input x: f32[B, T, 3]\ninput n: {decl}\ny, h = x -> gru(n, 4)\noutput y")
+    assert d.code == code, d
+    assert (d.span.line, d.span.column) == (4, 17), d
