@@ -60,6 +60,9 @@ class Graph:
     constraints: list[Constraint] = field(default_factory=list)
     span: Span | None = None
     file: str = ""
+    # How the generated module keeps 4-d tensors: "contiguous" (NCHW) or "channels_last"
+    # (set by the -O2 pass of that name; NumPy results do not depend on it).
+    memory_format: str = "contiguous"
     # Cached execution order; every change to nodes or edges goes through add(),
     # rebuild_edges() or remove(), which clear it. (The interpreter walks a scan's cell once per
     # step: sorting it every time cost more than the cell's arithmetic.)
@@ -79,7 +82,8 @@ class Graph:
     def copy(self) -> Graph:
         """A copy whose nodes can be changed without touching this graph (attrs are frozen)."""
         g = Graph(self.model, dict(self.hparams), frames=dict(self.frames),
-                  constraints=list(self.constraints), span=self.span, file=self.file)
+                  constraints=list(self.constraints), span=self.span, file=self.file,
+                  memory_format=self.memory_format)
         g.inputs = list(self.inputs)
         g.outputs = list(self.outputs)
         for node in self.nodes.values():

@@ -26,7 +26,8 @@ def _attrs_text(node: IRNode) -> str:
 
 def format_ir(graph: Graph, indent: str = "  ") -> str:
     """One line per node, in execution order: `%id = op[attrs](inputs) layer : types  # loc`."""
-    lines = [f"{indent[:-2]}model {graph.model}"]
+    layout = "" if graph.memory_format == "contiguous" else f" [{graph.memory_format}]"
+    lines = [f"{indent[:-2]}model {graph.model}{layout}"]
     for node in graph.order():
         loc = f"{Path(node.span.file).name}:{node.span.line}" if node.span.line else ""
         types = ", ".join(str(t) for t in node.types)

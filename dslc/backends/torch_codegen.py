@@ -427,7 +427,17 @@ def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
     lines += ["        " + ln for c in ctor for ln in c.split("\n")]
     if folds:
         lines.append("        self.register_load_state_dict_pre_hook(_accept_unoptimised)")
+    channels_last = graph.memory_format == "channels_last"
+    if channels_last:
+        lines.append("        # -O2: 4-d tensors channels last, fastest for convolutions")
+        lines.append("        self.to(memory_format=torch.channels_last)")
     lines += ["", f"    def forward({fwd_sig}):"]
+    if channels_last:
+        for name, nid in graph.inputs:
+            t = graph.nodes[nid].types[0]
+            if t.rank == 4 and t.is_float:
+                v = input_vars[name]
+                lines.append(f"        {v} = {v}.contiguous(memory_format=torch.channels_last)")
     lines += ["        " + b for b in body]
     return "\n".join(lines) + "\n"
 

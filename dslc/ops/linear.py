@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ParamSpec, ShapeError, concrete, need_float
 from dslc.types import tensor

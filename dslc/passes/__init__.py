@@ -48,6 +48,7 @@ Pass = Callable[[Graph], PassResult]
 
 def _registry() -> dict[str, Pass]:
     from dslc.passes import (
+        channels_last,
         cse,
         dead_code,
         fold_batch_norm,
@@ -63,6 +64,7 @@ def _registry() -> dict[str, Pass]:
         "identity": identity.run,
         "inference": inference.run,
         "fold_batch_norm": fold_batch_norm.run,
+        "channels_last": channels_last.run,
     }
 
 
@@ -70,7 +72,8 @@ def _registry() -> dict[str, Pass]:
 LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
     1: ("fold_constants", "identity", "cse", "dead_code"),
-    2: ("fold_constants", "identity", "cse", "inference", "fold_batch_norm", "dead_code"),
+    2: ("fold_constants", "identity", "cse", "inference", "fold_batch_norm", "dead_code",
+        "channels_last"),
 }
 INFERENCE_ONLY = {"inference", "fold_batch_norm"}
 

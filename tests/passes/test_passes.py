@@ -11,7 +11,7 @@ from dslc.cli import main
 from dslc.ir_text import format_ir
 from dslc.passes import optimize, pass_names
 from dslc.passes.lint import lint
-from tests.helpers import assert_close
+from tests.helpers import assert_close, compare_numpy_torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.dl"))
@@ -92,6 +92,9 @@ model m { input x: f32[B, 4]
     "fold_batch_norm": """
 model m { input x: f32[B, 3, 8, 8]
   output y = x -> conv2d(4, kernel=3, bias=false) -> batch_norm -> relu }""",
+    "channels_last": """
+model m { input x: f32[B, 3, 8, 8]
+  output y = x -> conv2d(4, kernel=3) -> relu -> flatten -> linear(2) }""",
 }
 
 
@@ -164,3 +167,17 @@ def test_dslc_ir_cli(tmp_path, capsys):
     assert "batch_norm" in capsys.readouterr().out.split("# passes")[0]
     assert main(["ir", str(spec), "--passes", "cse,nope"]) == 1
     assert "E0701" in capsys.readouterr().err
+
+
+def test_channels_last_module_equals_numpy_and_runs_on_meta():
+    torch = pytest.importorskip("torch")
+    prog = dslc.load("m.dl", text=GOLDEN["channels_last"], opt_level=2)
+    src = prog.to_torch_source()
+    assert "self.to(memory_format=torch.channels_last)" in src
+    assert "x = x.contiguous(memory_format=torch.channels_last)" in src
+    compare_numpy_torch(prog, {"B": 2})
+    module = prog.to_torch()()
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in prog.init_params(0).items()})
+    assert module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    out = module.to("meta")(x=torch.zeros(2, 3, 8, 8, device="meta"))
+    assert out.device.type == "meta"
