@@ -51,7 +51,8 @@ def _softmax_last(s: np.ndarray) -> np.ndarray:
     """Stable softmax over the last axis: the max is subtracted first, so scores of ±1e4 stay
     finite. A row whose entries are all -inf gives NaN, as torch.softmax does."""
     m = np.max(s, axis=-1, keepdims=True)
-    e = np.exp(s - m)
+    e = s - m
+    np.exp(e, out=e)
     e /= np.sum(e, axis=-1, keepdims=True)
     return e
 

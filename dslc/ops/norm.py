@@ -240,14 +240,17 @@ def _ln_kernel(a: LayerNormAttrs, xs, ctx):
     axes = tuple(range(x.ndim - k, x.ndim))
     xf = x.astype(_work_dtype(x), copy=False)
     mean = xf.mean(axis=axes, keepdims=True)
-    centred = xf - mean
-    var = np.mean(centred * centred, axis=axes, keepdims=True)  # biased, as torch
-    y = centred / np.sqrt(var + a.eps)
+    # In place after the one copy: a Transformer runs two layer norms per layer.
+    y = xf - mean
+    var = np.einsum("...i,...i->...", y.reshape(y.shape[:x.ndim - k] + (-1,)),
+                    y.reshape(y.shape[:x.ndim - k] + (-1,)))
+    var = (var / np.prod([x.shape[i] for i in axes])).reshape(mean.shape)  # biased, as torch
+    y *= (1.0 / np.sqrt(var + a.eps)).astype(y.dtype)
     if a.elementwise_affine:
-        y = y * ctx.params["weight"]
+        y *= ctx.params["weight"]
         if a.bias:
-            y = y + ctx.params["bias"]
-    return [y.astype(x.dtype)]
+            y += ctx.params["bias"]
+    return [y if y.dtype == x.dtype else y.astype(x.dtype)]
 
 
 def _ln_shape_literal(a: LayerNormAttrs, ins) -> str:
