@@ -10,6 +10,7 @@ the "one interpreter loop" of DESIGN.md as an independent check of the result.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -488,10 +489,13 @@ class Elaborator:
             raise self.err("E0218", "a constant needs a fixed shape", stmt.type.span)
         raw = self.eval(stmt.value, env)
         try:
-            arr = np.array(raw, dtype=DTYPES[ttype.dtype][0])
-        except (TypeError, ValueError):
-            raise self.err("E0221", "constant value must be a nested list of numbers",
-                           stmt.value.span, found=describe(raw)) from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a value the dtype cannot hold is an error
+                arr = np.array(raw, dtype=DTYPES[ttype.dtype][0])
+        except (TypeError, ValueError, OverflowError, RuntimeWarning):
+            raise self.err("E0221", "constant value must be a nested list of numbers that "
+                           f"{ttype.dtype} can hold", stmt.value.span,
+                           found=describe(raw)[:200]) from None
         want = tuple(int(d) for d in ttype.shape)
         if arr.shape != want:
             if arr.size == int(np.prod(want)) and arr.size > 0:
