@@ -245,10 +245,15 @@ def random_inputs(graph: Graph, seed: int = 0,
         shape = []
         for d in t.shape:
             v = D.substitute(d, bound)
-            if not v.is_Integer:
+            if not v.is_Integer and v.free_symbols:
                 missing = D.free_names(v)[0]
                 raise run_error("E0504", f"dim '{missing}' of input '{name}' is unbound",
                                 node.span, hint=f"pass --bind {missing}=<size>")
+            if not v.is_Integer or int(v) < 1:
+                raise run_error("E0506", f"dim {D.fmt(d)} of input '{name}' is not a positive "
+                                "integer for these sizes", node.span,
+                                expected="a positive integer", found=f"{D.fmt(v)} with "
+                                + ", ".join(f"{k}={val}" for k, val in sorted(bound.items())))
             shape.append(int(v))
         n = int(np.prod(shape)) if shape else 1
         if n > MAX_RUN_ELEMENTS:

@@ -98,3 +98,14 @@ def test_installed_entry_point(spec):
     r = subprocess.run([sys.executable, "-m", "dslc.cli", "check", str(spec)],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "ok (model mlp)" in r.stdout
+
+
+def test_run_with_a_dim_that_does_not_divide(tmp_path, capsys):
+    """Found by the fuzzer (seed 2024, case 16306): `3/S` with S=2 crashed random inputs."""
+    spec = tmp_path / "frac.dl"
+    spec.write_text("model example {\n  input x: i64[3/S, 2]\n  output y = x[1:100]\n}\n")
+    out = tmp_path / "o.npz"
+    assert main(["run", str(spec), "--bind", "S=2", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "E0506" in err and "3/2 with S=2" in err and "Traceback" not in err
+    assert not out.exists()
