@@ -9,117 +9,18 @@ and ResNet-18 (batch 1 and 16) at 224x224. Target: ratio <= 1.5.
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import glob
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.harness import main  # noqa: E402
 
-import dslc  # noqa: E402
-
-CASES = (("vgg16_b1", "vgg16.dl", "vgg16", 1), ("resnet18_b1", "resnet18.dl", "resnet18", 1),
-         ("resnet18_b16", "resnet18.dl", "resnet18", 16))
-
-
-def blas_threads() -> int:
-    """Threads NumPy's OpenBLAS uses (threadpoolctl when installed, else ask OpenBLAS)."""
-    try:
-        from threadpoolctl import threadpool_info
-
-        for info in threadpool_info():
-            if info.get("internal_api") == "openblas":
-                return int(info["num_threads"])
-    except ImportError:
-        pass
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "*openblas*"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for fn in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                   "openblas_get_num_threads"):
-            if hasattr(lib, fn):
-                return int(getattr(lib, fn)())
-    return os.cpu_count() or 1
-
-
-def timed(fn, runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
-def bench_case(path: str, model: str, batch: int, runs: int, warmup: int) -> tuple:
-    import torch
-
-    prog = dslc.load(ROOT / "specs" / path, model)
-    params = prog.init_params(0)
-    inputs = prog.random_inputs(0, {"B": batch})
-    module = prog.to_torch()()
-    module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()},
-                           strict=True)
-    module.eval()
-    tin = {k: torch.from_numpy(v.copy()) for k, v in inputs.items()}
-
-    def run_np():
-        return prog.run(inputs, params, bind={"B": batch})
-
-    def run_torch():
-        with torch.no_grad():
-            return module(**tin)
-
-    # Same answer first (a benchmark of a wrong kernel is worthless).
-    got = next(iter(run_np().values()))
-    want = run_torch()
-    want = (want[0] if isinstance(want, tuple) else want).numpy()
-    err = float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
-    # Timed in blocks, never interleaved call by call: OpenBLAS's and torch's worker threads
-    # spin for a while after each call and would steal the cores from the other library.
-    np_ms, t_ms = [], []
-    for _ in range(2):
-        for _ in range(warmup):
-            run_np()
-        np_ms += timed(run_np, runs)
-        time.sleep(0.2)
-        for _ in range(warmup):
-            run_torch()
-        t_ms += timed(run_torch, runs)
-        time.sleep(0.2)
-    return statistics.median(np_ms), statistics.median(t_ms), min(np_ms), min(t_ms), err
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5, help="timed runs per block (2 blocks)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--only", default="", help="comma-separated case names")
-    args = ap.parse_args()
-    import torch
-
-    threads = blas_threads()
-    torch.set_num_threads(threads)
-    print(f"threads: numpy BLAS {threads}, torch {torch.get_num_threads()}; "
-          f"torch {torch.__version__}, numpy {np.__version__}")
-    print(f"{'case':<14} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'min ratio':>9} "
-          f"{'max rel err':>11}")
-    only = set(filter(None, args.only.split(",")))
-    for name, path, model, batch in CASES:
-        if only and name not in only:
-            continue
-        np_med, t_med, np_min, t_min, err = bench_case(path, model, batch, args.runs,
-                                                       args.warmup)
-        print(f"{name:<14} {np_med:9.1f} {t_med:9.1f} {np_med / t_med:6.2f} "
-              f"{np_min / t_min:9.2f} {err:11.1e}", flush=True)
+# name, spec file, model, bindings
+CASES = (("vgg16_b1", "vgg16.dl", None, {"B": 1}),
+         ("resnet18_b1", "resnet18.dl", None, {"B": 1}),
+         ("resnet18_b16", "resnet18.dl", None, {"B": 16}))
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, CASES, runs=5, warmup=1)
