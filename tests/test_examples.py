@@ -49,7 +49,7 @@ def run_example(args: list[str], cwd: Path, timeout: int = 120) -> subprocess.Co
 
 def need_dot():
     if shutil.which("dot") is None:
-        pytest.skip("Graphviz `dot` is not installed (bash .ci/setup installs it)")
+        pytest.fail("Graphviz `dot` is not installed: run `bash .ci/setup` (README)")
 
 
 def assert_nonempty(path: Path, magic: bytes | None = None) -> None:

@@ -111,8 +111,6 @@ def test_buffers_and_memory():
 
 
 def test_batch_norm_buffers():
-    if "batch_norm" not in OPS:
-        pytest.skip("batch_norm not available yet")
     prog = dslc.load("bn.dl", text="""
 model bn {
   input x: f32[B, 6]
