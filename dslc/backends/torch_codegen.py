@@ -423,7 +423,8 @@ def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
             lines.append(f"        if {ident} != {pyval}:")
             msg = (f"compiled for {name}={pyval}; run `dslc compile --set {name}=...` "
                    "for another value")
-            lines.append(f"            raise ValueError({msg!r})")
+            lines.append("            raise ValueError(")
+            lines.append(f"                {msg!r})")
     lines += ["        " + ln for c in ctor for ln in c.split("\n")]
     if folds:
         lines.append("        self.register_load_state_dict_pre_hook(_accept_unoptimised)")
