@@ -578,10 +578,24 @@ def _mha_dim(a: MHAAttrs, ins) -> int:
         raise ShapeError(
             f"num_heads {a.num_heads} does not divide embed_dim {d}: each head gets "
             f"embed_dim / num_heads features", expected=f"embed_dim % num_heads == 0 "
-            f"(heads dividing {d}: {', '.join(str(h) for h in range(1, d + 1) if d % h == 0)})",
+            f"(heads dividing {d}: {_divisors(d)})",
             found=f"{d} % {a.num_heads} = {d % a.num_heads} ({origin}; num_heads="
                   f"{a.num_heads})", attr="num_heads")
     return d
+
+
+def _divisors(d: int, most: int = 12) -> str:
+    """The smallest divisors of d, found up to sqrt(d) (d can be 2**31 in a hostile spec)."""
+    small, large = [], []
+    i = 1
+    while i * i <= d and len(small) < most:
+        if d % i == 0:
+            small.append(i)
+            if i != d // i:
+                large.append(d // i)
+        i += 1
+    found = sorted(set(small + large))
+    return ", ".join(str(x) for x in found[:most]) + (", ..." if len(found) > most else "")
 
 
 def _mha_shape(a: MHAAttrs, ins):
