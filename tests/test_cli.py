@@ -109,3 +109,14 @@ def test_run_with_a_dim_that_does_not_divide(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "E0506" in err and "3/2 with S=2" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_run_refuses_a_huge_input_before_allocating(tmp_path, capsys):
+    """Found by the fuzzer (seed 1, case 57524): a [10**9, 1] input ran for minutes."""
+    spec = tmp_path / "big.dl"
+    spec.write_text("model example {\n  input x: f32[1000000000, 1]\n  output y = x -> relu\n}\n")
+    out = tmp_path / "o.npz"
+    assert main(["run", str(spec), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "E0505" in err and "Traceback" not in err
+    assert not out.exists()
