@@ -166,6 +166,14 @@ def norm_axis(axis: int, rank: int, attr: str = "dim") -> int:
     return axis % rank
 
 
+def insert_axis(dim: int, rank: int, what: str) -> int:
+    """Position of a new axis in a rank-`rank` tensor (stack, unsqueeze): -rank-1 <= dim <= rank."""
+    if not -rank - 1 <= dim <= rank:
+        raise ShapeError(f"dim {dim} is out of range for {what} rank-{rank} tensors",
+                         expected=f"{-rank - 1} <= dim <= {rank}", found=str(dim), attr="dim")
+    return dim + rank + 1 if dim < 0 else dim
+
+
 def pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 

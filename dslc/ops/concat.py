@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from dslc import dims as D
-from dslc.ops.base import Attrs, Example, Op, ShapeError, norm_axis
+from dslc.ops.base import Attrs, Example, Op, ShapeError, insert_axis, norm_axis
 from dslc.types import TensorType, tensor
 
 
@@ -92,10 +92,7 @@ class StackAttrs(Attrs):
 
 
 def _stack_axis(dim: int, rank: int) -> int:
-    if not -rank - 1 <= dim <= rank:
-        raise ShapeError(f"dim {dim} is out of range for stacking rank-{rank} tensors",
-                         expected=f"{-rank - 1} <= dim <= {rank}", found=str(dim), attr="dim")
-    return dim + rank + 1 if dim < 0 else dim
+    return insert_axis(dim, rank, "stacking")
 
 
 def _stack_shape(a: StackAttrs, ins):

@@ -10,7 +10,7 @@ import numpy as np
 import sympy
 
 from dslc import dims as D
-from dslc.ops.base import Attrs, Example, Op, ShapeError, norm_axis
+from dslc.ops.base import Attrs, Example, Op, ShapeError, insert_axis, norm_axis
 from dslc.types import tensor
 
 # ---- flatten -----------------------------------------------------------------------------
@@ -274,10 +274,7 @@ SQUEEZE = Op(
 
 
 def _unsqueeze_axis(dim: int, rank: int) -> int:
-    if not -rank - 1 <= dim <= rank:
-        raise ShapeError(f"dim {dim} is out of range for unsqueeze of a rank-{rank} tensor",
-                         expected=f"{-rank - 1} <= dim <= {rank}", found=str(dim), attr="dim")
-    return dim + rank + 1 if dim < 0 else dim
+    return insert_axis(dim, rank, "unsqueeze of")
 
 
 def _unsqueeze_shape(a: AxisAttrs, ins):
