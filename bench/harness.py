@@ -50,7 +50,8 @@ def timed(fn, runs: int) -> list[float]:
     return out
 
 
-def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int) -> tuple:
+def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
+               blocks: int = 5) -> tuple:
     """(numpy median ms, torch median ms, numpy min, torch min, max relative error)."""
     import torch
 
@@ -78,8 +79,10 @@ def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int)
     err = float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
     # Timed in blocks, never interleaved call by call: OpenBLAS's and torch's worker threads
     # spin for a while after each call and would steal the cores from the other library.
+    # Several alternating blocks, so that both libraries see the same drift of a shared
+    # machine (one library's block alone can be 30% off on our 2-core VMs).
     np_ms, t_ms = [], []
-    for _ in range(2):
+    for _ in range(blocks):
         for _ in range(warmup):
             run_np()
         np_ms += timed(run_np, runs)
@@ -95,7 +98,9 @@ def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> Non
     """Command line of every bench script: `--runs`, `--warmup`, `--only`; prints a table of
     ratios numpy/torch. `cases` holds (name, spec file, model or None, bindings)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=runs, help="timed runs per block (2 blocks)")
+    ap.add_argument("--runs", type=int, default=runs, help="timed runs per block")
+    ap.add_argument("--blocks", type=int, default=5,
+                    help="alternating numpy / torch blocks (medians are over all of them)")
     ap.add_argument("--warmup", type=int, default=warmup)
     ap.add_argument("--only", default="", help="comma-separated case names")
     args = ap.parse_args()
@@ -113,6 +118,6 @@ def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> Non
         if only and name not in only:
             continue
         np_med, t_med, np_min, t_min, err = bench_case(path, model, bind, args.runs,
-                                                       args.warmup)
+                                                       args.warmup, args.blocks)
         print(f"{name:<{width}} {np_med:9.2f} {t_med:9.2f} {np_med / t_med:6.2f} "
               f"{np_min / t_min:9.2f} {err:11.1e}", flush=True)

@@ -184,138 +184,189 @@ def make_macs(kind: str):
 
 # ---- NumPy kernel -------------------------------------------------------------------------
 #
-# Gate nonlinearities use one exp each: sigmoid(x) = 1 / (1 + exp(-x)) and
-# tanh(x) = 2 / (1 + exp(-2x)) - 1. The factors -1 and -2 are folded into the weights and
-# biases beforehand (exact in binary floating point), so a step's gates are
-# exp(W h + xp), + 1, reciprocal: three array calls over all gate blocks at once, where
-# np.tanh on float32 costs about twice np.exp. exp overflows to inf for saturated gates, which
-# gives the right limit (1 / inf = 0); the loop runs under errstate(over="ignore").
+# Measured on 2 cores (bench/bench_rnn.py): a step is one small matmul W_hh h plus a dozen
+# elementwise calls on [D, G·H, B] arrays, and NumPy's float32 exp and tanh are not vectorised
+# on this class of machine (2.4 and 4 ns an element), so the loop is written to make as few
+# calls on as few elements as possible:
+# - The rows of every weight are put in "loop order" once per call: LSTM's blocks become
+#   i, f, o, g so the three sigmoid blocks are one contiguous row range, and the sigmoid
+#   rows are negated (exact), so sigmoid is exp, + 1, reciprocal over that range with no
+#   negation; the tanh blocks use np.tanh.
+# - The input projections of all steps come from one GEMM per layer, [T·B, F] @ [F, D·G·H];
+#   they are laid out [T, D, G·H, B] (the backward direction's time reversed, biases added
+#   in the same pass), so loop step s reads one contiguous slice in both directions. A
+#   strided view instead costs a NumPy inner loop per row of 8: 12 µs an add against 1.7.
+# - Feature-major states [D, H, B]: each gate block is a contiguous row range, W_hh h beats
+#   h W_hhᵀ for a small batch (63 against 80 µs at H=256, B=8), and the step's output is
+#   written straight into the output
+#   buffer, which is next step's h: no copies.
 
-# Per kind, the scale folded into each gate block (torch's row order).
-_SCALE = {"lstm": (-1.0, -1.0, -2.0, -1.0), "gru": (-1.0, -1.0, -2.0)}
-
-
-def _scale_rows(kind: str, a, w: np.ndarray, dt) -> np.ndarray:
-    """A C-contiguous copy in dtype dt with each gate block's rows (first axis) multiplied by
-    its scale."""
-    hs = a.hidden_size
-    w = np.array(w, dtype=dt, order="C")
-    if kind == "rnn":
-        if getattr(a, "nonlinearity", "tanh") == "tanh":
-            w *= -2.0
-        return w
-    for k, s in enumerate(_SCALE[kind]):
-        w[k * hs:(k + 1) * hs] *= s
-    return w
+# Per kind, torch's gate blocks in loop order, and how many of them (leading) are sigmoids.
+_LOOP_ORDER = {"rnn": (0,), "lstm": (0, 1, 3, 2), "gru": (0, 1, 2)}
+_SIGMOIDS = {"rnn": 0, "lstm": 3, "gru": 2}
 
 
-def _gates_exp(g: np.ndarray) -> None:
-    """In place: g holds -x (sigmoid rows) or -2x (tanh rows); leaves 1 / (1 + exp(g))."""
-    np.exp(g, out=g)
-    g += 1.0
-    np.reciprocal(g, out=g)
+def _loop_rows(kind: str, hs: int, w: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Writes w into out (same shape, any dtype) with its gate blocks (first axis) in loop
+    order and the sigmoid rows negated; returns out."""
+    for j, k in enumerate(_LOOP_ORDER[kind]):
+        out[j * hs:(j + 1) * hs] = w[k * hs:(k + 1) * hs]
+    out[:_SIGMOIDS[kind] * hs] *= -1
+    return out
+
+
+def _stacked(kind: str, a: RecurrentAttrs, p, name: str, layer: int, dt) -> np.ndarray:
+    """Parameter `name` of a layer, both directions stacked on a leading axis, in loop
+    order."""
+    ws = [p[f"{name}_l{layer}{s}"] for s in suffixes(a)]
+    out = np.empty((len(ws),) + ws[0].shape, dt)
+    for d, w in enumerate(ws):
+        _loop_rows(kind, a.hidden_size, w, out[d])
+    return out
+
+
+def _sigmoid_of_negated(x: np.ndarray) -> None:
+    """In place: x holds -z; leaves sigmoid(z) = 1 / (1 + exp(-z)). exp overflows to inf for
+    saturated gates, the right limit (1 / inf = 0); callers run under errstate(over=...)."""
+    np.exp(x, out=x)
+    x += 1.0
+    np.reciprocal(x, out=x)
+
+
+# Loop steps whose input projections one GEMM computes: up to 64 steps, and at most 2**20
+# elements (4 MB in float32) in the chunk's buffer. The projections of the whole sequence at
+# once would be a [T, D, G·H, B] temporary (64 MB at T = 2000, B = 8, H = 256; gigabytes for
+# a big batch and hidden size); 64-step chunks keep the GEMM within a few % of its full speed
+# (16 steps: 15% slower).
+_CHUNK_STEPS = 64
+_CHUNK_ELEMENTS = 2 ** 20
+
+
+def _one_direction(a: np.ndarray | None, axis: int = 0) -> np.ndarray | None:
+    """The view of a without its directions axis, for a unidirectional layer: 2-d matmuls
+    and ufunc calls cost less per call than on [1, ...] arrays."""
+    return None if a is None else a[0] if axis == 0 else a[:, 0]
 
 
 class _Layer:
-    """One layer's recurrence for all its directions at once, feature-major: the stacked
-    directions form a leading axis D, so one batched matmul and one call per elementwise op
-    serve both directions. xp [T, D, G*H, B] holds the input projections in loop order (the
-    backward direction's time already reversed), h and c [D, H, B] the states, out
-    [T, D, H, B] receives the outputs in loop order. `valid` [T, D, 1, B] (or None) says which
-    batch rows are inside their sequence at each loop step: the others keep their state and
-    output zeros (torch's packed sequences). Feature-major makes each gate block a contiguous
-    row range, and W_hh @ h beats h @ W_hhᵀ for a small batch."""
+    """One layer's recurrence for all its directions at once: the stacked directions form a
+    leading axis D, so one batched matmul and one call per elementwise op serve both.
+    y [T, B, F] is the layer's input (time order, C-contiguous), w_ih [D, G·H, F], bias
+    [D, G·H, 1] (b_ih + b_hh, GRU's b_hn apart) and w_hh [D, G·H, H] the loop-order weights,
+    h and c [D, H, B] the initial states (updated in place to the final ones); out
+    [T, D, H, B] receives the outputs in loop order (the backward direction's time reversed).
+    `valid` [T, D, 1, B] (or None) says which batch rows are inside their sequence at each
+    loop step: the others keep their state and output zeros (torch's packed sequences);
+    steps before `first_masked` have none. The step methods work on views made once here
+    (gate blocks as `...` row ranges), without the D axis when there is one direction."""
 
-    def __init__(self, kind, a, xp, w_hh, b_hn, h, c, out, valid, first_masked):
-        self.kind, self.a = kind, a
-        self.xp, self.w_hh, self.b_hn = xp, w_hh, b_hn
-        self.h, self.c, self.out = h, c, out
-        self.valid, self.first_masked = valid, first_masked
+    def __init__(self, kind, hs, y, w_ih, bias, w_hh, b_hn, h, c, out, valid, first_masked):
+        self.kind, self.hs, self.y = kind, hs, y
+        self.w_ih, self.bias_rows = w_ih, bias.transpose(0, 2, 1)  # bias as [D, 1, G·H]
+        self.first_masked = first_masked
+        nd, gh = w_hh.shape[:2]
+        bsz, dt = y.shape[1], y.dtype
+        k = max(1, min(_CHUNK_STEPS, y.shape[0], _CHUNK_ELEMENTS // (nd * gh * bsz)))
+        self.xp_chunk = np.empty((k, nd, gh, bsz), dt)  # the chunk's projections
+        self.gemm_out = np.empty((k * bsz, gh), dt)
+        gates = np.empty((nd, gh, bsz), dt)
+        tmp = np.empty_like(h)
+        if nd == 1:
+            w_hh, b_hn, h, c, gates, tmp = (_one_direction(v) for v in
+                                            (w_hh, b_hn, h, c, gates, tmp))
+            xp, out, valid = (_one_direction(v, axis=1) for v in
+                              (self.xp_chunk, out, valid))
+        else:
+            xp = self.xp_chunk
+        self.w_hh, self.b_hn, self.h, self.c = w_hh, b_hn, h, c
+        self.xp, self.out, self.valid, self.gates, self.tmp = xp, out, valid, gates, tmp
+        blocks = [gates[..., j * hs:(j + 1) * hs, :] for j in range(gh // hs)]
+        if kind == "lstm":  # loop order i, f, o, g
+            self.sig, self.i, self.f, self.o, self.g = gates[..., :3 * hs, :], *blocks
+        elif kind == "gru":  # r, z, n: hh holds W_hh h, its n block W_hn h
+            self.rz, self.r, self.z, self.hh_n = gates[..., :2 * hs, :], *blocks
 
-    def run(self) -> None:
+    def _project(self, s0: int, s1: int) -> None:
+        """The input projections of loop steps s0 .. s1-1 in both directions into the chunk
+        buffer: one GEMM [k·B, F] @ [F, G·H] each, the bias added while transposing to
+        feature-major (one pass either way)."""
+        steps, bsz, f = self.y.shape
+        k = s1 - s0
+        for d in range(self.w_ih.shape[0]):
+            rows = self.y[s0:s1] if d == 0 else self.y[steps - s1:steps - s0]
+            p = np.matmul(rows.reshape(k * bsz, f), self.w_ih[d].T, out=self.gemm_out[:k * bsz])
+            p = p.reshape(k, bsz, -1)
+            if d == 1:
+                p = p[::-1]  # the backward direction walks time backwards
+            # Written through a transposed view of the buffer, so NumPy's inner loop runs
+            # along G·H (1,024 long) rather than B (8): 104 against 182 µs a 16-step chunk.
+            np.add(p, self.bias_rows[d], out=self.xp_chunk[:k, d].transpose(0, 2, 1))
+
+    def _xp(self, s: int) -> np.ndarray:
+        """Loop step s's input projections [D, G·H, B], computing the next chunk when due."""
+        k = self.xp.shape[0]
+        if s % k == 0:
+            self._project(s, min(s + k, self.y.shape[0]))
+        return self.xp[s % k]
+
+    def run(self, relu: bool = False) -> None:
+        step = {"lstm": self._lstm, "gru": self._gru}.get(self.kind, self._rnn)
+        steps, out = self.y.shape[0], self.out
+        h, c = self.h, self.c
         with np.errstate(over="ignore"):
-            getattr(self, "_" + self.kind)()
+            # Unmasked steps: the new state goes straight into the output, which is the
+            # next step's h; c is updated in place.
+            for s in range(min(self.first_masked, steps)):
+                h = step(self._xp(s), h, c, out[s], c, relu)
+            self.h[...] = h
+            if self.first_masked >= steps:
+                return
+            h_new, c_new = np.empty_like(h), None if c is None else np.empty_like(c)
+            for s in range(self.first_masked, steps):
+                step(self._xp(s), self.h, c, h_new, c_new, relu)
+                m = self.valid[s]
+                np.multiply(h_new, m, out=out[s])
+                np.copyto(self.h, h_new, where=m)
+                if c is not None:
+                    np.copyto(c, c_new, where=m)
 
-    def _commit(self, s: int, new: np.ndarray, state: np.ndarray) -> None:
-        """The output of loop step s and the state update, masked past each sequence's end."""
-        if s < self.first_masked:
-            state[...] = new
-            self.out[s] = new
-            return
-        m = self.valid[s]
-        np.multiply(new, m, out=self.out[s])
-        np.copyto(state, new, where=m)
+    def _lstm(self, xp, h, c, h_out, c_out, relu) -> np.ndarray:
+        gates, tmp = self.gates, self.tmp
+        np.matmul(self.w_hh, h, out=gates)
+        gates += xp
+        _sigmoid_of_negated(self.sig)  # i, f, o
+        np.tanh(self.g, out=self.g)
+        np.multiply(self.i, self.g, out=tmp)
+        np.multiply(self.f, c, out=c_out)
+        c_out += tmp
+        np.tanh(c_out, out=tmp)
+        np.multiply(self.o, tmp, out=h_out)
+        return h_out
 
-    def _lstm(self) -> None:
-        xp, w_hh, h, c = self.xp, self.w_hh, self.h, self.c
-        hs = self.a.hidden_size
-        gates = np.empty_like(xp[0])
-        i, f = gates[:, :hs], gates[:, hs:2 * hs]
-        g, o = gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
-        c_new, tmp, h_new = np.empty_like(c), np.empty_like(c), np.empty_like(h)
-        masked = self.valid is not None
-        for s in range(xp.shape[0]):
-            np.matmul(w_hh, h, out=gates)
-            gates += xp[s]
-            _gates_exp(gates)  # i, f, o = sigmoid; g holds (tanh + 1) / 2
-            g *= 2.0
-            g -= 1.0
-            np.multiply(i, g, out=tmp)
-            np.multiply(f, c, out=c_new)
-            c_new += tmp
-            # h = o tanh(c) = o (1 - 2 / (1 + exp(2c)))
-            np.multiply(c_new, 2.0, out=tmp)
-            _gates_exp(tmp)
-            tmp *= -2.0
-            tmp += 1.0
-            np.multiply(o, tmp, out=h_new)
-            if masked and s >= self.first_masked:
-                np.copyto(c, c_new, where=self.valid[s])
-            else:
-                c, c_new = c_new, c
-            self._commit(s, h_new, h)
-        self.c[...] = c
+    def _gru(self, x_s, h, c, h_out, c_out, relu) -> np.ndarray:
+        hs, n = self.hs, self.tmp
+        np.matmul(self.w_hh, h, out=self.gates)
+        if self.b_hn is not None:
+            self.hh_n += self.b_hn  # b_hn sits inside the reset gate's product
+        self.rz += x_s[..., :2 * hs, :]
+        _sigmoid_of_negated(self.rz)
+        np.multiply(self.r, self.hh_n, out=n)  # r (W_hn h + b_hn)
+        n += x_s[..., 2 * hs:, :]
+        np.tanh(n, out=n)
+        # h' = (1 - z) n + z h = n + z (h - n)
+        np.subtract(h, n, out=h_out)
+        h_out *= self.z
+        h_out += n
+        return h_out
 
-    def _gru(self) -> None:
-        xp, w_hh, h = self.xp, self.w_hh, self.h
-        hs = self.a.hidden_size
-        hh = np.empty_like(xp[0])
-        rz = np.empty_like(hh[:, :2 * hs])
-        r, z = rz[:, :hs], rz[:, hs:]
-        hh_rz, hh_n = hh[:, :2 * hs], hh[:, 2 * hs:]
-        n, h_new = np.empty_like(h), np.empty_like(h)
-        for s in range(xp.shape[0]):
-            np.matmul(w_hh, h, out=hh)
-            if self.b_hn is not None:
-                hh_n += self.b_hn  # b_hn sits inside the reset gate's product
-            x_s = xp[s]
-            np.add(x_s[:, :2 * hs], hh_rz, out=rz)
-            _gates_exp(rz)
-            np.multiply(r, hh_n, out=n)
-            n += x_s[:, 2 * hs:]
-            _gates_exp(n)  # (tanh + 1) / 2
-            n *= 2.0
-            n -= 1.0
-            # h' = (1 - z) n + z h = n + z (h - n)
-            np.subtract(h, n, out=h_new)
-            h_new *= z
-            h_new += n
-            self._commit(s, h_new, h)
-
-    def _rnn(self) -> None:
-        xp, w_hh, h = self.xp, self.w_hh, self.h
-        relu = getattr(self.a, "nonlinearity", "tanh") == "relu"
-        h_new = np.empty_like(h)
-        for s in range(xp.shape[0]):
-            np.matmul(w_hh, h, out=h_new)
-            h_new += xp[s]
-            if relu:
-                np.maximum(h_new, 0, out=h_new)
-            else:
-                _gates_exp(h_new)
-                h_new *= 2.0
-                h_new -= 1.0
-            self._commit(s, h_new, h)
+    def _rnn(self, xp, h, c, h_out, c_out, relu) -> np.ndarray:
+        np.matmul(self.w_hh, h, out=h_out)
+        h_out += xp
+        if relu:
+            np.maximum(h_out, 0, out=h_out)
+        else:
+            np.tanh(h_out, out=h_out)
+        return h_out
 
 
 def _lengths(ins, x: np.ndarray) -> np.ndarray | None:
@@ -330,13 +381,38 @@ def _lengths(ins, x: np.ndarray) -> np.ndarray | None:
     return lengths
 
 
+def _input_weights(kind: str, a: RecurrentAttrs, p, layer: int,
+                   dt) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A layer's w_ih [D, G·H, F] and bias [D, G·H, 1] (b_ih + b_hh) in loop order, and GRU's
+    b_hn [D, H, 1], which sits inside the reset gate's product (None without biases)."""
+    hs, nd = a.hidden_size, dirs(a)
+    w_ih = _stacked(kind, a, p, "weight_ih", layer, dt)
+    if not a.bias:
+        return w_ih, np.zeros((nd, GATES[kind] * hs, 1), dt), None
+    bias = _stacked(kind, a, p, "bias_ih", layer, dt)[:, :, None]
+    b_hh = _stacked(kind, a, p, "bias_hh", layer, dt)[:, :, None]
+    if kind != "gru":
+        return w_ih, bias + b_hh, None
+    bias[:, :2 * hs] += b_hh[:, :2 * hs]
+    return w_ih, bias, np.ascontiguousarray(b_hh[:, 2 * hs:])
+
+
+def _time_order(out: np.ndarray) -> np.ndarray:
+    """A layer's outputs [T, D, H, B] in loop order as [T, B, D·H] in time order."""
+    steps, nd, hs, bsz = out.shape
+    y = np.empty((steps, bsz, nd, hs), out.dtype)
+    y[:, :, 0] = out[:, 0].transpose(0, 2, 1)
+    if nd == 2:
+        y[:, :, 1] = out[::-1, 1].transpose(0, 2, 1)
+    return y.reshape(steps, bsz, nd * hs)
+
+
 def make_kernel(kind: str):
     def kernel(a: RecurrentAttrs, xs: list[np.ndarray], ctx) -> list[np.ndarray]:
         x = xs[0]
         dt = x.dtype
         bsz, steps, _ = x.shape
-        hs, nd, g = a.hidden_size, dirs(a), GATES[kind]
-        p = ctx.params
+        hs, nd = a.hidden_size, dirs(a)
         lengths = _lengths(xs, x)
         inits = xs[1:len(xs) - (lengths is not None)]
         h0 = inits[0] if inits else np.zeros((a.num_layers * nd, bsz, hs), dt)
@@ -349,50 +425,23 @@ def make_kernel(kind: str):
             first_masked = int(lengths.min()) if nd == 1 else 0
             if nd == 2 and lengths.min() == steps:
                 first_masked = steps
-        layer_x = np.swapaxes(x, 0, 1).reshape(steps * bsz, -1)  # [T*B, F], time-major
+        relu = getattr(a, "nonlinearity", "tanh") == "relu"
+        y = np.swapaxes(x, 0, 1)  # [T, B, F], time order
         h_n, c_n = [], []
-        def scaled(name: str, layer: int, sfx: str) -> np.ndarray:
-            return _scale_rows(kind, a, p[f"{name}_l{layer}{sfx}"], dt)
-
         for layer in range(a.num_layers):
-            sfx = suffixes(a)
-            w_ih = np.concatenate([scaled("weight_ih", layer, s)
-                                   for s in sfx])
-            # All steps' input projections, both directions, with one GEMM: [T*B, F] @ [F, D*G*H].
-            proj = np.matmul(layer_x, w_ih.T).reshape(steps, bsz, nd, g * hs)
-            b_hn = None
-            if a.bias:
-                b_ih = np.stack([scaled("bias_ih", layer, s)
-                                 for s in sfx])
-                b_hh = np.stack([scaled("bias_hh", layer, s)
-                                 for s in sfx])
-                if kind == "gru":  # GRU's b_hn sits inside the reset gate's product
-                    b_ih[:, :2 * hs] += b_hh[:, :2 * hs]
-                    b_hn = np.ascontiguousarray(b_hh[:, 2 * hs:, None])
-                else:
-                    b_ih += b_hh
-                proj += b_ih
-            xp = np.empty((steps, nd, g * hs, bsz), dt)
-            xp[:, 0] = proj[:, :, 0].transpose(0, 2, 1)
-            if nd == 2:
-                xp[:, 1] = proj[::-1, :, 1].transpose(0, 2, 1)  # the loop walks time backwards
-            w_hh = np.stack([scaled("weight_hh", layer, s)
-                             for s in sfx])
+            w_ih, bias, b_hn = _input_weights(kind, a, ctx.params, layer, dt)
+            w_hh = _stacked(kind, a, ctx.params, "weight_hh", layer, dt)
             ks = slice(layer * nd, (layer + 1) * nd)
             h = np.ascontiguousarray(h0[ks].transpose(0, 2, 1), dtype=dt)
             c = np.ascontiguousarray(c0[ks].transpose(0, 2, 1), dtype=dt) \
                 if kind == "lstm" else None
             out = np.empty((steps, nd, hs, bsz), dt)
-            _Layer(kind, a, xp, w_hh, b_hn, h, c, out, valid, first_masked).run()
+            _Layer(kind, hs, np.ascontiguousarray(y), w_ih, bias, w_hh, b_hn, h, c, out, valid,
+                   first_masked).run(relu)
             h_n.append(h.transpose(0, 2, 1))
             if c is not None:
                 c_n.append(c.transpose(0, 2, 1))
-            # [T, D, H, B] in loop order -> [T, B, D*H] in time order
-            y = np.empty((steps, bsz, nd, hs), dt)
-            y[:, :, 0] = out[:, 0].transpose(0, 2, 1)
-            if nd == 2:
-                y[:, :, 1] = out[::-1, 1].transpose(0, 2, 1)
-            y = y.reshape(steps, bsz, nd * hs)
+            y = _time_order(out)
             if ctx.train and a.dropout > 0 and layer < a.num_layers - 1:
                 # torch applies dropout to every layer's output but the last, in training.
                 if a.dropout >= 1.0:
@@ -401,7 +450,6 @@ def make_kernel(kind: str):
                     keep = ctx.rng.random(y.shape) >= a.dropout
                     y = np.where(keep, y * dt.type(1.0 / (1.0 - a.dropout)),
                                  dt.type(0)).astype(dt)
-            layer_x = y.reshape(steps * bsz, -1)
         res = [np.ascontiguousarray(y.transpose(1, 0, 2)),
                np.concatenate(h_n).astype(dt, copy=False)]
         if kind == "lstm":
