@@ -184,22 +184,26 @@ def make_macs(kind: str):
 
 # ---- NumPy kernel -------------------------------------------------------------------------
 #
-# Measured on 2 cores (bench/bench_rnn.py): a step is one small matmul W_hh h plus a dozen
-# elementwise calls on [D, G·H, B] arrays, and NumPy's float32 exp and tanh are not vectorised
-# on this class of machine (2.4 and 4 ns an element), so the loop is written to make as few
-# calls on as few elements as possible:
+# Measured on 2 cores (bench/bench_rnn.py): a step is one small matmul W_hh h plus about ten
+# elementwise calls on [D, G·H, B] arrays, and NumPy's float32 exp and tanh cost 2.4 and 4 ns
+# an element on this class of machine, so the loop makes as few calls on as few elements as
+# it can:
 # - The rows of every weight are put in "loop order" once per call: LSTM's blocks become
 #   i, f, o, g so the three sigmoid blocks are one contiguous row range, and the sigmoid
 #   rows are negated (exact), so sigmoid is exp, + 1, reciprocal over that range with no
-#   negation; the tanh blocks use np.tanh.
-# - The input projections of all steps come from one GEMM per layer, [T·B, F] @ [F, D·G·H];
-#   they are laid out [T, D, G·H, B] (the backward direction's time reversed, biases added
-#   in the same pass), so loop step s reads one contiguous slice in both directions. A
-#   strided view instead costs a NumPy inner loop per row of 8: 12 µs an add against 1.7.
+#   negation; the tanh blocks use np.tanh (the exp form of tanh costs as much in more calls).
+# - The input projections come from one GEMM per direction and chunk of steps,
+#   [k·B, F] @ [F, G·H], laid out [k, D, G·H, B] (the backward direction's time reversed,
+#   biases added in the same pass), so loop step s reads one contiguous slice in both
+#   directions. A strided view instead costs a NumPy inner loop per row of B: 12 µs an add
+#   against 1.7 at B = 8.
 # - Feature-major states [D, H, B]: each gate block is a contiguous row range, W_hh h beats
 #   h W_hhᵀ for a small batch (63 against 80 µs at H=256, B=8), and the step's output is
-#   written straight into the output
-#   buffer, which is next step's h: no copies.
+#   written straight into the output buffer, which is the next step's h: no copies.
+# - Tried and dropped: one Python thread per layer, pipelined by chunks (the GIL hand-overs
+#   and two callers of OpenBLAS cost more than the overlap gains: 28-30 ms against 22-29 ms
+#   for the sequential loop); both layers in one stacked wavefront (a batched matmul over
+#   two weights is no faster than two matmuls).
 
 # Per kind, torch's gate blocks in loop order, and how many of them (leading) are sigmoids.
 _LOOP_ORDER = {"rnn": (0,), "lstm": (0, 1, 3, 2), "gru": (0, 1, 2)}
