@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dslc  # noqa: E402
-from dslc.elaborate import load_program  # noqa: E402
+from dslc.sources import load_program  # noqa: E402
 
 
 def node_counts() -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from dslc import interp
-from dslc.elaborate import elaborate, load_program
+from dslc.elaborate import elaborate
 from dslc.ir import Graph
+from dslc.sources import load_program
 
 
 class Program:

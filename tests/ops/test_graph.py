@@ -406,7 +406,7 @@ def test_bad_graph_types_are_caught_when_checked(text, code, words):
 
 
 def test_segments_are_reused_for_one_edge_index():
-    from dslc.ops import graph as G
+    from dslc.ops import graph_common as G
 
     ei = graph(0)
     assert G.segments(ei, 1, N) is G.segments(ei, 1, N)

@@ -19,7 +19,7 @@ FOLDING = {"fold_batch_norm", "fold_constants"}
 
 
 def _models(path: Path) -> list[str]:
-    from dslc.elaborate import load_program
+    from dslc.sources import load_program
 
     prog = load_program(path)
     return [d.name for d in prog.models_in(str(path))]

@@ -16,7 +16,7 @@ import pytest
 import dslc
 from dslc import cli
 from dslc.diagnostics import DslcError
-from dslc.elaborate import load_program
+from dslc.sources import load_program
 from tests.helpers import assert_close, compare_numpy_torch, torch_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
