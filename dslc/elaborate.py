@@ -406,12 +406,10 @@ class Elaborator(Expressions, Calls, Scans):
         self.check_node_budget(span)
         self.check_param_budget(params, span)
         module = None
+        key = self.claim_name(label, label_span or span) if label else None
         if params:
-            if label:
-                module = self.child_path(self.claim_name(label, label_span or span))
-            else:
-                module = self.child_path(self.fresh_layer_name(op.module_prefix or op.name))
-        name = self.target or op.name
+            module = self.child_path(key or self.fresh_layer_name(op.module_prefix or op.name))
+        name = self.target or op.name  # the generated code's variable name
         node = self.add_node(op.name, a, [t.ref for t in tensors], out_types, span, name,
                              module=module, params=params)
         vals = tuple(TensorVal((node.id, i), t, span) for i, t in enumerate(out_types))

@@ -78,7 +78,10 @@ class Scans:
                            f"then {len(statics)} fixed tensor(s)",
                            found=", ".join(x.name for x in decls) or "no inputs",
                            notes=[("cell defined here", d.name_span)])
-        name = self.fresh_layer_name(d.name)
+        if e.cell.label:  # `h = scan cell(...) over xs as rnn1`
+            name = self.claim_name(e.cell.label, e.cell.span)
+        else:
+            name = self.fresh_layer_name(d.name)
         path = self.child_path(name)
         frame = Frame(path, "scan", d.name, e.span)
         self.graph.frames[path] = frame

@@ -119,3 +119,64 @@ def test_repeat_limits():
     with pytest.raises(DslcError) as exc:
         load("model m { input x: f32[B, 3]  repeat 1.5 { x = relu(x) }  output x }")
     assert exc.value.diagnostics[0].code == "E0220"
+
+
+def test_as_after_a_plain_call_names_the_layer_as_in_a_pipe():
+    """`y = conv2d(x, 6) as c1` is `y = x -> conv2d(6) as c1`: same parameter keys, same
+    generated module names, same results; blocks, scans and outputs take a name the same way."""
+    lib = """
+block cell(hidden: int) { input x  input h  output h2 = (x -> linear(hidden)) + h }
+block two(d: int) { input x  output y = x -> linear(d) -> relu }
+"""
+    plain = load(lib + """
+model m {
+  input x: f32[B, 3, 8, 8]
+  input s: f32[B, 5, 4]
+  input h0: f32[B, 4]
+  y = conv2d(x, 6, kernel=3) as c1
+  z = (y -> flatten) as flat
+  b = two(z, 5) as pair
+  hs, h = scan cell(4) over s from h0 as rnn1
+  output b, hs, o = linear(b, 2) as head
+}""")
+    piped = load(lib + """
+model m {
+  input x: f32[B, 3, 8, 8]
+  input s: f32[B, 5, 4]
+  input h0: f32[B, 4]
+  y = x -> conv2d(6, kernel=3) as c1
+  z = y -> flatten as flat
+  b = z -> two(5) as pair
+  hs, h = scan cell(4) over s from h0 as rnn1
+  output b, hs, o = b -> linear(2) as head
+}""")
+    keys = list(plain.init_params(0))
+    assert keys == list(piped.init_params(0))
+    assert keys == ["c1.weight", "c1.bias", "pair.fc1.weight", "pair.fc1.bias",
+                    "rnn1.fc1.weight", "rnn1.fc1.bias", "head.weight", "head.bias"]
+    assert plain.to_torch_source() == piped.to_torch_source()
+    params, inputs = plain.init_params(1), plain.random_inputs(1, {"B": 2})
+    for name, value in plain.run(inputs, params).items():
+        assert (value == piped.run(inputs, params)[name]).all()
+
+
+@pytest.mark.parametrize("stmt, found", [
+    ("y = x * 2 as twice", "an arithmetic expression"),
+    ("y = x as same", "a name"),
+    ("y = x -> relu as a as b", "as a as b"),
+])
+def test_as_after_something_that_makes_no_layer_is_located(stmt, found):
+    with pytest.raises(DslcError) as exc:
+        load("model m {\n  input x: f32[B, 3]\n  " + stmt + "\n  output y\n}\n")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0110" and d.span.line == 3
+    assert d.span.column == 3 + stmt.rindex(" as ") + 4  # at the name after the last `as`
+    assert d.found == found
+
+
+def test_a_name_given_twice_with_as_is_refused_even_without_parameters():
+    with pytest.raises(DslcError) as exc:
+        load("model m {\n  input x: f32[B, 3]\n  a = relu(x) as act\n"
+             "  b = x -> linear(3) as act\n  output a, b\n}\n")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0206" and d.span.line == 4

@@ -118,13 +118,43 @@ class _ToAst(Transformer):
         return ast.OutputDecl(span=self.sp(meta), items=list(ch))
 
     def output_item(self, meta, ch):
-        return ast.OutputItem(span=self.sp(meta), name=str(ch[0]), value=ch[1])
+        name, value, label = ch
+        return ast.OutputItem(span=self.sp(meta), name=str(name),
+                              value=self._labelled(value, label))
 
     def const_decl(self, meta, ch):
         return ast.ConstDecl(span=self.sp(meta), name=str(ch[0]), type=ch[1], value=ch[2])
 
     def assign(self, meta, ch):
-        return ast.Assign(span=self.sp(meta), targets=[str(t) for t in ch[:-1]], value=ch[-1])
+        *targets, value, label = ch
+        return ast.Assign(span=self.sp(meta), targets=[str(t) for t in targets],
+                          value=self._labelled(value, label))
+
+    def _labelled(self, value, label):
+        """`y = conv2d(x, 6) as c1`: the name goes to the call (or scan) that makes the value,
+        as in `x -> conv2d(6) as c1`. (In `y = x -> f(1) as a` the parser already gave the
+        name to the stage: a shift/reduce choice that labels the same call either way.)"""
+        if label is None:
+            return value
+        call = value.stage if isinstance(value, ast.Pipe) else \
+            value.cell if isinstance(value, ast.Scan) else value
+        span = _span(self.file, label)
+        if not isinstance(call, ast.Call):
+            raise DslcError(Diagnostic(
+                "E0110", "'as' names the layer that a call makes", span,
+                expected="a call before 'as', as in `y = conv2d(x, 6) as c1`",
+                found=_expr_words(value),
+                hint="name the call inside: `y = (x -> conv2d(6) as c1) + x`"))
+        if call.label is not None:
+            raise DslcError(Diagnostic(
+                "E0110", f"this layer is already named '{call.label}'", span,
+                expected="one 'as' per call", found=f"as {call.label} as {label}"))
+        named = call.model_copy(update={"label": str(label)})
+        if isinstance(value, ast.Pipe):
+            return value.model_copy(update={"stage": named})
+        if isinstance(value, ast.Scan):
+            return value.model_copy(update={"cell": named})
+        return named
 
     def repeat_stmt(self, meta, ch):
         count, index, *body = ch
@@ -559,7 +589,18 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         # (`- - - x`, a 5,000-stage pipeline) overflows the recursive tree walk.
         if isinstance(exc.orig_exc, RecursionError):
             raise _too_deep(file) from None
+        if isinstance(exc.orig_exc, DslcError):  # a located diagnostic of the transformer
+            raise exc.orig_exc from None
         raise
+
+
+def _expr_words(e) -> str:
+    """What an expression is, in the words of a diagnostic's `found:` line."""
+    words = {ast.BinOp: "an arithmetic expression", ast.UnaryOp: "an arithmetic expression",
+             ast.Name: "a name", ast.Number: "a number", ast.String: "a string",
+             ast.Bool: "a bool", ast.Index: "an indexing expression",
+             ast.Attribute: "an attribute", ast.TupleLit: "a tuple", ast.ListLit: "a list"}
+    return words.get(type(e), "an expression")
 
 
 def _too_deep(file: str) -> DslcError:
