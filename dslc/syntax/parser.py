@@ -440,6 +440,10 @@ def _bad_character(file: str, text: str, exc: UnexpectedCharacters) -> Diagnosti
                       hint=CHAR_HINTS.get(ch))
 
 
+AS_HINT = ("'as NAME' names a layer right after a pipeline stage, `x -> conv2d(6) as c1 -> "
+           "relu`, or at the end of a statement, `y = conv2d(x, 6) as c1`")
+
+
 def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
     if isinstance(exc, UnexpectedCharacters):
         return _bad_character(file, text, exc)
@@ -513,6 +517,12 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
         return Diagnostic("E0103", f"'{prev}' is a keyword and cannot be used as a name",
                           _tok_span(file, prev), expected="a name", found=f"keyword '{prev}'",
                           hint=f"choose another name, e.g. '{prev}_'")
+    if text_tok == "as":
+        return Diagnostic("E0103", "unexpected 'as' here", span, expected=words, found=found,
+                          hint=AS_HINT)
+    if text_tok == "->" and len(before) >= 2 and str(before[-2]) == "as":
+        return Diagnostic("E0103", "a statement's 'as NAME' comes last", span, expected=words,
+                          found=found, hint=AS_HINT)
     if prev is not None and str(prev) == "->" and "NAME" in keys:
         return Diagnostic("E0103", "missing op or block name after '->'", span,
                           expected="an op or block name, e.g. `x -> relu`", found=found)
