@@ -202,8 +202,10 @@ def make_macs(kind: str):
 #   written straight into the output buffer, which is the next step's h: no copies.
 # - Tried and dropped: one Python thread per layer, pipelined by chunks (the GIL hand-overs
 #   and two callers of OpenBLAS cost more than the overlap gains: 28-30 ms against 22-29 ms
-#   for the sequential loop); both layers in one stacked wavefront (a batched matmul over
-#   two weights is no faster than two matmuls).
+#   for the sequential loop); all layers in one wavefront, gate arrays stacked over layers and
+#   each layer's input projection in its recurrent GEMM ([W_ih | W_hh] @ [h_below; h]):
+#   31.4 ms against 27.6 ms for this kernel, as the bigger per-step GEMMs cost what the
+#   fewer calls save.
 
 # Per kind, torch's gate blocks in loop order, and how many of them (leading) are sigmoids.
 _LOOP_ORDER = {"rnn": (0,), "lstm": (0, 1, 3, 2), "gru": (0, 1, 2)}
