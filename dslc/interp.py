@@ -91,9 +91,7 @@ def bind_inputs(graph: Graph, arrays: dict[str, np.ndarray],
             else:
                 pending.append((name, node, axis, d, int(n)))
     for name, node, axis, d, n in pending:
-        # numbers and bound names directly: sympy's subs costs ~0.4 ms a call, on every run
-        v = d if d.is_Integer else D.const(bound[d.name]) if d.is_Symbol and d.name in bound \
-            else D.substitute(d, bound)
+        v = D.substitute(d, bound)
         if not v.is_Integer:
             raise run_error("E0504", f"cannot solve dim {D.fmt(d)} of input '{name}'", node.span,
                             hint=f"bind it with --bind {D.free_names(v)[0]}=<size>")
