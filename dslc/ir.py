@@ -67,9 +67,12 @@ class Graph:
     # rebuild_edges() or remove(), which clear it. (The interpreter walks a scan's cell once per
     # step: sorting it every time cost more than the cell's arithmetic.)
     _order: list[IRNode] | None = field(default=None, repr=False, compare=False)
+    # Cached by last_uses(), cleared with _order; keyed by the outputs, which change apart.
+    _last_uses: tuple[tuple, list[list[tuple[int, int]]]] | None = field(
+        default=None, repr=False, compare=False)
 
     def add(self, node: IRNode) -> IRNode:
-        self._order = None
+        self._order = self._last_uses = None
         self.nodes[node.id] = node
         self.g.add_node(node.id)
         for port, (src, out) in enumerate(node.inputs):
@@ -93,7 +96,7 @@ class Graph:
         return g
 
     def rebuild_edges(self) -> None:
-        self._order = None
+        self._order = self._last_uses = None
         self.g = nx.MultiDiGraph()
         for nid in sorted(self.nodes):
             self.g.add_node(nid)
@@ -117,6 +120,26 @@ class Graph:
         if self._order is None:
             self._order = [self.nodes[i] for i in nx.lexicographical_topological_sort(self.g)]
         return list(self._order)
+
+    def last_uses(self) -> list[list[tuple[int, int]]]:
+        """Per node of order(), the values no later node reads and no output is: a run can
+        drop them once that node has run. A value nobody reads is listed at its producer."""
+        key = tuple(ref for _, ref in self.outputs)
+        if self._last_uses is None or self._last_uses[0] != key:
+            order = self.order()
+            last: dict[tuple[int, int], int] = {}
+            for i, node in enumerate(order):
+                for port in range(len(node.types)):
+                    last[(node.id, port)] = i
+                for ref in node.inputs:
+                    last[ref] = i
+            for ref in key:
+                last.pop(ref, None)
+            plan: list[list[tuple[int, int]]] = [[] for _ in order]
+            for ref, i in last.items():
+                plan[i].append(ref)
+            self._last_uses = (key, plan)
+        return self._last_uses[1]
 
     def type_of(self, ref: tuple[int, int]) -> TensorType:
         return self.nodes[ref[0]].types[ref[1]]
