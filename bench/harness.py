@@ -103,13 +103,19 @@ def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> Non
                     help="alternating numpy / torch blocks (medians are over all of them)")
     ap.add_argument("--warmup", type=int, default=warmup)
     ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--no-onednn", action="store_true",
+                    help="torch without oneDNN (torch.backends.mkldnn off): its own ATen "
+                         "kernels, e.g. an LSTM as separate GEMMs and pointwise ops")
     args = ap.parse_args()
     import torch
 
     threads = blas_threads()
     torch.set_num_threads(threads)
+    if args.no_onednn:
+        torch.backends.mkldnn.enabled = False
     print(f"threads: numpy BLAS {threads}, torch {torch.get_num_threads()}; "
-          f"torch {torch.__version__}, numpy {np.__version__}{note}")
+          f"torch {torch.__version__}, numpy {np.__version__}{note}"
+          f"{'; torch without oneDNN' if args.no_onednn else ''}")
     width = max(len(c[0]) for c in cases) + 1
     print(f"{'case':<{width}} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'min ratio':>9} "
           f"{'max rel err':>11}")
