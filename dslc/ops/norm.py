@@ -328,13 +328,16 @@ def _lrn_kernel(a: LRNAttrs, xs, ctx):
     xf = x.astype(_work_dtype(x), copy=False)
     sq = xf * xf
     c = x.shape[1]
-    lo, hi = a.size // 2, (a.size - 1) // 2
+    # Offsets of C or more channels only ever reach the zero padding: a window wider than the
+    # channels is cut to them (the divisor stays `size`), so memory and time do not grow with
+    # `size` (size=2**31 once made a 96 GiB pad).
+    lo, hi = min(a.size // 2, c - 1), min((a.size - 1) // 2, c - 1)
     pad = [(0, 0)] * x.ndim
     pad[1] = (lo, hi)
     sqp = np.pad(sq, pad)
-    # A sum of `size` shifted slices: exact (no cumulative-sum cancellation), size is small.
+    # A sum of shifted slices: exact (no cumulative-sum cancellation).
     acc = np.zeros_like(sq)
-    for s in range(a.size):
+    for s in range(lo + hi + 1):
         acc += sqp[:, s:s + c]
     div = (acc * (a.alpha / a.size) + a.k) ** a.beta
     return [(xf / div).astype(x.dtype)]

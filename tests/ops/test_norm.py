@@ -239,6 +239,7 @@ def test_layer_norm_errors():
     ((3, 5, 9), 3, {"alpha": 0.1}),
     ((1, 4, 2, 3, 2), 2, {"alpha": 1.0, "beta": 1.25, "k": 0.5}),
     ((2, 3, 4, 4), 7, {"alpha": 0.5}),  # window wider than the channels
+    ((2, 4, 3), 10, {"alpha": 2.0}),  # even and wider on both sides (lo 5, hi 4, C 4)
 ])
 def test_local_response_norm_matches_torch(shape, size, kw):
     dims = ", ".join(str(s) for s in shape)
@@ -251,6 +252,17 @@ def test_local_response_norm_matches_torch(shape, size, kw):
         yt = torch.nn.LocalResponseNorm(size, **kw)(torch.from_numpy(x)).numpy()
     assert_close(y, yt)
     compare_numpy_torch(prog)
+
+
+def test_local_response_norm_huge_window():
+    # Every channel's window covers all channels; the divisor is still `size`. Once a 96 GiB
+    # zero pad and a 2**31-step loop (found by the fuzzer).
+    size = 2 ** 31
+    prog = load(f"input x: f32[2, 3, 6]\noutput y = x -> local_response_norm({size}, alpha=1e9)")
+    x = np.random.default_rng(1).standard_normal((2, 3, 6)).astype(np.float32)
+    total = (x.astype(np.float64) ** 2).sum(axis=1, keepdims=True)
+    want = x / (1.0 + 1e9 / size * total) ** 0.75
+    assert_close(prog.run({"x": x})["y"], want, rtol=1e-6)
 
 
 def test_local_response_norm_errors():
