@@ -89,13 +89,42 @@ def layer_name(node: IRNode) -> str:
     return node.name
 
 
+def inference_peak(graph: Graph, size_of) -> D.Dim | None:
+    """Bytes of the values a NumPy run holds at once at its widest point: the interpreter
+    drops each value after its last reader (interp.walk), so this, not the sum of every
+    value, is what a forward pass without gradients needs, besides the parameters and the
+    kernels' own temporaries. `size_of(node, type)` gives a value's bytes. With unbound dims the
+    widest point is known when every candidate is a multiple of the same term (the usual
+    case: everything scales with the batch B); otherwise None."""
+    dead = graph.last_uses()
+    held: dict[tuple[int, int], D.Dim] = {}
+    live: D.Dim = sympy.Integer(0)
+    widths = []
+    for i, node in enumerate(graph.order()):
+        for port, t in enumerate(node.types):
+            n = size_of(node, t)
+            held[(node.id, port)] = n
+            live += n
+        widths.append(live)
+        for ref in dead[i]:
+            live -= held.pop(ref)
+    if all(w.is_Integer for w in widths):
+        return max(widths, default=sympy.Integer(0))
+    terms = [w.as_coeff_Mul() for w in widths if w != 0]
+    if len({rest for _, rest in terms}) != 1:
+        return None
+    return max(coeff for coeff, _ in terms) * terms[0][1]
+
+
 def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
     """Every fact of the cost table as plain JSON-able data.
 
     Counts are ints, or strings such as "1176*B" where a dim is still unbound after `bind`.
     params/buffers are element counts as torch's `parameters()`/`buffers()` give them (each
-    state_dict key once); memory is in bytes: parameters, buffers, and activations (every value
-    one forward pass makes, inputs included, as training keeps them for the backward pass).
+    state_dict key once); memory is in bytes: parameters, buffers, activations (every value
+    one forward pass makes, inputs included, as training keeps them for the backward pass), and
+    the inference peak (see inference_peak; constants are buffers there too; None when it
+    depends on unbound dims).
     """
     bind = dict(bind or {})
     cache: dict[D.Dim, D.Dim] = {}
@@ -156,6 +185,8 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
 
     total_macs = sympy.Add(*macs)
     act_bytes = sympy.Add(*acts)
+    peak = inference_peak(graph, lambda node, t: sympy.Integer(0) if node.op == "const"
+                          else bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4))
     free = sorted({s.name for e in (total_macs, act_bytes) for s in e.free_symbols})
     return {
         "model": graph.model,
@@ -170,6 +201,7 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
             "activation_bytes": _fmt_dim(act_bytes),
             "param_bytes": _fmt_dim(sympy.Add(*pbytes)),
             "buffer_bytes": _fmt_dim(sympy.Add(*bbytes)),
+            "inference_peak_bytes": None if peak is None else _fmt_dim(peak),
         },
         "layers": layers,
     }
@@ -254,6 +286,10 @@ def format_table(summary: dict[str, Any]) -> str:
         out.append(f"{'Buffer memory:':<{label_w + 1}} {fmt_bytes(mem['buffer_bytes'])}")
     out.append(f"{'Activation memory:':<{label_w + 1}} {fmt_bytes(mem['activation_bytes'])}"
                "  (every value of one forward pass)")
+    peak = mem["inference_peak_bytes"]
+    out.append(f"{'Inference peak:':<{label_w + 1}} "
+               + (f"{fmt_bytes(peak)}  (values alive at once in a run without gradients)"
+                  if peak is not None else "depends on the sizes of the unbound dims"))
     if summary.get("unbound"):
         out.append("Unbound dims: " + ", ".join(summary["unbound"])
                    + " (bind them with --bind NAME=SIZE for numbers)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
+import numpy as np
 import pytest
 
 import dslc
@@ -154,7 +156,12 @@ def test_json_fields_and_types():
         assert item["dtype"] == "f32"
         assert all(isinstance(d, (int, str)) for d in item["shape"])
     assert s["outputs"][0]["shape"] == [3, "T", 2]
-    assert set(s["memory"]) == {"activation_bytes", "param_bytes", "buffer_bytes"}
+    assert set(s["memory"]) == {"activation_bytes", "param_bytes", "buffer_bytes",
+                                "inference_peak_bytes"}
+    assert s["memory"]["inference_peak_bytes"] == "576*T"  # 3 * 192*B*T (the golden)
+    bound = summarize(load("resnet").graph, {"B": 3, "T": 5})["memory"]
+    assert isinstance(bound["inference_peak_bytes"], int)
+    assert 0 < bound["inference_peak_bytes"] < bound["activation_bytes"]
     for layer in s["layers"]:
         assert {"name", "op", "shape", "params", "macs"} <= set(layer)
         assert isinstance(layer["params"], int)
@@ -220,3 +227,58 @@ def test_cli_summary(tmp_path, capsys):
     assert main(["summary", str(spec)]) == 0
     out = capsys.readouterr().out
     assert "Model: two" in out and "112*B" in out
+
+
+DIAMOND = """
+model diamond {
+  input x: f32[R, 1024]
+  a = tanh(x)
+  b = relu(a)
+  c = tanh(a)
+  output d = b + c
+}
+"""
+
+
+def test_inference_peak_is_what_a_run_holds():
+    prog = dslc.load("diamond.dl", text=DIAMOND)
+    rows = 256
+    value = rows * 1024 * 4  # 1 MiB
+    s = prog.summary({"R": rows})
+    # x+a, then a+b, then a+b+c (a's last reader is c), then b+c+d: three values at most.
+    assert s["memory"]["inference_peak_bytes"] == 3 * value
+    assert s["memory"]["activation_bytes"] == 5 * value
+    assert "Inference peak:    3,145,728 bytes (3 MiB)" in format_table(s)
+    x = np.random.default_rng(0).standard_normal((rows, 1024), dtype=np.float32)
+    prog.run({"x": x}, {})
+    tracemalloc.start()  # x was allocated before: the run's own values only
+    try:
+        prog.run({"x": x}, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 3 * value <= peak < 3 * value + 256 * 1024
+
+
+MIXED = """
+model mixed {
+  input x: f32[B, T]
+  input y: f32[B, 4]
+  output a = tanh(x)
+  output b = tanh(y)
+}
+"""
+
+
+def test_inference_peak_unbound():
+    two = dslc.load("two.dl", text=TWO_LINEAR).summary()
+    assert two["memory"]["inference_peak_bytes"] == "128*B"  # x + linear's 16 + relu's 16
+    assert two["memory"]["inference_peak_bytes"] != two["memory"]["activation_bytes"]
+    # Widths x, x+y, x+y+a, y+a, y+a+b: 4BT, 4BT+16B, 8BT+16B, 4BT+16B, 4BT+32B. Which of
+    # 8BT+16B and 4BT+32B is the widest depends on T.
+    mixed = dslc.load("mixed.dl", text=MIXED)
+    assert mixed.summary()["memory"]["inference_peak_bytes"] is None
+    assert "depends on the sizes of the unbound dims" in format_table(mixed.summary())
+    assert mixed.summary({"T": 2})["memory"]["inference_peak_bytes"] == "40*B"
+    assert mixed.summary({"T": 8})["memory"]["inference_peak_bytes"] == "80*B"
+    assert mixed.summary({"T": 8, "B": 2})["memory"]["inference_peak_bytes"] == 160
