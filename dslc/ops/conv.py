@@ -1,9 +1,10 @@
 """Convolution ops (conv1d, conv2d): op records for the registry, used by elaboration (shape
 rules), the interpreter (fast NumPy kernels) and the PyTorch back end (nn.Conv1d/nn.Conv2d).
 
-The NumPy kernel works channels-last (NHWC) inside: the padded input is copied once into NHWC,
-the patches of a block of output rows are gathered into a cache-sized buffer and multiplied
-with the weight in one BLAS matmul per block. The result is returned as an NCHW *view* of the
+The NumPy kernel works channels-last (NHWC) inside: the padded input (just the rows the
+kernel's taps read, ops/window.py) is copied once into NHWC, the patches of a block of output
+rows are gathered into a cache-sized buffer and multiplied with the weight in one BLAS matmul
+per block. The result is returned as an NCHW *view* of the
 NHWC array, so the next conv's transpose to NHWC is free, and NumPy's element-wise ops (relu,
 add, batch norm) keep the layout. 1x1 convolutions skip the gather; depthwise convolutions are
 shifted multiply-adds.
@@ -25,6 +26,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.window import Reach, reach, window_buffer
 from dslc.types import tensor
 
 
@@ -199,16 +201,17 @@ def _macs(nd):
 _BLOCK = 1 << 22
 
 
-def _nhwc_padded(x: np.ndarray, pads) -> np.ndarray:
-    """x [N, C, H, W] -> zero-padded [N, H+pt+pb, W+pl+pr, C], C-contiguous."""
-    n, c, h, w = x.shape
-    (pt, pb), (pl, pr) = pads
+def _nhwc_window(x: np.ndarray, reaches: tuple[Reach, Reach]) -> np.ndarray:
+    """x [N, C, H, W] -> the padded rows and columns the taps read (see ops/window.py) as
+    [N, rows, cols, C] with C-contiguous rows: a view of x when it is NHWC already and no
+    padding is read, else a zero-padded copy."""
+    n, c, _, _ = x.shape
     xh = x.transpose(0, 2, 3, 1)
-    if pt == pb == pl == pr == 0 and xh.flags.c_contiguous:
-        return xh
-    xp = np.zeros((n, h + pt + pb, w + pl + pr, c), x.dtype)
-    xp[:, pt:pt + h, pl:pl + w, :] = xh
-    return xp
+    rh, rw = reaches
+    if xh.flags.c_contiguous and all(r.a == 0 and r.b == r.hi - r.lo for r in reaches):
+        return xh[:, rh.r0:rh.r1, rw.r0:rw.r1]
+    buf = np.empty((n, rh.hi - rh.lo, rw.hi - rw.lo, c), x.dtype)
+    return window_buffer(xh, buf, (1, 2), reaches, 0.0)
 
 
 def _conv_group(xp, w, s, d, ho, wo):
@@ -295,18 +298,27 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     if ho < 1 or wo < 1:
         raise ShapeError("kernel larger than the (padded) input", code="E0305",
                          found=f"input {list(x.shape)}, kernel {[kh, kw]}")
-    xp = _nhwc_padded(x, pads)
-    if groups == 1:
-        out = _conv_group(xp, w, stride, dilation, ho, wo)
-    elif cg == 1 and c == groups:
-        out = _depthwise(xp, w, stride, dilation, ho, wo)
+    reaches = tuple(reach(size, kk, ss, dd, p[0], oo) for size, kk, ss, dd, p, oo in
+                    zip((h, wd), (kh, kw), stride, dilation, pads, (ho, wo)))
+    rh, rw = reaches
+    if rh.t1 <= rh.t0 or rw.t1 <= rw.t0:  # every tap reads padding only: the bias alone
+        out = np.zeros((n, ho, wo, o), x.dtype)
     else:
-        og = o // groups
-        out = np.empty((n, ho, wo, o), x.dtype)
-        for gi in range(groups):
-            out[..., gi * og:(gi + 1) * og] = _conv_group(
-                xp[..., gi * cg:(gi + 1) * cg], w[gi * og:(gi + 1) * og], stride, dilation,
-                ho, wo)
+        # The taps that reach the input (all of them but at absurd paddings) on the rows
+        # they read: a valid convolution of the window.
+        xp = _nhwc_window(x, reaches)
+        w = w[:, :, rh.t0:rh.t1, rw.t0:rw.t1]
+        if groups == 1:
+            out = _conv_group(xp, w, stride, dilation, ho, wo)
+        elif cg == 1 and c == groups:
+            out = _depthwise(xp, w, stride, dilation, ho, wo)
+        else:
+            og = o // groups
+            out = np.empty((n, ho, wo, o), x.dtype)
+            for gi in range(groups):
+                out[..., gi * og:(gi + 1) * og] = _conv_group(
+                    xp[..., gi * cg:(gi + 1) * cg], w[gi * og:(gi + 1) * og], stride,
+                    dilation, ho, wo)
     if b is not None:
         out += b.astype(out.dtype, copy=False)
     res = out.transpose(0, 3, 1, 2)

@@ -14,6 +14,7 @@ import sympy
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float, norm_axis
+from dslc.ops.window import reach, window_buffer
 from dslc.types import tensor
 
 
@@ -120,24 +121,25 @@ def pool2d_nchw(x: np.ndarray, k, s, p, ceil_mode: bool, mode: str,
         if ceil_mode and (o - 1) * ss >= size + pp:
             o -= 1
         outs.append(o)
-    (ho, wo), (kh, kw), (sh, sw), (ph, pw) = outs, k, s, p
-    # Extra zeros/-inf on the far side for ceil mode's last partial window.
-    eh = max(0, (ho - 1) * sh + kh - (sizes[0] + 2 * ph))
-    ew = max(0, (wo - 1) * sw + kw - (sizes[1] + 2 * pw))
-    if ph or pw or eh or ew:
-        fill = -np.inf if mode == "max" else 0.0
-        xp = _alloc_like(x, x.shape[:2] + (sizes[0] + 2 * ph + eh, sizes[1] + 2 * pw + ew))
-        h1, w1 = ph + sizes[0], pw + sizes[1]
-        for border in (xp[:, :, :ph], xp[:, :, h1:], xp[:, :, :, :pw], xp[:, :, :, w1:]):
-            border[...] = fill  # only the frame: the inside is copied over next
-        xp[:, :, ph:h1, pw:w1] = x
-    else:
-        xp = x
-    reduce = np.maximum if mode == "max" else np.add
+    (ho, wo), (sh, sw) = outs, s
+    # Only the taps that reach the input, on the rows they read (ops/window.py): padding adds
+    # -inf to a max and 0 to an average's sum (whose divisor comes from the full window).
+    # The buffer also holds ceil mode's extra far-side padding for its last partial window.
+    rh, rw = (reach(size, kk, ss, 1, pp, oo) for size, kk, ss, pp, oo in zip(sizes, k, s, p, outs))
+    fill = -np.inf if mode == "max" else 0.0
     res = _alloc_like(x, x.shape[:2] + (ho, wo))
-    # each of the kh*kw taps is one strided view of the input, reduced into res in place
-    for i in range(kh):
-        for j in range(kw):
+    if rh.t1 <= rh.t0 or rw.t1 <= rw.t0:
+        res[...] = fill
+        return res
+    if all(r.a == 0 and r.b == r.hi - r.lo for r in (rh, rw)):
+        xp = x[:, :, rh.r0:rh.r1, rw.r0:rw.r1]  # no padding is read
+    else:
+        xp = window_buffer(x, _alloc_like(x, x.shape[:2] + (rh.hi - rh.lo, rw.hi - rw.lo)),
+                           (2, 3), (rh, rw), fill)
+    reduce = np.maximum if mode == "max" else np.add
+    # each tap is one strided view of the input, reduced into res in place
+    for i in range(rh.t1 - rh.t0):
+        for j in range(rw.t1 - rw.t0):
             win = xp[:, :, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw]
             if i == j == 0:
                 res[...] = win

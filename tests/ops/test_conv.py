@@ -77,6 +77,11 @@ CONV2D_CASES = [
     # more output channels than output pixels: patches gathered in the weight's own order
     ((2, 8, 5, 5), 40, 3, {"stride": 2, "padding": 1, "dilation": 2}),
     ((1, 16, 3, 3), 24, 3, {"padding": 1, "groups": 2}),
+    # taps that read only padding are left out (ops/window.py): the middle one alone reaches
+    ((1, 2, 5, 5), 3, 3, {"padding": 12, "dilation": 11}),
+    ((1, 2, 4, 6), 3, (3, 2), {"padding": (7, 1), "dilation": (6, 1), "stride": (2, 1)}),
+    ((1, 4, 5, 5), 4, 3, {"padding": 12, "dilation": 11, "groups": 4}),  # depthwise
+    ((1, 2, 2, 4), 3, (2, 1), {"padding": (5, 0), "dilation": (10, 1)}),  # none: the bias
 ]
 
 
@@ -97,6 +102,7 @@ CONV1D_CASES = [
     ((2, 3, 9), 4, 3, {"padding": "same", "dilation": 3, "bias": False}),
     ((2, 4, 9), 8, 3, {"groups": 4}),
     ((2, 5, 8), 3, 1, {}),
+    ((1, 2, 5), 3, 3, {"padding": 12, "dilation": 11}),
 ]
 
 
@@ -328,3 +334,17 @@ def test_bad_conv_calls(body, code, word):
     d = diag("model t {\n  " + body + "\n}\n")
     assert d.code == code
     assert word in (d.message + " " + (d.expected or "") + " " + (d.found or ""))
+
+
+def test_conv2d_padding_and_dilation_far_past_the_input():
+    # Once a 2**62-element pad (fuzzing): only the middle tap reads the input.
+    big = 2 ** 30
+    prog = dslc.load("t.dl", text=conv_spec((1, 2, 5, 5), "conv2d", 3, 3, padding=big,
+                                            dilation=big))
+    params = prog.init_params(0)
+    x = np.random.default_rng(1).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    got = prog.run({"x": x}, params)["y"]
+    w, b = params["c.weight"], params["c.bias"]
+    want = np.einsum("oc,nchw->nohw", w[:, :, 1, 1], x) + b[None, :, None, None]
+    assert got.shape == (1, 3, 5, 5)
+    assert_close(got, want)

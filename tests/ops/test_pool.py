@@ -55,6 +55,9 @@ POOL2D_CASES = [
     ((1, 2, 6, 6), 6, {}),
     ((3, 5, 6), 2, {}),  # unbatched [C, H, W]
     ((1, 2, 13, 13), 5, {"stride": 4, "padding": 2, "ceil_mode": True}),
+    # taps that read only padding are left out (ops/window.py)
+    ((1, 2, 3, 3), 9, {"stride": 1, "padding": 4}),
+    ((1, 2, 4, 5), 7, {"stride": 3, "padding": 3, "ceil_mode": True}),
 ]
 
 
@@ -244,3 +247,13 @@ def test_formula_uses_dims_conv_out():
     prog = load(("B", 3, "H", "W"), "avg_pool2d(2)")
     t = prog.graph.type_of(prog.graph.outputs[0][1])
     assert D.equal(t.shape[2], D.conv_out(D.symbol("H"), 2, 2, 0, 1))
+
+
+def test_pool1d_kernel_far_past_the_input():
+    # Once a 2**30-step loop over taps and a 2**30-wide pad (fuzzing).
+    big = 2 ** 30
+    x = np.random.default_rng(2).standard_normal((1, 2, 5)).astype(np.float32)
+    got = load((1, 2, 5), f"max_pool1d({big}, padding={big // 2})").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, x.max(axis=2, keepdims=True))
+    got = load((1, 2, 5), f"avg_pool1d({big}, padding={big // 2})").run({"x": x})["y"]
+    assert_close(got, x.sum(axis=2, keepdims=True) / big, rtol=1e-6)

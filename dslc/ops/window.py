@@ -1,0 +1,65 @@
+"""Window geometry shared by the NumPy kernels of conv and pool: which kernel taps can reach
+the input, and the padded buffer that holds just the rows those taps read.
+
+Why: a kernel that pads its input in full and loops over every tap costs memory and time in
+proportion to the padding and the kernel, which the shape rules let grow far past the input
+(conv2d(padding=2**30, dilation=2**30) on a 5x5 image: a 2**62-element pad; max_pool1d with a
+2**30 kernel: a 2**30-step loop). Taps that read only padding add nothing (zeros to a conv or
+an average, -inf to a max), so leaving them out is exact, and the rows the other taps read
+are bounded by the input and the output.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Reach(NamedTuple):
+    """Along one axis: taps t0 .. t1-1 may read input elements; they read padded rows
+    lo .. hi-1; the input's rows r0 .. r1-1 land at buffer rows a .. b-1. When no tap reaches
+    the input, t1 == t0 and the rows are empty."""
+    t0: int
+    t1: int
+    lo: int
+    hi: int
+    a: int
+    b: int
+    r0: int
+    r1: int
+
+
+def reach(size: int, k: int, s: int, d: int, front: int, out: int) -> Reach:
+    """One axis of a window op: kernel k, stride s, dilation d, over `size` input rows padded
+    by `front` rows in front, making `out` outputs. Tap t reads padded rows t·d + o·s for
+    o < out; it can reach the input rows [front, front + size) only if t·d + (out-1)·s >=
+    front and t·d < front + size (a superset when the stride steps over the input: still
+    exact)."""
+    t0 = max(0, -(-(front - (out - 1) * s) // d))
+    t1 = min(k, -(-(front + size) // d))
+    if t1 <= t0:
+        return Reach(t0, t0, 0, 0, 0, 0, 0, 0)
+    lo = t0 * d
+    hi = (t1 - 1) * d + (out - 1) * s + 1
+    r0 = min(size, max(0, lo - front))
+    r1 = max(r0, min(size, hi - front))
+    return Reach(t0, t1, lo, hi, front + r0 - lo, front + r1 - lo, r0, r1)
+
+
+def window_buffer(x: np.ndarray, buf: np.ndarray, axes: tuple[int, ...],
+                  reaches: tuple[Reach, ...], fill: float) -> np.ndarray:
+    """Copies x's reachable rows into buf (shaped hi - lo along `axes`, x's shape elsewhere,
+    any memory order) and writes `fill` in the frame around them only; returns buf."""
+    inside = [slice(None)] * buf.ndim
+    source = [slice(None)] * x.ndim
+    for axis, r in zip(axes, reaches):
+        frame = [slice(None)] * buf.ndim
+        frame[axis] = slice(0, r.a)
+        buf[tuple(frame)] = fill
+        frame[axis] = slice(r.b, None)
+        buf[tuple(frame)] = fill
+        inside[axis] = slice(r.a, r.b)
+        source[axis] = slice(r.r0, r.r1)
+    buf[tuple(inside)] = x[tuple(source)]
+    return buf
