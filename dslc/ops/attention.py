@@ -194,7 +194,7 @@ def _attention_kernel(a: AttentionAttrs, xs, ctx):
         blocked = band if blocked is None else blocked | band
     if blocked is not None:
         s = np.where(blocked, np.asarray(-np.inf, q.dtype), s)
-    w = _softmax_last(s)
+    w = _softmax_last(s, overwrite=True)
     if blocked is not None:
         # F.scaled_dot_product_attention gives a fully masked row zero weight, not NaN.
         w = np.nan_to_num(w, nan=0.0)
@@ -450,7 +450,7 @@ def _mha_kernel(a: MHAAttrs, xs, ctx):
         blocked = c if blocked is None else blocked | c
     if blocked is not None:
         s = np.where(blocked, np.asarray(-np.inf, s.dtype), s)
-    wts = _softmax_last(s)
+    wts = _softmax_last(s, overwrite=True)
     if ctx.train and a.dropout > 0:
         keep = ctx.rng.random(wts.shape) >= a.dropout
         wts = wts * keep / np.asarray(1.0 - a.dropout, wts.dtype)

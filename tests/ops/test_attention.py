@@ -181,6 +181,25 @@ model m {
     compare_numpy_torch(prog, {"B": 1, "T": 3})
 
 
+def test_softmax_leaves_its_input_alone():
+    # masked_softmax without scale or mask hands the input itself to the softmax, which works
+    # in place only on the attention ops' own score arrays.
+    prog = load("""
+model m {
+  input s: f32[B, T]
+  output a = masked_softmax(s)
+  output b = s + 0.0
+}
+""")
+    s = np.random.default_rng(3).standard_normal((2, 5)).astype(np.float32)
+    before = s.copy()
+    out = prog.run({"s": s})
+    np.testing.assert_array_equal(s, before)
+    np.testing.assert_array_equal(out["b"], before)
+    e = np.exp(before - before.max(-1, keepdims=True))
+    np.testing.assert_allclose(out["a"], e / e.sum(-1, keepdims=True), rtol=1e-6)
+
+
 def test_attention_hand_computed():
     """Two keys, one query: weights softmax([q.k1, q.k2] / sqrt(2)) on the values."""
     prog = load("""
