@@ -4,9 +4,9 @@ rules), the interpreter (fast NumPy kernels) and the PyTorch back end (nn.Conv1d
 The NumPy kernel works channels-last (NHWC) inside: the padded input (just the rows the
 kernel's taps read, ops/window.py) is copied once into NHWC, the patches of a block of output
 rows are gathered into a cache-sized buffer and multiplied with the weight in one BLAS matmul
-per block. The result is returned as an NCHW *view* of the
-NHWC array, so the next conv's transpose to NHWC is free, and NumPy's element-wise ops (relu,
-add, batch norm) keep the layout. 1x1 convolutions skip the gather; depthwise convolutions are
+per block. The result is returned as an NCHW *view* of the NHWC array, so the next conv's
+transpose to NHWC is free, and NumPy's element-wise ops (relu, add, batch norm) keep the
+layout. 1x1 convolutions skip the gather; depthwise convolutions are
 shifted multiply-adds.
 """
 
