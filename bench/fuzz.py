@@ -188,8 +188,28 @@ def grammar_case(rng: random.Random) -> str:
     return text
 
 
+def window_case(rng: random.Random) -> str:
+    """A conv, pool or local_response_norm whose padding, dilation, kernel or size is extreme:
+    the NumPy kernels must not allocate or loop in proportion to them (ops/window.py)."""
+    def big() -> str:
+        return rng.choice(EXTREME_NUMBERS + ("1073741824", "536870912"))
+
+    calls = (f"conv2d(3, 3, padding={big()}, dilation={big()})",
+             f"conv1d(2, 2, stride={big()}, padding={big()}, dilation={big()})",
+             f"conv2d(2, (1, 3), padding=({big()}, 1))",
+             f"max_pool2d({big()}, padding={big()})",
+             f"avg_pool1d({big()}, stride={big()}, padding={big()})",
+             f"max_pool2d(3, stride={big()}, padding=1, ceil_mode=true)",
+             f"local_response_norm({big()})")
+    call = rng.choice(calls)
+    shape = "2, 3, 5" if "1d(" in call else "2, 3, 5, 5"
+    return f"model m {{ input x: f32[{shape}]\n output y = x -> {call} }}\n"
+
+
 def limits_case(rng: random.Random) -> str:
-    k = rng.randrange(10)
+    k = rng.randrange(11)
+    if k == 10:
+        return window_case(rng)
     n = rng.choice((10, 100, 1000, 10_000))
     if k == 0:
         count = rng.choice(EXTREME_NUMBERS[:8] + ("1000",))

@@ -176,7 +176,10 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
         try:
             outs = op.numpy(node.attrs, ins, ctx)
         except ShapeError as exc:
-            raise run_error("E0507", f"{node.op}: {exc.message}", node.span,
+            # E0505 (too large to run) keeps its code; any other shape error a kernel finds is
+            # E0507.
+            code = "E0505" if exc.code == "E0505" else "E0507"
+            raise run_error(code, f"{node.op}: {exc.message}", node.span,
                             expected=exc.expected, found=exc.found) from None
         except FloatingPointError as exc:
             raise run_error("E0508", f"{node.op}: {exc}", node.span) from None

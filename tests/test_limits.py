@@ -8,7 +8,7 @@ import pytest
 
 import dslc
 from dslc.diagnostics import DslcError
-from dslc.limits import MAX_DIM, MAX_NESTING, MAX_PARAM_ELEMENTS, MAX_REPEAT
+from dslc.limits import MAX_DIM, MAX_NESTING, MAX_PARAM_ELEMENTS, MAX_REPEAT, MAX_RUN_ELEMENTS
 from dslc.syntax.parser import MAX_SOURCE_BYTES
 
 
@@ -99,6 +99,20 @@ def test_a_huge_tensor_asked_to_run_is_refused_before_allocating():
     with pytest.raises(DslcError) as exc:
         prog.run({"x": np.zeros((1, 1), np.float32)}, {}, bind={"B": 1})
     assert exc.value.diagnostics[0].code in ("E0503", "E0505")
+
+
+def test_a_kernel_buffer_too_large_to_run_is_e0505_at_the_op():
+    # A huge stride samples rows 2**29 apart, reached by both taps: the rows the kernel would
+    # read (2**32 of them) are refused before they are allocated. (Huge padding with huge
+    # dilation alone runs: ops/window.py leaves out the taps that read only padding.)
+    prog = dslc.load("big.dl", text="model m { input x: f32[2, 3, 5]\n output y = x -> "
+                     "conv1d(2, 2, stride=536870912, padding=2147483647, "
+                     "dilation=2147483648) }\n")
+    with pytest.raises(DslcError) as exc:
+        prog.run({"x": np.zeros((2, 3, 5), np.float32)})
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0505" and d.span.line == 2 and "conv1d" in d.message
+    assert str(MAX_RUN_ELEMENTS) in d.expected
 
 
 def test_file_too_large_is_e0105_without_reading_it(tmp_path):

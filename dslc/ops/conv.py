@@ -26,7 +26,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
-from dslc.ops.window import Reach, reach, window_buffer
+from dslc.ops.window import Reach, check_buffer, reach, window_buffer
 from dslc.types import tensor
 
 
@@ -210,8 +210,9 @@ def _nhwc_window(x: np.ndarray, reaches: tuple[Reach, Reach]) -> np.ndarray:
     rh, rw = reaches
     if xh.flags.c_contiguous and all(r.a == 0 and r.b == r.hi - r.lo for r in reaches):
         return xh[:, rh.r0:rh.r1, rw.r0:rw.r1]
-    buf = np.empty((n, rh.hi - rh.lo, rw.hi - rw.lo, c), x.dtype)
-    return window_buffer(xh, buf, (1, 2), reaches, 0.0)
+    shape = (n, rh.hi - rh.lo, rw.hi - rw.lo, c)
+    check_buffer(shape)
+    return window_buffer(xh, np.empty(shape, x.dtype), (1, 2), reaches, 0.0)
 
 
 def _conv_group(xp, w, s, d, ho, wo):

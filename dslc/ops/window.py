@@ -6,14 +6,19 @@ proportion to the padding and the kernel, which the shape rules let grow far pas
 (conv2d(padding=2**30, dilation=2**30) on a 5x5 image: a 2**62-element pad; max_pool1d with a
 2**30 kernel: a 2**30-step loop). Taps that read only padding add nothing (zeros to a conv or
 an average, -inf to a max), so leaving them out is exact, and the rows the other taps read
-are bounded by the input and the output.
+are bounded by the input and the output, except where a huge stride samples a few rows far
+apart: a buffer that would pass the run limit is refused (E0505) before it is allocated.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+
+from dslc.limits import MAX_RUN_ELEMENTS
+from dslc.ops.base import ShapeError
 
 
 class Reach(NamedTuple):
@@ -45,6 +50,16 @@ def reach(size: int, k: int, s: int, d: int, front: int, out: int) -> Reach:
     r0 = min(size, max(0, lo - front))
     r1 = max(r0, min(size, hi - front))
     return Reach(t0, t1, lo, hi, front + r0 - lo, front + r1 - lo, r0, r1)
+
+
+def check_buffer(shape: tuple[int, ...]) -> None:
+    """Refuses a window buffer over the run's element limit before it is allocated."""
+    n = math.prod(shape)
+    if n > MAX_RUN_ELEMENTS:
+        raise ShapeError("the padded rows this kernel reads would be too large to run "
+                         "(padding, stride and dilation far past the input)",
+                         expected=f"at most {MAX_RUN_ELEMENTS} elements",
+                         found=f"{n} elements {list(shape)}", code="E0505")
 
 
 def window_buffer(x: np.ndarray, buf: np.ndarray, axes: tuple[int, ...],
