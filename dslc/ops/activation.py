@@ -52,6 +52,17 @@ def _same_dim(a, ins):
     return [ins[0]]
 
 
+def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
+    # exp(x) - 1 as torch's CPU kernel writes it: np.expm1 is 5x slower than np.exp on float32
+    # (12.6 against 2.2 ns an element here, GAT's first layer: 2 ms) and no closer to torch.
+    # The exp only ever sees x <= 0, so it cannot overflow.
+    neg = np.minimum(x, 0)
+    np.exp(neg, out=neg)
+    neg -= 1
+    neg *= alpha
+    return np.where(x > 0, x, neg)
+
+
 def _gelu_shape(a, ins):
     if a.approximate not in ("none", "tanh"):
         raise ShapeError("gelu approximate must be 'none' or 'tanh'", expected="'none' or 'tanh'",
@@ -148,7 +159,7 @@ ACTIVATIONS = (
          "F.gelu({x}, approximate={a.approximate!r})", attrs=GeluAttrs, shape=_gelu_shape,
          examples=(Example({}, X24), Example({"approximate": "tanh"}, X24))),
     _act("elu", "x if x > 0 else alpha·(e^x − 1).",
-         lambda a, x: np.where(x > 0, x, a.alpha * np.expm1(np.minimum(x, 0))),
+         lambda a, x: _elu(x, a.alpha),
          "F.elu({x}, alpha={a.alpha!r})", attrs=EluAttrs, positional=("alpha",),
          label=lambda a: f"α {a.alpha:g}", examples=(Example({"alpha": 0.5}, X24),)),
     Op(
