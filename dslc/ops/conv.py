@@ -26,7 +26,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
-from dslc.ops.window import Reach, check_buffer, reach, window_buffer
+from dslc.ops.window import Reach, reach, window
 from dslc.types import tensor
 
 
@@ -205,14 +205,9 @@ def _nhwc_window(x: np.ndarray, reaches: tuple[Reach, Reach]) -> np.ndarray:
     """x [N, C, H, W] -> the padded rows and columns the taps read (see ops/window.py) as
     [N, rows, cols, C] with C-contiguous rows: a view of x when it is NHWC already and no
     padding is read, else a zero-padded copy."""
-    n, c, _, _ = x.shape
     xh = x.transpose(0, 2, 3, 1)
-    rh, rw = reaches
-    if xh.flags.c_contiguous and all(r.a == 0 and r.b == r.hi - r.lo for r in reaches):
-        return xh[:, rh.r0:rh.r1, rw.r0:rw.r1]
-    shape = (n, rh.hi - rh.lo, rw.hi - rw.lo, c)
-    check_buffer(shape)
-    return window_buffer(xh, np.empty(shape, x.dtype), (1, 2), reaches, 0.0)
+    return window(xh, (1, 2), reaches, 0.0, lambda shape: np.empty(shape, x.dtype),
+                  copy=not xh.flags.c_contiguous)
 
 
 def _conv_group(xp, w, s, d, ho, wo):
@@ -302,7 +297,7 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     reaches = tuple(reach(size, kk, ss, dd, p[0], oo) for size, kk, ss, dd, p, oo in
                     zip((h, wd), (kh, kw), stride, dilation, pads, (ho, wo)))
     rh, rw = reaches
-    if rh.t1 <= rh.t0 or rw.t1 <= rw.t0:  # every tap reads padding only: the bias alone
+    if rh.empty or rw.empty:  # every tap reads padding only: the bias alone
         out = np.zeros((n, ho, wo, o), x.dtype)
     else:
         # The taps that reach the input (all of them but at absurd paddings) on the rows

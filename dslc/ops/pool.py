@@ -14,7 +14,7 @@ import sympy
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float, norm_axis
-from dslc.ops.window import check_buffer, reach, window_buffer
+from dslc.ops.window import reach, window
 from dslc.types import tensor
 
 
@@ -128,15 +128,10 @@ def pool2d_nchw(x: np.ndarray, k, s, p, ceil_mode: bool, mode: str,
     rh, rw = (reach(size, kk, ss, 1, pp, oo) for size, kk, ss, pp, oo in zip(sizes, k, s, p, outs))
     fill = -np.inf if mode == "max" else 0.0
     res = _alloc_like(x, x.shape[:2] + (ho, wo))
-    if rh.t1 <= rh.t0 or rw.t1 <= rw.t0:
+    if rh.empty or rw.empty:
         res[...] = fill
         return res
-    if all(r.a == 0 and r.b == r.hi - r.lo for r in (rh, rw)):
-        xp = x[:, :, rh.r0:rh.r1, rw.r0:rw.r1]  # no padding is read
-    else:
-        shape = x.shape[:2] + (rh.hi - rh.lo, rw.hi - rw.lo)
-        check_buffer(shape)
-        xp = window_buffer(x, _alloc_like(x, shape), (2, 3), (rh, rw), fill)
+    xp = window(x, (2, 3), (rh, rw), fill, lambda shape: _alloc_like(x, shape))
     reduce = np.maximum if mode == "max" else np.add
     # each tap is one strided view of the input, reduced into res in place
     for i in range(rh.t1 - rh.t0):

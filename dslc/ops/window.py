@@ -13,6 +13,7 @@ apart: a buffer that would pass the run limit is refused (E0505) before it is al
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +35,15 @@ class Reach(NamedTuple):
     r0: int
     r1: int
 
+    @property
+    def empty(self) -> bool:
+        """No tap reaches the input: the op's output is its padding value (and bias) alone."""
+        return self.t1 <= self.t0
+
+    @property
+    def reads_padding(self) -> bool:
+        return not (self.a == 0 and self.b == self.hi - self.lo)
+
 
 def reach(size: int, k: int, s: int, d: int, front: int, out: int) -> Reach:
     """One axis of a window op: kernel k, stride s, dilation d, over `size` input rows padded
@@ -52,18 +62,30 @@ def reach(size: int, k: int, s: int, d: int, front: int, out: int) -> Reach:
     return Reach(t0, t1, lo, hi, front + r0 - lo, front + r1 - lo, r0, r1)
 
 
-def check_buffer(shape: tuple[int, ...]) -> None:
-    """Refuses a window buffer over the run's element limit before it is allocated."""
+def window(x: np.ndarray, axes: tuple[int, ...], reaches: tuple[Reach, ...], fill: float,
+           alloc: Callable[[tuple[int, ...]], np.ndarray], copy: bool = False) -> np.ndarray:
+    """The rows the taps read along `axes`: a view of x when no padding is read (and `copy`
+    is not asked for), else a buffer from alloc(shape) holding x's rows in a frame of `fill`.
+    A buffer over the run's element limit is refused before it is allocated (E0505)."""
+    if not copy and not any(r.reads_padding for r in reaches):
+        rows = [slice(None)] * x.ndim
+        for axis, r in zip(axes, reaches):
+            rows[axis] = slice(r.r0, r.r1)
+        return x[tuple(rows)]
+    shape = list(x.shape)
+    for axis, r in zip(axes, reaches):
+        shape[axis] = r.hi - r.lo
     n = math.prod(shape)
     if n > MAX_RUN_ELEMENTS:
         raise ShapeError("the padded rows this kernel reads would be too large to run "
                          "(padding, stride and dilation far past the input)",
                          expected=f"at most {MAX_RUN_ELEMENTS} elements",
-                         found=f"{n} elements {list(shape)}", code="E0505")
+                         found=f"{n} elements {shape}", code="E0505")
+    return _fill_window(x, alloc(tuple(shape)), axes, reaches, fill)
 
 
-def window_buffer(x: np.ndarray, buf: np.ndarray, axes: tuple[int, ...],
-                  reaches: tuple[Reach, ...], fill: float) -> np.ndarray:
+def _fill_window(x: np.ndarray, buf: np.ndarray, axes: tuple[int, ...],
+                 reaches: tuple[Reach, ...], fill: float) -> np.ndarray:
     """Copies x's reachable rows into buf (shaped hi - lo along `axes`, x's shape elsewhere,
     any memory order) and writes `fill` in the frame around them only; returns buf."""
     inside = [slice(None)] * buf.ndim

@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
-from dslc.ops.window import reach, window_buffer
+from dslc.limits import MAX_RUN_ELEMENTS
+from dslc.ops.base import ShapeError
+from dslc.ops.window import reach, window
 
 
 def geometries():
@@ -52,10 +55,31 @@ def test_reach_drops_taps_far_in_the_padding():
     assert r.t1 == r.t0 and r.hi == r.lo
 
 
-def test_window_buffer_frames_and_copies():
+def test_window_frames_the_rows_read_and_views_when_no_padding_is_read():
     x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     rows, cols = reach(3, 3, 1, 1, 1, 3), reach(4, 2, 2, 1, 1, 3)
-    buf = np.empty((2, rows.hi - rows.lo, cols.hi - cols.lo), np.float32)
-    got = window_buffer(x, buf, (1, 2), (rows, cols), -1.0)
+    assert rows.reads_padding and cols.reads_padding
+    got = window(x, (1, 2), (rows, cols), -1.0, lambda shape: np.empty(shape, np.float32))
     want = np.pad(x, ((0, 0), (1, 1), (1, 1)), constant_values=-1.0)
     np.testing.assert_array_equal(got, want[:, rows.lo:rows.hi, cols.lo:cols.hi])
+    # no padding read, stride 2 leaves the last row unread: a view of the rows read
+    rows = reach(3, 1, 2, 1, 0, 2)
+    assert not rows.reads_padding
+    got = window(x, (1,), (rows,), -1.0, lambda shape: np.empty(shape, np.float32))
+    assert np.shares_memory(got, x) and got.shape == (2, 3, 4)
+    got = window(x, (1,), (rows,), -1.0, lambda shape: np.empty(shape, np.float32), copy=True)
+    assert not np.shares_memory(got, x)
+    np.testing.assert_array_equal(got, x)
+
+
+def test_window_over_the_run_limit_is_refused_before_allocating():
+    x = np.zeros((1, 5), np.float32)
+    far = reach(5, 2, 2 ** 29, 2 ** 31, 2 ** 31 - 1, 5)  # both taps reach, rows 2**29 apart
+    assert not far.empty and far.hi - far.lo > MAX_RUN_ELEMENTS
+
+    def alloc(shape):
+        raise AssertionError(f"allocated {shape}")
+
+    with pytest.raises(ShapeError) as exc:
+        window(x, (1,), (far,), 0.0, alloc)
+    assert exc.value.code == "E0505" and str(MAX_RUN_ELEMENTS) in exc.value.expected
