@@ -322,9 +322,9 @@ def test_groups_not_dividing_channels_is_located():
 
 @pytest.mark.parametrize("body,code,word", [
     ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, stride=2, "
-     "padding=\"same\")", "E0301", "stride"),
+     "padding=\"same\")", "E0321", "stride"),
     ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, padding=\"full\")",
-     "E0301", "same"),
+     "E0320", "same"),
     ("input x: f32[1, C, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0304", "fixed"),
     ("input x: f32[3, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0301", "rank"),
     ("input x: i64[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0302", "float"),
