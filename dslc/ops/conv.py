@@ -81,7 +81,7 @@ def check_padding_mode(mode: str, pads: Pads, spatial, op: str) -> None:
     axis, circular at most the axis (F.pad refuses more: it would wrap twice) (E0323).
     Symbolic sizes are checked when the kernel runs."""
     if mode not in PADDING_MODES:
-        raise ShapeError(f"{op}: unknown padding_mode {mode!r}",
+        raise ShapeError(f"unknown padding_mode {mode!r}",
                          expected="'zeros', 'reflect', 'replicate' or 'circular'",
                          found=repr(mode), attr="padding_mode", code="E0322")
     if mode not in ("reflect", "circular"):
@@ -94,7 +94,7 @@ def check_padding_mode(mode: str, pads: Pads, spatial, op: str) -> None:
         if too_big:
             limit = f"< {v}" if mode == "reflect" else f"<= {v}"
             rule = "smaller than" if mode == "reflect" else "at most"
-            raise ShapeError(f"{op}: {mode} padding must be {rule} the input on spatial axis "
+            raise ShapeError(f"{mode} padding must be {rule} the input on spatial axis "
                              f"{ax} (as in torch)",
                              expected=f"padding {limit}", found=f"padding {max(lo, hi)}, "
                              f"size {v}", attr="padding", code="E0323")

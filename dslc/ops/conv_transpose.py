@@ -74,7 +74,7 @@ def _tup(v, n: int) -> tuple[int, ...]:
 def transposed_pads(padding, k, s, d, nd: int, name: str) -> Pads:
     """(before, after) crop per axis. torch takes numbers only: 'same'/'valid' are E0325."""
     if isinstance(padding, str):
-        raise ShapeError(f"{name} takes numeric padding only (torch's ConvTranspose has no "
+        raise ShapeError("padding must be numbers (torch's ConvTranspose has no "
                          "'same' or 'valid')", expected="an int, one per axis or two per axis",
                          found=repr(padding), attr="padding", code="E0325")
     return resolve_padding(padding, k, s, d, nd, name)
@@ -173,7 +173,7 @@ class _Geom:
                 zip(self.spatial, self.k, self.s, self.d, self.pads, self.op)):
             v = D.value(D.as_dim(size))
             if v is not None and out_size(v, k, s, d, p, op) < 1:
-                raise ShapeError(f"{name}: the padding crops the whole output on spatial "
+                raise ShapeError(f"the padding crops the whole output on spatial "
                                  f"axis {ax} (torch: output size is too small)",
                                  expected=f"padding of at most "
                                  f"{out_size(v, k, s, d, (0, 0), op) - 1} in all on that axis",
