@@ -543,3 +543,17 @@ def test_padding_mode_limits_agree_with_torch(mode, pad, size, ok):
 def test_bad_conv3d_calls(body, code):
     d = diag("model t {\n  input x: f32[1, 2, 3, 8, 8]\n  output y = x -> " + body + "\n}\n")
     assert d.code == code
+
+
+@pytest.mark.parametrize("nd,shape", [(1, "3, 7"), (2, "3, 5, 6"), (3, "3, 4, 5, 6")])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", ["2", '"same"', "per-side"])
+def test_unbatched_input_with_every_padding_form_and_mode(nd, shape, mode, pad):
+    """[C, *spatial] inputs: the generated module (and its F.pad) take them as torch does."""
+    padding = "(" + ", ".join(["1", "0"] * nd) + ")" if pad == "per-side" else pad
+    prog = dslc.load("t.dl", text=f"""model t {{
+  input x: f32[{shape}]
+  output y = x -> conv{nd}d(4, kernel=3, padding={padding}, padding_mode="{mode}") as c
+}}""")
+    np_out, _, _ = compare_numpy_torch(prog)
+    assert np_out["y"].ndim == nd + 1
