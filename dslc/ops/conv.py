@@ -359,7 +359,11 @@ def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     if do < 1 or ho < 1 or wo < 1:
         raise ShapeError("kernel larger than the (padded) input", code="E0305",
                          found=f"input {list(x.shape)}, kernel {[kd, kh, kw]}")
-    dtype = np.float32 if x.dtype == np.float16 else x.dtype
+    in_dtype = x.dtype
+    if in_dtype == np.float16:  # summed over the depth taps in f32, rounded once at the end
+        x, w = x.astype(np.float32), w.astype(np.float32)
+        b = None if b is None else b.astype(np.float32)
+    dtype = x.dtype
     r = reach(depth, kd, sd, dd, pads[0][0], do)
     acc = None  # [N * Do, Ho, Wo, O], channels last like conv2d_nchw's result
     if not r.empty:
@@ -371,14 +375,14 @@ def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
             rows = xd[:, first:first + (do - 1) * sd + 1:sd]  # [N, Do, H, W, C]
             y = conv2d_nchw(rows.reshape(n * do, h, wd, c).transpose(0, 3, 1, 2),
                             w[:, :, t], None, tuple(s2), pads[1:], tuple(d2), groups)
-            y = y.transpose(0, 2, 3, 1).astype(dtype, copy=False)
-            acc = y.copy() if acc is None else np.add(acc, y, out=acc)
+            y = y.transpose(0, 2, 3, 1)
+            acc = y if acc is None else np.add(acc, y, out=acc)  # y is new memory
     if acc is None:  # every depth tap reads padding only: the bias alone
         acc = np.zeros((n * do, ho, wo, o), dtype)
     if b is not None:
         acc += b.astype(acc.dtype, copy=False)
     res = acc.reshape(n, do, ho, wo, o).transpose(0, 4, 1, 2, 3)
-    return res.astype(x.dtype) if res.dtype != x.dtype else res
+    return res.astype(in_dtype) if res.dtype != in_dtype else res
 
 
 def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from dslc import dims as D
+from dslc.limits import MAX_RUN_ELEMENTS
 from dslc.ops.base import (
     Attrs,
     Example,
@@ -221,13 +222,22 @@ def _macs(nd):
 # ---- NumPy kernel --------------------------------------------------------------------------
 
 
-def _tap_range(t: int, size: int, s: int, d: int, lo: int, out: int) -> tuple[int, int, int]:
+# Elements of the per-input patch buffer of one matmul: whole images per block up to this
+# size (32 MB of f32), so that a large batch does not hold every image's patches at once
+# (torch's col2im also works image by image).
+_BLOCK = 1 << 23
+
+
+def _tap_slices(t: int, size: int, s: int, d: int, lo: int, out: int) -> tuple[slice, slice] | None:
     """Along one axis, tap t sends input l to output t*d + l*s - lo (after cropping lo).
-    Returns the inputs l0 .. l1-1 that land inside [0, out) and where l0 lands."""
+    Returns (inputs, outputs) slices of the inputs that land inside [0, out), None if none."""
     off = t * d - lo
     l0 = max(0, -(off // s))  # ceil(-off / s): the first l with off + l*s >= 0
     l1 = min(size, (out - 1 - off) // s + 1)  # floor division: <= 0 when none lands
-    return l0, max(l0, l1), off + l0 * s
+    if l1 <= l0:
+        return None
+    first = off + l0 * s
+    return slice(l0, l1), slice(first, first + (l1 - l0 - 1) * s + 1, s)
 
 
 def conv_transpose_nd(x, w, b, stride, pads, dilation, output_padding, groups) -> np.ndarray:
@@ -246,28 +256,37 @@ def conv_transpose_nd(x, w, b, stride, pads, dilation, output_padding, groups) -
     if min(outs) < 1:
         raise ShapeError("the padding crops the whole output", code="E0326",
                          found=f"output size {list(outs)}")
+    kvol = math.prod(k)
+    per_image = math.prod(size) * kvol * og
+    if per_image > MAX_RUN_ELEMENTS:
+        raise ShapeError("the patches of one input image would be too large to run",
+                         expected=f"at most {MAX_RUN_ELEMENTS} elements",
+                         found=f"{per_image} elements", code="E0505")
     o = og * groups
     cg = cin // groups
     xl = np.moveaxis(x, 1, -1)  # [N, *L, Cin]
     out = np.zeros((n,) + outs + (o,), x.dtype)
-    kvol = math.prod(k)
-    for gi in range(groups):
-        xg = xl[..., gi * cg:(gi + 1) * cg].reshape(-1, cg)
-        # [Cg, O/g, *K] -> [Cg, *K, O/g]: each tap's outputs are a contiguous run
-        wg = np.moveaxis(w[gi * cg:(gi + 1) * cg], 1, -1).reshape(cg, kvol * og)
-        cols = (xg @ wg).reshape((n,) + size + k + (og,))
-        for taps in itertools.product(*(range(kk) for kk in k)):
-            src = [slice(None)]
-            dst = [slice(None)]
-            for t, sz, s, d, (lo, _), ot in zip(taps, size, stride, dilation, pads, outs):
-                l0, l1, start = _tap_range(t, sz, s, d, lo, ot)
-                if l1 <= l0:
-                    break
-                src.append(slice(l0, l1))
-                dst.append(slice(start, start + (l1 - l0 - 1) * s + 1, s))
-            else:
-                dst.append(slice(gi * og, (gi + 1) * og))
-                out[tuple(dst)] += cols[tuple(src) + taps]
+    # [Cg, O/g, *K] -> [Cg, *K, O/g] per group: each tap's outputs are a contiguous run
+    wgs = [np.moveaxis(w[gi * cg:(gi + 1) * cg], 1, -1).reshape(cg, kvol * og)
+           for gi in range(groups)]
+    # per axis, per tap: which inputs land where (None: the tap lands in the crop only)
+    per_axis = [[_tap_slices(t, sz, s, d, lo, ot) for t in range(kk)]
+                for kk, sz, s, d, (lo, _), ot in zip(k, size, stride, dilation, pads, outs)]
+    taps = [(tap, tuple(per_axis[ax][t] for ax, t in enumerate(tap)))
+            for tap in itertools.product(*(range(kk) for kk in k))]
+    taps = [(tap, sl) for tap, sl in taps if all(s is not None for s in sl)]
+    chunk = max(1, _BLOCK // per_image)
+    for n0 in range(0, n, chunk):
+        m = min(chunk, n - n0)
+        for gi, wg in enumerate(wgs):
+            xg = xl[n0:n0 + m, ..., gi * cg:(gi + 1) * cg].reshape(-1, cg)
+            cols = (xg @ wg).reshape((m,) + size + k + (og,))
+            rows = slice(n0, n0 + m)
+            chans = slice(gi * og, (gi + 1) * og)
+            for tap, sl in taps:
+                src = (slice(None),) + tuple(a for a, _ in sl) + tap
+                dst = (rows,) + tuple(z for _, z in sl) + (chans,)
+                out[dst] += cols[src]
     if b is not None:
         out += b.astype(out.dtype, copy=False)
     res = np.moveaxis(out, -1, 1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import dslc
 from dslc import dims as D
 from dslc.diagnostics import DslcError
-from dslc.ops.conv import conv2d_nchw
+from dslc.ops.conv import conv2d_nchw, conv_nd
 from dslc.ops.registry import OPS
 from tests.helpers import assert_close, compare_numpy_torch
 
@@ -557,3 +557,18 @@ def test_unbatched_input_with_every_padding_form_and_mode(nd, shape, mode, pad):
 }}""")
     np_out, _, _ = compare_numpy_torch(prog)
     assert np_out["y"].ndim == nd + 1
+
+
+def test_conv3d_kernel_dtypes():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 2, 3, 2))
+    want = F.conv3d(torch.from_numpy(x), torch.from_numpy(w), stride=(2, 1, 1),
+                    padding=1).numpy()
+    got = conv_nd(x, w, None, (2, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    half = conv_nd(x.astype(np.float16), w.astype(np.float16), None, (2, 1, 1),
+                   ((1, 1),) * 3, (1, 1, 1), 1)
+    assert half.dtype == np.float16
+    assert_close(half, want, rtol=1e-2, atol=1e-2, what="f16")

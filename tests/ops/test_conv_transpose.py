@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import dslc
 from dslc.diagnostics import DslcError
+from dslc.ops.base import ShapeError
 from dslc.ops.conv_transpose import conv_transpose_nd
 from dslc.ops.registry import OPS
 from tests.helpers import assert_close, compare_numpy_torch
@@ -220,3 +221,25 @@ def test_bad_calls_are_located(call, code, attr_col):
     assert d.code == code and d.span.line == 3
     if attr_col:
         assert d.span.column == line.index(attr_col + "=") + 1
+
+
+def test_large_batch_is_run_in_blocks_of_images(monkeypatch):
+    """A batch whose patches pass one block is run a few images at a time, same result."""
+    import dslc.ops.conv_transpose as ct
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 4, 3, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    want = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                              stride=2, padding=1, output_padding=1).numpy()
+    monkeypatch.setattr(ct, "_BLOCK", 3 * 4 * 9 * 6 * 2)  # two images a block
+    got = conv_transpose_nd(x, w, b, (2, 2), ((1, 1), (1, 1)), (1, 1), (1, 1), 1)
+    assert_close(got, want)
+
+
+def test_patches_over_the_run_limit_are_refused_before_allocating():
+    x = np.zeros((1, 1, 64, 64), np.float32)
+    w = np.zeros((1, 32, 64, 64), np.float32)  # 64*64 inputs x 64*64 taps x 32 > 2**28
+    with pytest.raises(ShapeError) as exc:
+        conv_transpose_nd(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), (0, 0), 1)
+    assert exc.value.code == "E0505"
