@@ -65,6 +65,7 @@ DROPOUT = Op(
         f"F.dropout({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
     random=True,
+    train_only=True,
     examples=(
         Example({}, (tensor("f32", 4, 6),)),
         Example({"p": 0.1}, (tensor("f32", 2, 3, 4),)),
@@ -85,6 +86,7 @@ DROPOUT2D = Op(
         f"F.dropout2d({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
     random=True,
+    train_only=True,
     examples=(Example({"p": 0.2}, (tensor("f32", 2, 3, 4, 4),)),),
 )
 
@@ -122,6 +124,7 @@ GAUSSIAN_NOISE = Op(
         f"else {args[0]})"),
     label=lambda a: f"std {a.std:g}",
     random=True,
+    train_only=True,
     examples=(Example({"std": 0.5}, (tensor("f32", 2, 3),)),),
 )
 
