@@ -53,6 +53,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "conv": ("conv",),
     "pool": ("pool",),
     "norm": ("norm",),
+    "norm_layer": ("norm",),
     "dropout": ("reg",),
     "embedding": ("embed",),
     "spatial": ("spatial",),
