@@ -241,7 +241,8 @@ def _in_shape(nd: int):
         spatial = D.value(D.product(x.shape[2:]))
         if spatial == 1 and not a.track_running_stats:
             # Instance statistics of a single value normalise it to 0; torch refuses.
-            raise ShapeError(f"instance_norm{nd}d needs more than one spatial element",
+            raise ShapeError("instance statistics need more than one spatial element per "
+                             "channel (one value would always normalise to 0)",
                              expected="spatial size > 1 (or track_running_stats=true, "
                                       "used in eval)", found=str(x), arg=0)
         return [x]
@@ -275,8 +276,8 @@ def _in_kernel(a: InstanceNormAttrs, xs, ctx):
         return [y if y.dtype == x.dtype else y.astype(x.dtype)]
     n = int(np.prod(x.shape[2:]))
     if n <= 1:
-        raise ShapeError(f"instance_norm{x.ndim - 2}d with instance statistics needs more "
-                         "than one spatial element", expected="spatial size > 1",
+        raise ShapeError("instance statistics (training) need more than one spatial element "
+                         "per channel", expected="spatial size > 1",
                          found=f"shape {list(x.shape)}")
     mean = xf.mean(axis=axes, keepdims=True)  # one per sample and channel
     y = xf - mean
