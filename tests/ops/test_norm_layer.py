@@ -403,3 +403,79 @@ def test_norm_layer_macs_one_per_element():
                         ("group_norm", {"num_groups": 2}), ("layer_scale", {})):
         op = ops[name]
         assert D.equal(op.macs(op.attrs(**attrs), [x], [x]), D.symbol("B") * 36) is True, name
+
+
+# ---- in context: a ConvNeXt stage as torchvision builds it -------------------------------
+
+
+class CNBlock(torch.nn.Module):
+    """torchvision.models.convnext.CNBlock (eval: stochastic depth is the identity)."""
+
+    def __init__(self, dim: int, layer_scale: float):
+        super().__init__()
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
+            Permute([0, 2, 3, 1]),
+            torch.nn.LayerNorm(dim, eps=1e-6),
+            torch.nn.Linear(dim, 4 * dim, bias=True),
+            torch.nn.GELU(),
+            torch.nn.Linear(4 * dim, dim, bias=True),
+            Permute([0, 3, 1, 2]),
+        )
+        self.layer_scale = torch.nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)
+
+    def forward(self, x):
+        return self.layer_scale * self.block(x) + x
+
+
+class Permute(torch.nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+def test_convnext_downsample_and_block_match_torchvision_layout():
+    """torchvision's ConvNeXt downsampling (LayerNorm2d, 2x2 stride-2 conv) and a CNBlock,
+    written with layer_norm(channels_first=true), layer_scale and drop_path."""
+    text = """
+model t {
+  input x: f32[B, 8, 8, 8]
+  d = x -> layer_norm(channels_first=true, eps=1e-6) -> conv2d(16, kernel=2, stride=2)
+  h = d -> conv2d(16, kernel=7, padding=3, groups=16) -> permute((0, 2, 3, 1))
+  h = h -> layer_norm(eps=1e-6) -> linear(64) -> gelu -> linear(16) -> permute((0, 3, 1, 2))
+  output y = d + (h -> layer_scale(0.1, channels_first=true) -> drop_path(0.2))
+}
+"""
+    prog = dslc.load("t.dl", text=text)
+    ref_down = torch.nn.Sequential(LayerNorm2d(8, eps=1e-6), torch.nn.Conv2d(8, 16, 2, 2))
+    ref_block = CNBlock(16, 0.1)
+    params = prog.init_params()
+    # The same parameters, in the same shapes, as torchvision's modules.
+    ref_of = {"ln1.weight": ref_down[0].weight, "ln1.bias": ref_down[0].bias,
+              "conv1.weight": ref_down[1].weight, "conv1.bias": ref_down[1].bias,
+              "conv2.weight": ref_block.block[0].weight, "conv2.bias": ref_block.block[0].bias,
+              "ln2.weight": ref_block.block[2].weight, "ln2.bias": ref_block.block[2].bias,
+              "fc1.weight": ref_block.block[3].weight, "fc1.bias": ref_block.block[3].bias,
+              "fc2.weight": ref_block.block[5].weight, "fc2.bias": ref_block.block[5].bias,
+              "ls1.gamma": ref_block.layer_scale}
+    assert list(params) == list(ref_of)
+    assert {k: v.shape for k, v in params.items()} == {k: tuple(v.shape)
+                                                       for k, v in ref_of.items()}
+    np.testing.assert_array_equal(params["ls1.gamma"], ref_block.layer_scale.detach().numpy())
+    rng = np.random.default_rng(12)
+    with torch.no_grad():
+        for key, v in ref_of.items():
+            params[key] = rng.uniform(-0.5, 0.5, params[key].shape).astype(np.float32)
+            v.copy_(torch.from_numpy(params[key]))
+    x = rng.standard_normal((2, 8, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = ref_block.eval()(ref_down(torch.from_numpy(x))).numpy()
+    assert_close(prog.run({"x": x}, params)["y"], want)
+    compare_numpy_torch(prog, bind={"B": 2})
+    # -O2 drops the drop path (inactive at inference) and keeps the result.
+    o2 = dslc.load("t.dl", text=text, opt_level=2)
+    assert "drop_path" not in {n.op for n in o2.graph.nodes.values()}
+    assert_close(o2.run({"x": x}, params)["y"], want)
