@@ -479,3 +479,5 @@ model t {
     o2 = dslc.load("t.dl", text=text, opt_level=2)
     assert "drop_path" not in {n.op for n in o2.graph.nodes.values()}
     assert_close(o2.run({"x": x}, params)["y"], want)
+    assert o2.graph.memory_format == "channels_last"  # the generated module runs NHWC
+    compare_numpy_torch(o2, bind={"B": 2})
