@@ -128,6 +128,9 @@ class Op:
     module_prefix: str = ""  # `conv` gives layer names conv1, conv2, ...
     n_outputs: Callable[[Any], int] = lambda attrs: 1
     random: bool = False  # draws random numbers (train-only dropout, sampling)
+    # In eval the op returns its first input unchanged (dropout, drop path, training noise):
+    # the -O2 `inference` pass replaces it by that input.
+    train_only: bool = False
     # Ops whose PyTorch form is statements, not one expression (a scan's loop):
     # (attrs, args, ctx, in_types, target variables) -> lines.
     torch_stmts: Callable[..., list[str]] | None = None
