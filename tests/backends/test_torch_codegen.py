@@ -38,7 +38,7 @@ def test_code_is_readable(prog):
     src = prog.to_torch_source()
     pyast.parse(src)
     assert "class Net(nn.Module):" in src
-    assert "def forward(self, *, x, z):" in src
+    assert "def forward(self, x, z):" in src
     assert "for block in self.layers:" in src  # identical iterations become a loop
     assert "# net.dl:6: h = x -> linear(d) as stem" in src
     assert "return (y, logits)" in src
