@@ -234,6 +234,9 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             fan_out = shape[0] * (int(np.prod(shape[2:])) if len(shape) > 2 else 1)
             bound = np.sqrt(6.0 / (spec.fan_in + fan_out))
             arr = rng.uniform(-bound, bound, size=shape)
+        elif spec.init == "glorot":
+            bound = np.sqrt(6.0 / (shape[-2] + shape[-1]))
+            arr = rng.uniform(-bound, bound, size=shape)
         elif spec.init == "ones":
             arr = np.ones(shape)
         elif spec.init == "zeros":

@@ -10,7 +10,7 @@ from dslc import dims as D
 from dslc.diagnostics import SOURCES
 from dslc.ir import Graph, IRNode
 from dslc.names import CODEGEN_NAMES, PY_BUILTINS, is_plain_attr, py_ident
-from dslc.ops.base import EmitCtx
+from dslc.ops.base import GLOROT_HELPER, EmitCtx
 from dslc.ops.registry import OPS
 
 
@@ -406,6 +406,8 @@ def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
             "    return module",
             "",
         ]
+    if any("_glorot(" in c for c in ctor):
+        lines += GLOROT_HELPER.split("\n")[:-1] + [""]
     if folds:
         if any(f.kind == "batch_norm" for f in folds):
             lines += FOLD_HELPERS.split("\n")[:-1]
