@@ -15,6 +15,7 @@ from dslc.ops.graph import GRAPH_OPS
 from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
 from dslc.ops.loss import LOSS_OPS
+from dslc.ops.math import MATH_OPS
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.pool import POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
@@ -28,6 +29,7 @@ ALL_OPS: tuple[Op, ...] = (
     LINEAR,
     *ACTIVATIONS,
     *ARITH,
+    *MATH_OPS,
     CONST,
     *SHAPE_OPS,
     *CONCAT_OPS,
