@@ -77,19 +77,23 @@ def _same_dim(a, ins):
     return [ins[0]]
 
 
-def _elu(x: np.ndarray, alpha: float, scale: float = 1.0, input_scale: float = 1.0
-         ) -> np.ndarray:
+def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
     # exp(x) - 1 as torch's CPU kernel writes it: np.expm1 is 5x slower than np.exp on float32
     # (12.6 against 2.2 ns an element here, GAT's first layer: 2 ms) and no closer to torch.
-    # The exp only ever sees x <= 0, so it cannot overflow. selu and celu are this with torch's
-    # scale (both sides) and input_scale (inside the exp), as ATen's elu kernel takes them.
+    # The exp only ever sees x <= 0, so it cannot overflow.
     neg = np.minimum(x, 0)
-    if input_scale != 1.0:
-        neg *= input_scale
     np.exp(neg, out=neg)
     neg -= 1
-    neg *= alpha * scale
-    return np.where(x > 0, x * scale if scale != 1.0 else x, neg)
+    neg *= alpha
+    return np.where(x > 0, x, neg)
+
+
+def _scaled_elu(x: np.ndarray, alpha: float, scale: float, input_scale: float) -> np.ndarray:
+    """ATen's elu with its scale (both sides) and input_scale (inside the exp), which selu and
+    celu are: scale·x above 0, alpha·scale·(e^(x·input_scale) − 1) below. expm1, as torch:
+    e^x − 1 loses every digit for |x| < 1e-8, where torch gives x·alpha·scale."""
+    neg = np.minimum(x, 0) * input_scale
+    return np.where(x > 0, x * scale, np.expm1(neg) * (alpha * scale))
 
 
 def _celu_shape(a, ins):
@@ -207,10 +211,12 @@ def _log_softmax(x, axis):
 
 
 def _gelu(x, approximate):
+    # In the input's precision with torch's constants and order (ATen GeluKernel): erf of a
+    # float32 rounds to -1 below -4, where torch's result is -0.0.
     if approximate == "tanh":
-        c = np.sqrt(2.0 / np.pi).astype(x.dtype)
-        return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(x.dtype)
+        inner = 0.7978845608028654 * (x + 0.044715 * (x * x * x))  # sqrt(2 / pi)
+        return 0.5 * x * (1 + np.tanh(inner))
+    return x * 0.5 * (1 + erf(x * 0.7071067811865476))
 
 
 def _prelu_shape(a, ins):
@@ -235,21 +241,21 @@ def _prelu_kernel(a, xs, ctx):
     return [np.where(x >= 0, x, w * x).astype(x.dtype)]
 
 
-def _pointwise(fn):
+def _pointwise(fn, upcast: bool = True):
     """The kernel of a table row: `fn(attrs, x)` in torch's precision, rounded to x's dtype.
 
     float16 is computed in float32 and rounded once at the end, as torch's CPU kernels do (a
-    formula of several steps rounded after each would drift from them). Overflow and invalid
-    values give inf and NaN as in torch (exp of a large input in softplus, mish, silu), so
-    NumPy's warnings about them are silenced here.
+    formula of several steps rounded after each would drift from them); `upcast=False` for
+    the few that torch writes as several tensor ops, each rounded (softsign). Overflow and
+    invalid values give inf and NaN as in torch (exp of a large input in softplus, mish,
+    silu), so NumPy's warnings about them are silenced here.
     """
 
     def kernel(a, xs, ctx):
         x = xs[0]
-        wide = x.astype(np.float32) if x.dtype == np.float16 else x
+        wide = x.astype(np.float32) if upcast and x.dtype == np.float16 else x
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            y = fn(a, wide)
-        return [np.asarray(y, dtype=x.dtype)]
+            return [np.asarray(fn(a, wide), dtype=x.dtype)]
 
     return kernel
 
@@ -268,7 +274,7 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None):
+         examples=None, upcast=True):
     return Op(
         name=name,
         family="act",
@@ -276,7 +282,7 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         attrs=attrs,
         positional=positional,
         shape=shape,
-        numpy=_pointwise(fn),
+        numpy=_pointwise(fn, upcast),
         torch_call=(lambda a, args, ctx, ins: torch_fmt(a, args[0])) if callable(torch_fmt)
         else (lambda a, args, ctx, ins: torch_fmt.format(x=args[0], a=a)),
         label=label or (lambda a: ""),
@@ -316,9 +322,9 @@ ACTIVATIONS = (
     _act("mish", "x · tanh(softplus(x)).", lambda a, x: x * np.tanh(np.log1p(np.exp(x))),
          "F.mish({x})"),
     _act("selu", "scale · elu(x, alpha) with torch's fixed alpha and scale (self-normalising).",
-         lambda a, x: _elu(x, SELU_ALPHA, SELU_SCALE), "F.selu({x})"),
+         lambda a, x: _scaled_elu(x, SELU_ALPHA, SELU_SCALE, 1.0), "F.selu({x})"),
     _act("celu", "max(0, x) + min(0, alpha · (e^(x/alpha) − 1)).",
-         lambda a, x: _elu(x, a.alpha, 1.0, 1.0 / a.alpha), _call("F.celu", "alpha"),
+         lambda a, x: _scaled_elu(x, a.alpha, 1.0, 1.0 / a.alpha), _call("F.celu", "alpha"),
          attrs=CeluAttrs, shape=_celu_shape, positional=("alpha",),
          label=lambda a: f"α {a.alpha:g}",
          examples=(Example({}, X24), Example({"alpha": 0.5}, X24))),
@@ -327,7 +333,8 @@ ACTIVATIONS = (
          _call("F.softplus", "beta", "threshold"), attrs=SoftplusAttrs,
          positional=("beta", "threshold"), label=lambda a: f"β {a.beta:g}",
          examples=(Example({}, X24), Example({"beta": 2.0, "threshold": 1.0}, X24))),
-    _act("softsign", "x / (1 + |x|).", lambda a, x: x / (np.abs(x) + 1), "F.softsign({x})"),
+    _act("softsign", "x / (1 + |x|).", lambda a, x: x / (np.abs(x) + 1), "F.softsign({x})",
+         upcast=False),
     _act("logsigmoid", "log(sigmoid(x)), computed stably.", lambda a, x: _logsigmoid(x),
          "F.logsigmoid({x})"),
     _act("tanh", "Hyperbolic tangent.", lambda a, x: np.tanh(x), "torch.tanh({x})"),

@@ -33,8 +33,7 @@ def _unary(name: str, doc: str, fn: Callable[[np.ndarray], np.ndarray], floats_o
         # log(0) = -inf, sqrt(-1) = NaN, 1/0 = inf, exp(1000) = inf: torch's answers, so
         # NumPy's warnings about them are noise.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            y = fn(_opmath(x))
-        return [np.asarray(y, dtype=x.dtype)]
+            return [np.asarray(fn(_opmath(x)), dtype=x.dtype)]
 
     return Op(
         name=name,
@@ -178,13 +177,11 @@ def _pow_kernel(a: PowAttrs, xs, ctx):
         dtype = promote_types(_dtype(xs[0]), _dtype(xs[1]))
         base, exp = _as(xs[0], dtype), _as(xs[1], dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            y = np.power(_opmath(base), _opmath(exp))
-        return [_as(y, dtype)]
+            return [_as(np.power(_opmath(base), _opmath(exp)), dtype)]
     dtype = scalar_result_dtype(_dtype(xs[0]), a.exponent)
     x = _as(xs[0], dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        y = _pow_scalar(_opmath(x), a.exponent)
-    return [_as(y, dtype)]
+        return [_as(_pow_scalar(_opmath(x), a.exponent), dtype)]
 
 
 def _pow_call(a: PowAttrs, args, ctx, ins) -> str:
