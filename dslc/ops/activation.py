@@ -7,7 +7,7 @@ import numpy as np
 from scipy.special import erf
 
 from dslc import dims as D
-from dslc.ops.arith import need_numeric, scalar_result_dtype
+from dslc.ops.arith import need_fits, need_numeric, py_number, scalar_array, scalar_result_dtype
 from dslc.ops.base import (
     Attrs,
     Example,
@@ -98,14 +98,14 @@ def _scaled_elu(x: np.ndarray, alpha: float, scale: float, input_scale: float) -
 
 def _celu_shape(a, ins):
     if a.alpha == 0:
-        raise ShapeError("celu alpha cannot be 0 (it divides the input)", expected="alpha != 0",
+        raise ShapeError("alpha cannot be 0 (the input is divided by it)", expected="alpha != 0",
                          found=repr(a.alpha), attr="alpha", code="E0341")
     return _same(a, ins)
 
 
 def _hardtanh_shape(a, ins):
     if a.min_val > a.max_val:
-        raise ShapeError("hardtanh min_val is greater than max_val",
+        raise ShapeError("min_val is greater than max_val",
                          expected=f"min_val <= {a.max_val!r}", found=repr(a.min_val),
                          attr="min_val", code="E0340")
     return _same(a, ins)
@@ -135,7 +135,7 @@ def _glu_shape(a, ins):
     axis = norm_axis(a.dim, x.rank)
     n = concrete(x.shape[axis], "glu's split axis")
     if n % 2:
-        raise ShapeError(f"glu halves axis {a.dim}, whose size {n} is odd",
+        raise ShapeError(f"halves axis {a.dim}, whose size {n} is odd",
                          expected="an even size", found=str(x), code="E0344")
     return [x.with_shape(x.shape[:axis] + (D.const(n // 2),) + x.shape[axis + 1:])]
 
@@ -157,8 +157,10 @@ def _clamp_shape(a: ClampAttrs, ins):
     x = ins[0]
     need_numeric(x)
     if a.min is None and a.max is None:
-        raise ShapeError("clamp needs a bound", expected="min=..., max=... or both",
+        raise ShapeError("needs a bound", expected="min=..., max=... or both",
                          found="neither", code="E0340")
+    need_fits(x, a.min, "min")
+    need_fits(x, a.max, "max")
     return [TensorType(_clamp_dtype(x.dtype, a), x.shape)]
 
 
@@ -169,14 +171,15 @@ def _clamp_kernel(a: ClampAttrs, xs, ctx):
     # so that min > max gives max everywhere, as torch documents.
     y = x.astype(dt, copy=False)
     if a.min is not None:
-        y = np.maximum(y, np.asarray(a.min, dt))
+        y = np.maximum(y, scalar_array(a.min, dt))
     if a.max is not None:
-        y = np.minimum(y, np.asarray(a.max, dt))
+        y = np.minimum(y, scalar_array(a.max, dt))
     return [np.asarray(y, dt)]
 
 
 def _clamp_call(a: ClampAttrs, args, ctx, ins) -> str:
-    bounds = [f"{k}={v!r}" for k, v in (("min", a.min), ("max", a.max)) if v is not None]
+    bounds = [f"{k}={py_number(v)}" for k, v in (("min", a.min), ("max", a.max))
+              if v is not None]
     return f"torch.clamp({args[0]}, {', '.join(bounds)})"
 
 
@@ -266,7 +269,7 @@ def _call(fn: str, *names: str):
 
     def emit(a, x: str) -> str:
         fields = type(a).model_fields
-        kws = [f", {n}={getattr(a, n)!r}" for n in names
+        kws = [f", {n}={py_number(getattr(a, n))}" for n in names
                if getattr(a, n) != fields[n].default]
         return f"{fn}({x}{''.join(kws)})"
 

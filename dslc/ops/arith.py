@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError
-from dslc.types import FLOAT_DTYPES, INT_DTYPES, TensorType, tensor
+from dslc.types import FLOAT_DTYPES, INT_DTYPES, TensorType, numpy_dtype, tensor
 
 
 class BinaryAttrs(Attrs):
@@ -42,6 +44,14 @@ def broadcast(a: tuple, b: tuple, what: str = "broadcast") -> tuple:
 _RANK = {"bool": 0, "i32": 1, "i64": 2, "f16": 3, "bf16": 3, "f32": 4, "f64": 5}
 
 
+def py_number(v: float | int) -> str:
+    """A number as Python source: repr, except the non-finite floats, which have no literal
+    (`1e999` in a spec is inf; `x + inf` would be a NameError in the generated code)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"float('{v!r}')"
+    return repr(v)
+
+
 def promote_types(a: str, b: str) -> str:
     """The dtype torch computes `a op b` in, for two tensors of dtypes `a` and `b`."""
     if a == b:
@@ -60,6 +70,25 @@ def scalar_result_dtype(dtype: str, scalar: float | int | bool) -> str:
     if isinstance(scalar, int) and not isinstance(scalar, bool) and dtype == "bool":
         return "i64"
     return dtype
+
+
+def need_fits(t: TensorType, scalar: float | int | None, attr: str) -> None:
+    """An integer number used with an integer tensor must fit its dtype: torch refuses one that
+    does not at run time (clamp, where) or wraps it (comparisons), so it is an error here."""
+    if t.dtype not in INT_DTYPES or isinstance(scalar, bool) or not isinstance(scalar, int):
+        return
+    info = np.iinfo(numpy_dtype(t.dtype))
+    if not info.min <= scalar <= info.max:
+        raise ShapeError(f"{scalar} does not fit the tensor's dtype {t.dtype}",
+                         expected=f"{info.min} <= {attr} <= {info.max}", found=str(scalar),
+                         attr=attr, code="E0345")
+
+
+def scalar_array(v: float | int, dtype: np.dtype) -> np.ndarray:
+    """A number in the dtype a kernel computes in; a float too large for float16 becomes inf,
+    as torch rounds it (integers were checked by need_fits)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(v, dtype)
 
 
 def need_numeric(t: TensorType, arg: int = 0) -> None:
@@ -105,7 +134,7 @@ def _binary_call(name):
     def emit(a: BinaryAttrs, args, ctx, ins):
         if len(args) == 2:
             return f"{args[0]} {sym} {args[1]}"
-        s = repr(a.scalar)
+        s = py_number(a.scalar)
         return f"{s} {sym} {args[0]}" if a.reverse else f"{args[0]} {sym} {s}"
 
     return emit

@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dslc.ops.arith import broadcast, need_numeric, promote_types, scalar_result_dtype
+from dslc.ops.arith import (
+    broadcast,
+    need_fits,
+    need_numeric,
+    promote_types,
+    py_number,
+    scalar_array,
+    scalar_result_dtype,
+)
 from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float
 from dslc.types import INT_DTYPES, TensorType, dtype_of_array, numpy_dtype, tensor
 
@@ -83,7 +91,9 @@ def _promoted_pair(ins: list[TensorType]) -> tuple[str, tuple]:
 
 
 def _as(x: np.ndarray, dtype: str) -> np.ndarray:
-    return x.astype(numpy_dtype(dtype), copy=False)
+    # An integer beyond float16's range becomes inf, as torch converts it.
+    with np.errstate(over="ignore"):
+        return x.astype(numpy_dtype(dtype), copy=False)
 
 
 def _dtype(x: np.ndarray) -> str:
@@ -131,42 +141,51 @@ def _pow_shape(a: PowAttrs, ins):
         need_numeric(t, i)
     if len(ins) == 2:
         if a.exponent is not None:
-            raise ShapeError("pow takes a tensor exponent or a number, not both",
+            raise ShapeError("takes a tensor exponent or a number, not both",
                              expected="pow(x, y) or pow(x, 2.0)", found="both", attr="exponent")
         dtype, out = _promoted_pair(ins)
         if dtype in INT_DTYPES:
             # torch raises at run time on a negative integer exponent; a compiled model
             # cannot know its values, so the spec must say which side is float.
-            raise ShapeError("pow of two integer tensors: a negative exponent would fail at "
-                             "run time", expected="a float base or exponent",
+            raise ShapeError("two integer tensors: a negative exponent would fail at run "
+                             "time", expected="a float base or exponent",
                              found=f"{ins[0]} ** {ins[1]}", arg=1, code="E0342")
         return [TensorType(dtype, out)]
     x = ins[0]
     if a.exponent is None:
-        raise ShapeError("pow needs an exponent", expected="pow(x, 2.0) or pow(x, y)",
+        raise ShapeError("needs an exponent", expected="pow(x, 2.0) or pow(x, y)",
                          found="no exponent", attr="exponent")
     if x.dtype in INT_DTYPES and isinstance(a.exponent, int) and a.exponent < 0:
         raise ShapeError("integers to negative integer powers are not allowed (torch)",
                          expected="an exponent >= 0, or a float exponent",
                          found=f"{x} ** {a.exponent}", attr="exponent", code="E0342")
+    need_fits(x, a.exponent, "exponent")
     return [TensorType(scalar_result_dtype(x.dtype, a.exponent), x.shape)]
 
 
-def _pow_scalar(x: np.ndarray, e: float | int) -> np.ndarray:
-    """x ** e with torch's special cases (ATen pow_tensor_scalar): they differ from pow()
-    at the edges (sqrt(-inf) is NaN where pow(-inf, 0.5) is inf; sqrt(-0.0) is -0.0)."""
-    if e == 2:
-        return x * x
-    if e == 3:
-        return x * x * x
+def _pow_scalar(x: np.ndarray, e: float | int, half: bool) -> np.ndarray:
+    """x ** e as ATen's pow_tensor_scalar_kernel computes it. For float32/float64 it takes
+    shortcuts that differ from pow() at the edges (sqrt(-inf) is NaN where pow(-inf, 0.5) is
+    inf; sqrt(-0.0) is -0.0); for float16 (`half`, x already widened to float32) it calls pow()
+    for every exponent."""
     if x.dtype.kind != "f":
         return np.power(x, e)  # integers: exact, wrapping like torch's
+    if half:
+        if e == 0.5:
+            # NumPy's power takes its own sqrt shortcut for 0.5; C's pow gives +0.0 at -0.0
+            # (-0.0 + 0.0 is +0.0) and inf at -inf.
+            return np.where(np.isneginf(x), np.inf, np.sqrt(x) + 0.0)
+        return np.power(x, np.asarray(e, x.dtype))
     if e == 0.5:
         return np.sqrt(x)
     if e == -0.5:
         return 1 / np.sqrt(x)
     if e == -1:
         return 1 / x
+    if e == 2:
+        return x * x
+    if e == 3:
+        return x * x * x
     if e == -2:
         return 1 / (x * x)
     return np.power(x, np.asarray(e, x.dtype))
@@ -181,11 +200,11 @@ def _pow_kernel(a: PowAttrs, xs, ctx):
     dtype = scalar_result_dtype(_dtype(xs[0]), a.exponent)
     x = _as(xs[0], dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return [_as(_pow_scalar(_opmath(x), a.exponent), dtype)]
+        return [_as(_pow_scalar(_opmath(x), a.exponent, x.dtype == np.float16), dtype)]
 
 
 def _pow_call(a: PowAttrs, args, ctx, ins) -> str:
-    other = args[1] if len(args) == 2 else repr(a.exponent)
+    other = args[1] if len(args) == 2 else py_number(a.exponent)
     return f"{args[0]} ** {other}"
 
 
@@ -238,6 +257,7 @@ def _compare_shape(a: CompareAttrs, ins):
     if a.other is None:
         raise ShapeError("needs two tensors, or a tensor and a number",
                          expected="2 operands", found="1 tensor")
+    need_fits(ins[0], a.other, "other")
     return [TensorType("bool", ins[0].shape)]
 
 
@@ -252,13 +272,10 @@ def _compare(name: str) -> Op:
             dtype = promote_types(_dtype(xs[0]), _dtype(xs[1]))
             return [fn(_as(xs[0], dtype), _as(xs[1], dtype))]
         dtype = scalar_result_dtype(_dtype(xs[0]), a.other)
-        x = _as(xs[0], dtype)
-        # A Python int is compared exactly (NumPy 2 handles one outside the dtype's range).
-        other = np.asarray(a.other, x.dtype) if x.dtype.kind == "f" else a.other
-        return [fn(x, other)]
+        return [fn(_as(xs[0], dtype), scalar_array(a.other, numpy_dtype(dtype)))]
 
     def emit(a: CompareAttrs, args, ctx, ins) -> str:
-        other = args[1] if len(args) == 2 else repr(a.other)
+        other = args[1] if len(args) == 2 else py_number(a.other)
         return f"{args[0]} {sym} {other}"
 
     return Op(
@@ -295,11 +312,11 @@ class WhereAttrs(Attrs):
 def _where_shape(a: WhereAttrs, ins):
     cond = ins[0]
     if cond.dtype != "bool":
-        raise ShapeError("where's condition must be a bool tensor", expected="bool[...]",
+        raise ShapeError("the condition must be a bool tensor", expected="bool[...]",
                          found=str(cond), arg=0, code="E0302")
     if len(ins) == 3:
         if a.other is not None:
-            raise ShapeError("where takes a tensor or a number for its third operand, not both",
+            raise ShapeError("takes a tensor or a number for its third operand, not both",
                              expected="one value where cond is false", found="both",
                              attr="other")
         x, y = ins[1], ins[2]
@@ -312,10 +329,11 @@ def _where_shape(a: WhereAttrs, ins):
             raise
         return [TensorType(dtype, shape)]
     if a.other is None:
-        raise ShapeError("where needs a value for where the condition is false",
+        raise ShapeError("needs a value for where the condition is false",
                          expected="where(cond, x, y) or where(cond, x, 0.0)",
                          found="where(cond, x)", attr="other")
     x = ins[1]
+    need_fits(x, a.other, "other")
     return [TensorType(scalar_result_dtype(x.dtype, a.other), broadcast(cond.shape, x.shape))]
 
 
@@ -325,7 +343,7 @@ def _where_kernel(a: WhereAttrs, xs, ctx):
         dtype = promote_types(_dtype(x), _dtype(xs[2]))
         return [np.where(cond, _as(x, dtype), _as(xs[2], dtype))]
     dtype = scalar_result_dtype(_dtype(x), a.other)
-    return [np.where(cond, _as(x, dtype), np.asarray(a.other, numpy_dtype(dtype)))]
+    return [np.where(cond, _as(x, dtype), scalar_array(a.other, numpy_dtype(dtype)))]
 
 
 WHERE = Op(
@@ -341,7 +359,7 @@ WHERE = Op(
     numpy=_where_kernel,
     torch_call=lambda a, args, ctx, ins: (
         f"torch.where({', '.join(args)})" if len(args) == 3
-        else f"torch.where({args[0]}, {args[1]}, {a.other!r})"),
+        else f"torch.where({args[0]}, {args[1]}, {py_number(a.other)})"),
     examples=(
         Example({}, (tensor("bool", 2, 3, 4), tensor("f32", 2, 3, 4), tensor("f32", 2, 3, 4))),
         Example({}, (tensor("bool", 3, 1), tensor("f32", 2, 3, 4), tensor("f32", 4))),

@@ -88,7 +88,7 @@ class CumsumAttrs(Attrs):
 def _cumsum_shape(a: CumsumAttrs, ins):
     x = ins[0]
     if x.rank == 0:
-        raise ShapeError("cumsum needs an axis", expected="rank >= 1", found=str(x))
+        raise ShapeError("needs an axis", expected="rank >= 1", found=str(x))
     norm_axis(a.dim, x.rank)
     # torch sums integers and bools in int64 (an i32 running sum would overflow).
     return [TensorType(x.dtype if x.is_float else "i64", x.shape)]
@@ -140,11 +140,11 @@ def _topk_shape(a: TopkAttrs, ins):
     x = ins[0]
     need_numeric(x)
     if x.rank == 0:
-        raise ShapeError("topk needs an axis", expected="rank >= 1", found=str(x))
+        raise ShapeError("needs an axis", expected="rank >= 1", found=str(x))
     axis = norm_axis(a.dim, x.rank)
     n = concrete(x.shape[axis], "topk's axis")
     if not 0 <= a.k <= n:
-        raise ShapeError(f"topk k={a.k} is out of range for an axis of size {n}",
+        raise ShapeError(f"k={a.k} is out of range for an axis of size {n}",
                          expected=f"0 <= k <= {n}", found=str(a.k), attr="k", code="E0343")
     return [x.with_shape(x.shape[:axis] + (D.const(a.k),) + x.shape[axis + 1:])]
 
