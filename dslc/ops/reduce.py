@@ -104,7 +104,9 @@ _ACC = {np.dtype(np.float16): np.float32, np.dtype(np.float32): np.float64,
 def _cumsum_kernel(a: CumsumAttrs, xs, ctx):
     x = xs[0]
     out = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
-    return [np.cumsum(x, axis=a.dim, dtype=_ACC.get(x.dtype, np.int64)).astype(out, copy=False)]
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN from there on, as in torch
+        acc = np.cumsum(x, axis=a.dim, dtype=_ACC.get(x.dtype, np.int64))
+    return [acc.astype(out, copy=False)]
 
 
 CUMSUM = Op(
