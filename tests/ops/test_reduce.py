@@ -134,5 +134,6 @@ def test_topk_emits_values_of_torch_topk():
     ("b -> topk(1)", "E0302"),
 ])
 def test_topk_diagnostics(text, code):
-    d = load_error(f"model t {{\n  input x: f32[B, 7]\n  input b: bool[3]\n  output y = {text}\n}}\n")
+    d = load_error("model t {\n  input x: f32[B, 7]\n  input b: bool[3]\n"
+                   f"  output y = {text}\n}}\n")
     assert d.code == code and d.span.line == 4, d
