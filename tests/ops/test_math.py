@@ -311,3 +311,49 @@ def test_an_integer_that_does_not_fit_the_tensor_is_e0345(text, attr):
                    f"  output y = {text}\n}}\n")
     assert d.code == "E0345" and d.span.line == 4, d
     assert "i32" in d.message
+
+
+# ---- the new ops together in one model, as the generated module must run them ----------------
+
+GATED = """
+model gated {
+  input x: f32[B, 16]
+  input bias: f32[16]
+  h = x -> linear(16) -> hardswish
+  mask = h -> gt(0.0)
+  kept = where(mask, h, -1.0)
+  g = maximum(kept, bias) -> softplus(beta=2.0) -> log1p
+  s = minimum(pow(h, 3), x) -> abs -> sqrt -> rsqrt -> clamp(max=10.0)
+  p = pow(g, 0.5) + s * 0.5 -> mish -> relu6
+  top = p -> topk(4, dim=1)
+  run = cumsum(top, 1) -> selu -> glu(1)
+  output run, mask
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def gated():
+    import dslc
+
+    return dslc.load("gated.dl", text=GATED)
+
+
+def test_new_ops_in_one_model_equal_the_generated_module(gated):
+    from tests.helpers import compare_numpy_torch
+
+    np_out, t_out, _ = compare_numpy_torch(gated, {"B": 5}, rtol=1e-5)
+    assert np_out["run"].shape == (5, 2) and np_out["mask"].dtype == np.bool_
+    np.testing.assert_array_equal(np_out["mask"], t_out["mask"])
+
+
+def test_generated_module_compiles_and_exports(gated):
+    m = gated.to_torch()().eval()
+    x, bias = torch.randn(5, 16), torch.randn(16)
+    with torch.no_grad():
+        want = m(x=x, bias=bias)
+        compiled = torch.compile(m, fullgraph=True, backend="eager")(x=x, bias=bias)
+    exported = torch.export.export(m, (), {"x": x, "bias": bias}).module()(x=x, bias=bias)
+    for got in (compiled, exported):
+        for u, v in zip(got, want):
+            assert torch.equal(u, v)
