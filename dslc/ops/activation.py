@@ -244,19 +244,22 @@ def _prelu_kernel(a, xs, ctx):
     return [np.where(x >= 0, x, w * x).astype(x.dtype)]
 
 
-def _pointwise(fn, upcast: bool = True):
+def _pointwise(fn, upcast: bool = True, quiet: bool = False):
     """The kernel of a table row: `fn(attrs, x)` in torch's precision, rounded to x's dtype.
 
     float16 is computed in float32 and rounded once at the end, as torch's CPU kernels do (a
     formula of several steps rounded after each would drift from them); `upcast=False` for
-    the few that torch writes as several tensor ops, each rounded (softsign). Overflow and
-    invalid values give inf and NaN as in torch (exp of a large input in softplus, mish,
-    silu), so NumPy's warnings about them are silenced here.
+    the few that torch writes as several tensor ops, each rounded (softsign). With `quiet`,
+    overflow and invalid values give inf and NaN as in torch (exp of a large input in
+    softplus, mish, silu; -inf · 0 in hardswish) without NumPy's warnings. Only those rows ask:
+    np.errstate costs 3 us a call, which a scan's per-step tanh on tiny tensors would feel.
     """
 
     def kernel(a, xs, ctx):
         x = xs[0]
         wide = x.astype(np.float32) if upcast and x.dtype == np.float16 else x
+        if not quiet:
+            return [np.asarray(fn(a, wide), dtype=x.dtype)]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return [np.asarray(fn(a, wide), dtype=x.dtype)]
 
@@ -277,7 +280,7 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True):
+         examples=None, upcast=True, quiet=False):
     return Op(
         name=name,
         family="act",
@@ -285,7 +288,7 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         attrs=attrs,
         positional=positional,
         shape=shape,
-        numpy=_pointwise(fn, upcast),
+        numpy=_pointwise(fn, upcast, quiet),
         torch_call=(lambda a, args, ctx, ins: torch_fmt(a, args[0])) if callable(torch_fmt)
         else (lambda a, args, ctx, ins: torch_fmt.format(x=args[0], a=a)),
         label=label or (lambda a: ""),
@@ -309,37 +312,6 @@ ACTIVATIONS = (
     _act("sigmoid", "1 / (1 + e^-x).", lambda a, x: _sigmoid(x), "torch.sigmoid({x})"),
     _act("hard_sigmoid", "The notes' name of `hardsigmoid`: relu6(x + 3) / 6.",
          lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})"),
-    _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
-         lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
-    _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
-         "F.relu6({x})", examples=(X6,)),
-    _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
-         lambda a, x: _hard(x, a.min_val, a.max_val),
-         _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,
-         shape=_hardtanh_shape, positional=("min_val", "max_val"),
-         label=lambda a: f"[{a.min_val:g}, {a.max_val:g}]",
-         examples=(Example({}, X24), Example({"min_val": -0.5, "max_val": 2.0}, X24))),
-    _act("hardswish", "x · relu6(x + 3) / 6 (MobileNetV3's activation).",
-         lambda a, x: x * _hard(x + 3, 0, 6) / 6, "F.hardswish({x})", examples=(X3,)),
-    _act("silu", "x · sigmoid(x) (swish).", lambda a, x: x / (1 + np.exp(-x)), "F.silu({x})"),
-    _act("mish", "x · tanh(softplus(x)).", lambda a, x: x * np.tanh(np.log1p(np.exp(x))),
-         "F.mish({x})"),
-    _act("selu", "scale · elu(x, alpha) with torch's fixed alpha and scale (self-normalising).",
-         lambda a, x: _scaled_elu(x, SELU_ALPHA, SELU_SCALE, 1.0), "F.selu({x})"),
-    _act("celu", "max(0, x) + min(0, alpha · (e^(x/alpha) − 1)).",
-         lambda a, x: _scaled_elu(x, a.alpha, 1.0, 1.0 / a.alpha), _call("F.celu", "alpha"),
-         attrs=CeluAttrs, shape=_celu_shape, positional=("alpha",),
-         label=lambda a: f"α {a.alpha:g}",
-         examples=(Example({}, X24), Example({"alpha": 0.5}, X24))),
-    _act("softplus", "log(1 + e^(beta·x)) / beta; x itself where beta·x > threshold.",
-         lambda a, x: _softplus(x, a.beta, a.threshold),
-         _call("F.softplus", "beta", "threshold"), attrs=SoftplusAttrs,
-         positional=("beta", "threshold"), label=lambda a: f"β {a.beta:g}",
-         examples=(Example({}, X24), Example({"beta": 2.0, "threshold": 1.0}, X24))),
-    _act("softsign", "x / (1 + |x|).", lambda a, x: x / (np.abs(x) + 1), "F.softsign({x})",
-         upcast=False),
-    _act("logsigmoid", "log(sigmoid(x)), computed stably.", lambda a, x: _logsigmoid(x),
-         "F.logsigmoid({x})"),
     _act("tanh", "Hyperbolic tangent.", lambda a, x: np.tanh(x), "torch.tanh({x})"),
     _act("softmax", "exp(x) / sum(exp(x)) along `dim` (default the last).",
          lambda a, x: _softmax(x, a.dim), "torch.softmax({x}, dim={a.dim})", attrs=DimAttrs,
@@ -349,18 +321,10 @@ ACTIVATIONS = (
          lambda a, x: _log_softmax(x, a.dim), "torch.log_softmax({x}, dim={a.dim})",
          attrs=DimAttrs, shape=_same_dim, positional=("dim",), label=lambda a: f"dim {a.dim}",
          examples=(Example({"dim": -1}, X24),)),
-    _act("softmin", "softmax(-x) along `dim`.", lambda a, x: _softmax(-x, a.dim),
-         "F.softmin({x}, dim={a.dim})", attrs=DimAttrs, shape=_same_dim, positional=("dim",),
-         label=lambda a: f"dim {a.dim}",
-         examples=(Example({"dim": -1}, X24), Example({"dim": 1}, (tensor("f32", 2, 3, 4),)))),
-    _act("glu", "Gated linear unit: the first half of `dim` times sigmoid of the second half.",
-         lambda a, x: _glu(x, a.dim), "F.glu({x}, dim={a.dim})", attrs=DimAttrs,
-         shape=_glu_shape, positional=("dim",), label=lambda a: f"dim {a.dim}",
-         examples=(Example({}, X24), Example({"dim": 1}, (tensor("f32", 2, 4, 3),)))),
     _act("gelu", "x·Φ(x) (exact, or the tanh approximation).",
          lambda a, x: _gelu(x, a.approximate),
          "F.gelu({x}, approximate={a.approximate!r})", attrs=GeluAttrs, shape=_gelu_shape,
-         examples=(Example({}, X24), Example({"approximate": "tanh"}, X24))),
+         examples=(Example({}, X24), Example({"approximate": "tanh"}, X24)), quiet=True),
     _act("elu", "x if x > 0 else alpha·(e^x − 1).",
          lambda a, x: _elu(x, a.alpha),
          "F.elu({x}, alpha={a.alpha!r})", attrs=EluAttrs, positional=("alpha",),
@@ -382,6 +346,51 @@ ACTIVATIONS = (
         label=lambda a: f"{a.num_parameters} slope" + ("s" if a.num_parameters > 1 else ""),
         examples=(Example({}, X24), Example({"num_parameters": 3}, (tensor("f32", 2, 3, 4),))),
     ),
+
+    # torch.nn.functional's other activations.
+    _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
+         lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
+    _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
+         "F.relu6({x})", examples=(X6,)),
+    _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
+         lambda a, x: _hard(x, a.min_val, a.max_val),
+         _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,
+         shape=_hardtanh_shape, positional=("min_val", "max_val"),
+         label=lambda a: f"[{a.min_val:g}, {a.max_val:g}]",
+         examples=(Example({}, X24), Example({"min_val": -0.5, "max_val": 2.0}, X24))),
+    _act("hardswish", "x · relu6(x + 3) / 6 (MobileNetV3's activation).",
+         lambda a, x: x * _hard(x + 3, 0, 6) / 6, "F.hardswish({x})", examples=(X3,), quiet=True),
+    _act("silu", "x · sigmoid(x) (swish).", lambda a, x: x / (1 + np.exp(-x)), "F.silu({x})",
+         quiet=True),
+    _act("mish", "x · tanh(softplus(x)).", lambda a, x: x * np.tanh(np.log1p(np.exp(x))),
+         "F.mish({x})", quiet=True),
+    _act("selu", "scale · elu(x, alpha) with torch's fixed alpha and scale (self-normalising).",
+         lambda a, x: _scaled_elu(x, SELU_ALPHA, SELU_SCALE, 1.0), "F.selu({x})",
+         quiet=True),
+    _act("celu", "max(0, x) + min(0, alpha · (e^(x/alpha) − 1)).",
+         lambda a, x: _scaled_elu(x, a.alpha, 1.0, 1.0 / a.alpha), _call("F.celu", "alpha"),
+         attrs=CeluAttrs, shape=_celu_shape, positional=("alpha",),
+         label=lambda a: f"α {a.alpha:g}",
+         examples=(Example({}, X24), Example({"alpha": 0.5}, X24)), quiet=True),
+    _act("softplus", "log(1 + e^(beta·x)) / beta; x itself where beta·x > threshold.",
+         lambda a, x: _softplus(x, a.beta, a.threshold),
+         _call("F.softplus", "beta", "threshold"), attrs=SoftplusAttrs,
+         positional=("beta", "threshold"), label=lambda a: f"β {a.beta:g}",
+         examples=(Example({}, X24), Example({"beta": 2.0, "threshold": 1.0}, X24)),
+         quiet=True),
+    _act("softsign", "x / (1 + |x|).", lambda a, x: x / (np.abs(x) + 1), "F.softsign({x})",
+         upcast=False, quiet=True),
+    _act("logsigmoid", "log(sigmoid(x)), computed stably.", lambda a, x: _logsigmoid(x),
+         "F.logsigmoid({x})"),
+    _act("softmin", "softmax(-x) along `dim`.", lambda a, x: _softmax(-x, a.dim),
+         "F.softmin({x}, dim={a.dim})", attrs=DimAttrs, shape=_same_dim, positional=("dim",),
+         label=lambda a: f"dim {a.dim}",
+         examples=(Example({"dim": -1}, X24), Example({"dim": 1}, (tensor("f32", 2, 3, 4),)))),
+    _act("glu", "Gated linear unit: the first half of `dim` times sigmoid of the second half.",
+         lambda a, x: _glu(x, a.dim), "F.glu({x}, dim={a.dim})", attrs=DimAttrs,
+         shape=_glu_shape, positional=("dim",), label=lambda a: f"dim {a.dim}",
+         examples=(Example({}, X24), Example({"dim": 1}, (tensor("f32", 2, 4, 3),))),
+         quiet=True),
     Op(
         name="clamp",
         family="act",
