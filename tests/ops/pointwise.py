@@ -5,8 +5,10 @@ both must agree on."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import dslc
+from dslc.diagnostics import Diagnostic, DslcError
 from dslc.types import dtype_of_array
 from tests.helpers import torch_outputs
 
@@ -53,12 +55,8 @@ def assert_matches(got: np.ndarray, want: np.ndarray, rtol: float = 0.0,
                                rtol=rtol, atol=atol, equal_nan=True)
 
 
-def load_error(text: str):
+def load_error(text: str) -> Diagnostic:
     """The first diagnostic of a spec that must not check."""
-    import pytest
-
-    from dslc.diagnostics import DslcError
-
     with pytest.raises(DslcError) as exc:
         dslc.load("t.dl", text=text)
     return exc.value.diagnostics[0]

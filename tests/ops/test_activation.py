@@ -64,6 +64,8 @@ ACTIVATION_CASES = [
     ("logsigmoid", F.logsigmoid, False),
     ('gelu(approximate="tanh")', lambda t: F.gelu(t, approximate="tanh"), False),
     ("gelu", F.gelu, False),
+    ("elu", F.elu, False),
+    ("elu(0.5)", lambda t: F.elu(t, 0.5), False),
 ]
 
 # Relative tolerance (to the larger magnitude of the two) and absolute floor per dtype for the
@@ -90,6 +92,9 @@ def test_activation_equals_torch_at_the_edges(call, fn, exact, dtype):
         # 1 + erf(x) and 1 + tanh(x) cancel for x < 0: an ulp of torch's float erf or tanh
         # near -1 is 6e-8 · |x| off in the result (5e-7 at gelu(-3) = -0.00405).
         atol = 1e-6
+    if call.startswith("elu") and dtype != "f16":
+        # exp(x) - 1, not expm1 (dslc/ops/activation.py says why): an ulp of 1 absolutely.
+        atol = {"f32": 1.2e-7, "f64": 2.3e-16}[dtype]
     assert_matches(got, want, rtol=rtol, atol=atol)
 
 
