@@ -1,0 +1,208 @@
+"""ONNX back end: lowers the optimised IR graph to an ONNX model (`dslc export`).
+
+Built with the `onnx` package alone (never through torch). Design decisions:
+
+- Lowerings live here and in the family modules `onnx_lower_*.py`, as one plain table keyed
+  by IR op name, not in the op files: `onnx` is an optional dependency (`pip install
+  dslc[onnx]`), imported only when a model is exported, and the op files are the ops' own.
+  An op without an entry is a located E0802 ("no ONNX lowering for op X"), never a traceback.
+- A lowering is `fn(lw: Lower, node: IRNode, ins: list[str]) -> list[str]`: it appends ONNX
+  nodes through `lw` (one node, or a small pattern documented in docs/onnx.md) and returns
+  the ONNX value names of the IR node's outputs.
+- Names: parameters are initializers named by their state_dict keys; ONNX nodes are named
+  `<frame>/<value>/<OpType>` where <frame> is the innermost block/repeat path of the IR node
+  (`layer1.0/conv1/Conv`), so Netron groups a repeat's iterations; every node's doc_string is
+  the spec location `file:line:col op`. The IR value a node computes is named
+  `<frame>/<value>` (graph inputs and outputs keep the spec's names).
+- Dims: symbols bound nowhere stay symbolic (`dim_param` B, T, N, E), derived dims (B*T, T-2)
+  are left unnamed; shapes that depend on runtime dims are computed from the inputs' shapes
+  (Shape, then integer arithmetic), once per model.
+- Inference only: random ops (dropout, noise, reparameterize, edge dropout) export as their
+  evaluation-mode function (the identity, the mean, all edges kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dslc.diagnostics import Diagnostic, DslcError, Span
+from dslc.ir import Graph, IRNode
+
+DEFAULT_OPSET = 18
+MIN_OPSET, MAX_OPSET = 17, 23
+# The IR version each opset needs (onnx.helper.VERSION_TABLE); onnxruntime reads these.
+IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
+
+Lowering = Callable[..., list[str]]
+
+
+def require_onnx() -> None:
+    """E0801 when the optional `onnx` package is missing."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise DslcError(Diagnostic(
+            "E0801", "exporting to ONNX needs the `onnx` package, which is not installed",
+            Span("<export>", 0, 0, 0, 0), hint="pip install dslc[onnx]")) from None
+
+
+def lowerings() -> dict[str, Lowering]:
+    """The table: IR op name -> lowering (imports onnx)."""
+    from dslc.backends import onnx_lower_attention, onnx_lower_core, onnx_lower_graph
+    from dslc.backends import onnx_lower_seq
+
+    table: dict[str, Lowering] = {}
+    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph):
+        table.update(mod.LOWERINGS)
+    return table
+
+
+def lower_graph(state, graph: Graph, name: str, formal: list[tuple[str, object]] | None,
+                table: dict[str, Lowering] | None = None, outer: dict | None = None):
+    """Lower the nodes of `graph` into a new ONNX graph builder. `formal`: for a sub-graph,
+    the ONNX names and types of its inputs (bound to the IR graph's inputs in order); None for
+    the model's graph, whose inputs are the spec's. Returns (builder, value map)."""
+    from dslc.backends.onnx_builder import GraphBuilder, Lower, export_error, value_info
+
+    table = table if table is not None else lowerings()
+    b = GraphBuilder(state, name)
+    if state.root is None:
+        state.root = b
+    for i, (in_name, nid) in enumerate(graph.inputs):
+        t = graph.nodes[nid].types[0]
+        if formal is None:
+            onnx_name = in_name
+            state.names.add(onnx_name)
+            b.inputs.append(value_info(onnx_name, t, state.bindings))
+            for axis, d in enumerate(t.shape):
+                if d.is_Symbol and d.name not in state.bindings:
+                    state.sym_sources.setdefault(d.name, (onnx_name, axis))
+        else:
+            onnx_name, ftype = formal[i]
+            b.inputs.append(value_info(onnx_name, ftype, state.bindings))
+        b.values[(nid, 0)] = onnx_name
+    for node in graph.order():
+        if node.op == "input":
+            continue
+        fn = table.get(node.op)
+        if fn is None:
+            raise export_error("E0802", f"no ONNX lowering for op `{node.op}`", node.span,
+                               hint="export a model without it, or add a lowering to "
+                               "dslc/backends/onnx_lower_*.py (see docs/onnx.md)")
+        ins = [b.values[r] for r in node.inputs]
+        lw = Lower(b, node, ins, lower_graph, graph)
+        outs = fn(lw, node, ins)
+        assert len(outs) == len(node.types), f"{node.op} lowering gave {len(outs)} outputs"
+        for port, val in enumerate(outs):
+            outs[port] = _name_value(lw, node, port, val, b)
+            b.values[(node.id, port)] = outs[port]
+            if outs[port] not in {v.name for v in b.inputs} and outs[port] in _made_outputs(lw):
+                b.value_info.append(value_info(outs[port], node.types[port], state.bindings))
+    return b, b.values
+
+
+def _made_outputs(lw) -> set[str]:
+    return {o for n in lw.made for o in n.output}
+
+
+def _name_value(lw, node: IRNode, port: int, val: str, b) -> str:
+    """Rename the value a lowering returned to `<frame>/<spec name>` when one of its own
+    nodes made it (a pass-through such as eval-mode dropout keeps its input's name)."""
+    made = [n for n in lw.made if val in n.output]
+    if not made:
+        return val
+    base = lw.label if len(node.types) == 1 else f"{lw.label}.{port}"
+    new = lw.state.unique(base)
+    for n in lw.made:
+        for i, o in enumerate(n.output):
+            if o == val:
+                n.output[i] = new
+        for i, o in enumerate(n.input):
+            if o == val:
+                n.input[i] = new
+    lw.state.names.discard(val)
+    return new
+
+
+def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+                bindings: dict[str, int] | None = None, doc: str = ""):
+    """The ONNX ModelProto of an optimised IR graph with these (already folded) parameters."""
+    require_onnx()
+    from onnx import helper
+
+    from dslc.backends.onnx_builder import ExportState, value_info
+
+    state = ExportState(opset=opset, params=params, bindings=dict(bindings or {}))
+    # The outputs' names are the spec's: no intermediate value may take them.
+    state.names.update(name for name, _ in graph.outputs)
+    b, values = lower_graph(state, graph, graph.model, None)
+    input_names = {v.name for v in b.inputs}
+    used: set[str] = set()
+    for out_name, ref in graph.outputs:
+        val = values[ref]
+        t = graph.type_of(ref)
+        if val != out_name:
+            if val in input_names or val in used or val in state.initializers:
+                # An output that is an input, another output or a parameter: an Identity.
+                b.nodes.append(helper.make_node("Identity", [val], [out_name],
+                                                name=state.unique_node(f"{out_name}/Identity")))
+            else:
+                _rename(b, val, out_name)
+        used.add(out_name)
+        b.outputs.append(value_info(out_name, t, state.bindings))
+    b.value_info = [v for v in b.value_info if v.name not in used]
+    model = helper.make_model(
+        b.make_graph(), producer_name="dslc", producer_version="0.1.0", doc_string=doc,
+        opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION[opset]
+    return model
+
+
+def _rename(b, old: str, new: str) -> None:
+    """Rename a value everywhere in the model's graph (nodes, value_info, Loop bodies)."""
+    def walk(nodes):
+        for n in nodes:
+            for i, o in enumerate(n.output):
+                if o == old:
+                    n.output[i] = new
+            for i, o in enumerate(n.input):
+                if o == old:
+                    n.input[i] = new
+            for attr in n.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g.node)
+                    for vi in list(attr.g.output):
+                        if vi.name == old:
+                            vi.name = new
+    walk(b.nodes)
+    for vi in b.value_info:
+        if vi.name == old:
+            vi.name = new
+
+
+def check_opset(opset: int, span: Span) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise DslcError(Diagnostic(
+            "E0806", f"ONNX opset {opset} is not supported", span,
+            expected=f"{MIN_OPSET} <= opset <= {MAX_OPSET} (default {DEFAULT_OPSET})",
+            found=str(opset)))
+
+
+def export_bytes(prog, params: dict[str, np.ndarray] | None = None, opset: int = DEFAULT_OPSET,
+                 bindings: dict[str, int] | None = None, seed: int = 0) -> bytes:
+    """The serialised ONNX model of a Program: parameters from `params` (the source's
+    state_dict format, as `dslc run --params` takes) or initialised from `seed`."""
+    from dslc import interp
+
+    require_onnx()
+    check_opset(opset, prog.graph.span or Span(prog.path, 0, 0, 0, 0))
+    if params is None:
+        params = prog.init_params(seed)
+    else:
+        interp.validate_params(prog.source, params)
+    folded = prog.fold_params(params)
+    model = build_model(prog.graph, folded, opset, bindings,
+                        doc=f"{prog.name} from {prog.path.rsplit('/', 1)[-1]} (dslc)")
+    return model.SerializeToString()

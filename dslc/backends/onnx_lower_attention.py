@@ -1,0 +1,3 @@
+"""ONNX lowerings (attention)."""
+
+LOWERINGS = {}

@@ -1,0 +1,3 @@
+"""ONNX lowerings (seq)."""
+
+LOWERINGS = {}
