@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ class ExportState:
     dim_cache: dict[str, str] = field(default_factory=dict)
     const_cache: dict[tuple, str] = field(default_factory=dict)
     root: GraphBuilder | None = None
+    table: dict = field(default_factory=dict)  # op name -> lowering
 
     def unique(self, base: str) -> str:
         """A value name no other value of the model has (ONNX values are SSA, model-wide
@@ -82,7 +82,6 @@ class GraphBuilder:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self.value_info: list[onnx.ValueInfoProto] = []
-        self.values: dict[tuple[int, int], str] = {}  # IR value -> ONNX value name
 
     def make_graph(self) -> onnx.GraphProto:
         inits = list(self.state.initializers.values()) if self is self.state.root else []
@@ -109,8 +108,7 @@ class Lower:
     """What a lowering gets: the IR node and helpers that append ONNX nodes to the current
     graph, named and documented after the node's spec location."""
 
-    def __init__(self, builder: GraphBuilder, node: IRNode, ins: list[str],
-                 lower_graph: Callable[..., Any], ir_graph: Graph):
+    def __init__(self, builder: GraphBuilder, node: IRNode, ins: list[str], ir_graph: Graph):
         self.b = builder
         self.state = builder.state
         self.node = node
@@ -120,7 +118,6 @@ class Lower:
         self.out_types = list(node.types)
         self.opset = self.state.opset
         self.made: list[onnx.NodeProto] = []  # the nodes this lowering appended, in order
-        self._lower_graph = lower_graph
         frame = node.frames[-1] if node.frames else ""
         self.label = f"{frame}/{node.name}" if frame else node.name
         self.doc = f"{location(node.span)} {node.op}"
@@ -302,9 +299,8 @@ class Lower:
     def cast(self, x: str, dtype: str) -> str:
         return self.op("Cast", [x], to=ELEM[dtype])
 
-    def subgraph(self, cell: Graph, name: str, inputs: list[tuple[str, TensorType]],
-                 bind_inputs: list[tuple[int, int]] | None = None) -> tuple[GraphBuilder, dict]:
-        """Lower an IR sub-graph (a scan's cell) into a new ONNX graph: `inputs` are its
-        formal inputs (name, type) in order; the cell's IR inputs are bound to the given
-        names. Returns the builder and the cell's value map."""
-        return self._lower_graph(self.state, cell, name, inputs)
+    def lower_cell(self, body: GraphBuilder, cell: Graph, input_values: list[str]) -> dict:
+        """Lower an IR sub-graph (a scan's cell) into `body`; returns its value map."""
+        from dslc.backends.onnx_export import lower_into
+
+        return lower_into(body, cell, input_values)

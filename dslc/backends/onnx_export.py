@@ -50,8 +50,12 @@ def require_onnx() -> None:
 
 def lowerings() -> dict[str, Lowering]:
     """The table: IR op name -> lowering (imports onnx)."""
-    from dslc.backends import onnx_lower_attention, onnx_lower_core, onnx_lower_graph
-    from dslc.backends import onnx_lower_seq
+    from dslc.backends import (
+        onnx_lower_attention,
+        onnx_lower_core,
+        onnx_lower_graph,
+        onnx_lower_seq,
+    )
 
     table: dict[str, Lowering] = {}
     for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph):
@@ -59,30 +63,34 @@ def lowerings() -> dict[str, Lowering]:
     return table
 
 
-def lower_graph(state, graph: Graph, name: str, formal: list[tuple[str, object]] | None,
-                table: dict[str, Lowering] | None = None, outer: dict | None = None):
-    """Lower the nodes of `graph` into a new ONNX graph builder. `formal`: for a sub-graph,
-    the ONNX names and types of its inputs (bound to the IR graph's inputs in order); None for
-    the model's graph, whose inputs are the spec's. Returns (builder, value map)."""
-    from dslc.backends.onnx_builder import GraphBuilder, Lower, export_error, value_info
+def lower_graph(state, graph: Graph, name: str):
+    """The model's ONNX graph builder, its inputs the spec's, and the IR value map."""
+    from dslc.backends.onnx_builder import GraphBuilder, value_info
 
-    table = table if table is not None else lowerings()
     b = GraphBuilder(state, name)
-    if state.root is None:
-        state.root = b
-    for i, (in_name, nid) in enumerate(graph.inputs):
+    state.root = b
+    names = []
+    for in_name, nid in graph.inputs:
         t = graph.nodes[nid].types[0]
-        if formal is None:
-            onnx_name = in_name
-            state.names.add(onnx_name)
-            b.inputs.append(value_info(onnx_name, t, state.bindings))
-            for axis, d in enumerate(t.shape):
-                if d.is_Symbol and d.name not in state.bindings:
-                    state.sym_sources.setdefault(d.name, (onnx_name, axis))
-        else:
-            onnx_name, ftype = formal[i]
-            b.inputs.append(value_info(onnx_name, ftype, state.bindings))
-        b.values[(nid, 0)] = onnx_name
+        state.names.add(in_name)
+        b.inputs.append(value_info(in_name, t, state.bindings))
+        names.append(in_name)
+        for axis, d in enumerate(t.shape):
+            if d.is_Symbol and d.name not in state.bindings:
+                state.sym_sources.setdefault(d.name, (in_name, axis))
+    return b, lower_into(b, graph, names)
+
+
+def lower_into(b, graph: Graph, input_values: list[str]) -> dict:
+    """Lower the nodes of IR `graph` into builder `b` (the model's graph or a Loop body), its
+    inputs bound to the ONNX values `input_values`; returns IR value -> ONNX value name."""
+    from dslc.backends.onnx_builder import Lower, export_error, value_info
+
+    state = b.state
+    table = state.table
+    values: dict[tuple[int, int], str] = {}
+    for (_, nid), val in zip(graph.inputs, input_values):
+        values[(nid, 0)] = val
     for node in graph.order():
         if node.op == "input":
             continue
@@ -91,23 +99,24 @@ def lower_graph(state, graph: Graph, name: str, formal: list[tuple[str, object]]
             raise export_error("E0802", f"no ONNX lowering for op `{node.op}`", node.span,
                                hint="export a model without it, or add a lowering to "
                                "dslc/backends/onnx_lower_*.py (see docs/onnx.md)")
-        ins = [b.values[r] for r in node.inputs]
-        lw = Lower(b, node, ins, lower_graph, graph)
-        outs = fn(lw, node, ins)
+        ins = [values[r] for r in node.inputs]
+        lw = Lower(b, node, ins, graph)
+        outs = list(fn(lw, node, ins))
         assert len(outs) == len(node.types), f"{node.op} lowering gave {len(outs)} outputs"
+        made = _made_outputs(lw)
         for port, val in enumerate(outs):
-            outs[port] = _name_value(lw, node, port, val, b)
-            b.values[(node.id, port)] = outs[port]
-            if outs[port] not in {v.name for v in b.inputs} and outs[port] in _made_outputs(lw):
-                b.value_info.append(value_info(outs[port], node.types[port], state.bindings))
-    return b, b.values
+            if val in made:
+                val = _name_value(lw, node, port, val)
+                b.value_info.append(value_info(val, node.types[port], state.bindings))
+            values[(node.id, port)] = val
+    return values
 
 
 def _made_outputs(lw) -> set[str]:
     return {o for n in lw.made for o in n.output}
 
 
-def _name_value(lw, node: IRNode, port: int, val: str, b) -> str:
+def _name_value(lw, node: IRNode, port: int, val: str) -> str:
     """Rename the value a lowering returned to `<frame>/<spec name>` when one of its own
     nodes made it (a pass-through such as eval-mode dropout keeps its input's name)."""
     made = [n for n in lw.made if val in n.output]
@@ -134,10 +143,11 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
 
     from dslc.backends.onnx_builder import ExportState, value_info
 
-    state = ExportState(opset=opset, params=params, bindings=dict(bindings or {}))
+    state = ExportState(opset=opset, params=params, bindings=dict(bindings or {}),
+                        table=lowerings())
     # The outputs' names are the spec's: no intermediate value may take them.
     state.names.update(name for name, _ in graph.outputs)
-    b, values = lower_graph(state, graph, graph.model, None)
+    b, values = lower_graph(state, graph, graph.model)
     input_names = {v.name for v in b.inputs}
     used: set[str] = set()
     for out_name, ref in graph.outputs:

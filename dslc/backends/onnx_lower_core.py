@@ -8,7 +8,6 @@ import math
 import numpy as np
 
 from dslc.backends.onnx_builder import ELEM, Lower
-from dslc.ops.base import pair
 from dslc.types import numpy_dtype
 
 # ---- pointwise ---------------------------------------------------------------------------
