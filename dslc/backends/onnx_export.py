@@ -122,7 +122,12 @@ def _name_value(lw, node: IRNode, port: int, val: str) -> str:
     made = [n for n in lw.made if val in n.output]
     if not made:
         return val
-    base = lw.label if len(node.types) == 1 else f"{lw.label}.{port}"
+    base = lw.label
+    if len(node.types) > 1:
+        # `hs, h = scan ...` names its values together: each port gets its own name
+        names = node.name.split(",")
+        base = (base.rsplit("/", 1)[0] + "/" if "/" in base else "") + names[port].strip() \
+            if len(names) == len(node.types) else f"{base}.{port}"
     new = lw.state.unique(base)
     for n in lw.made:
         for i, o in enumerate(n.output):

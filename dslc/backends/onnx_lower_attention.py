@@ -15,10 +15,13 @@ from dslc.types import numpy_dtype
 
 
 def _range(lw: Lower, d) -> str:
-    """int64 [d]: 0, 1, ..., d-1."""
-    n = lw.squeeze(lw.dim(d), [0])
-    return lw.op("Range", [lw.const(np.asarray(0, np.int64), "zero"), n,
-                           lw.const(np.asarray(1, np.int64), "one")])
+    """int64 [d]: 0, 1, ..., d-1, as an exclusive CumSum of ones: ONNX shape inference then
+    knows the length (it does not for a Range)."""
+    from onnx import TensorProto, helper
+
+    ones = lw.op("ConstantOfShape", [lw.dim(d)],
+                 value=helper.make_tensor("value", TensorProto.INT64, [1], [1]))
+    return lw.op("CumSum", [ones, lw.const(np.asarray(0, np.int64), "zero")], exclusive=1)
 
 
 def _positions(lw: Lower, tq, tk) -> tuple[str, str]:
@@ -180,8 +183,9 @@ def _sinusoidal(lw: Lower, node, ins):
 
 
 def _position_embedding(lw: Lower, node, ins):
+    # A Gather of rows 0..T-1 rather than a Slice: ONNX shape inference keeps the width.
     t = lw.out_types[0].shape[0]
-    return [lw.op("Slice", [lw.param("weight"), lw.ints([0]), lw.dim(t), lw.ints([0])])]
+    return [lw.op("Gather", [lw.param("weight"), _range(lw, t)], axis=0)]
 
 
 def _shared_embedding(lw: Lower, node, ins):
