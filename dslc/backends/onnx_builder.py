@@ -44,7 +44,7 @@ class ExportState:
     initializers: dict[str, TensorProto] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
     node_names: set[str] = field(default_factory=set)
-    # runtime symbol -> (graph input value, axis) it can be read from
+    # runtime symbol (or srepr of a derived input dim) -> (graph input value, axis) holding it
     sym_sources: dict[str, tuple[str, int]] = field(default_factory=dict)
     dim_cache: dict[str, str] = field(default_factory=dict)
     const_cache: dict[tuple, str] = field(default_factory=dict)
@@ -233,6 +233,9 @@ class Lower:
         return out
 
     def _dim_expr_uncached(self, e) -> str:
+        whole = self.state.sym_sources.get(sympy.srepr(e))
+        if whole is not None:  # an input axis has exactly this size (2*B, say)
+            return self._root_op("Shape", [whole[0]], start=whole[1], end=whole[1] + 1)
         if e.is_Symbol:
             src = self.state.sym_sources.get(e.name)
             if src is None:

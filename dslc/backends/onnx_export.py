@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import sympy
 
+from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.ir import Graph, IRNode
 
@@ -76,8 +78,11 @@ def lower_graph(state, graph: Graph, name: str):
         b.inputs.append(value_info(in_name, t, state.bindings))
         names.append(in_name)
         for axis, d in enumerate(t.shape):
-            if d.is_Symbol and d.name not in state.bindings:
+            d = D.substitute(d, state.bindings)
+            if d.is_Symbol:
                 state.sym_sources.setdefault(d.name, (in_name, axis))
+            elif not d.is_Integer:
+                state.sym_sources.setdefault(sympy.srepr(d), (in_name, axis))
     return b, lower_into(b, graph, names)
 
 

@@ -131,3 +131,210 @@ def test_onnx_shape_inference_agrees_with_dslc(stem, model):
     assert known > 0
     # Inference finds almost every dim: only the step axis after a Loop stays open.
     assert unknown <= max(2, known // 10), (unknown, known)
+
+
+# One model per family of lowerings, exported at every opset the command allows.
+OPSET_MODELS = ("bert_tiny", "gru", "char_lm", "graphsage_mean", "lenet5", "spatial_transformer",
+                "monet")
+
+
+@pytest.mark.parametrize("opset", range(17, 24))
+def test_every_allowed_opset_runs(opset):
+    for stem in OPSET_MODELS:
+        prog = _load(stem, None)
+        params = prog.init_params(1)
+        m = build_model(prog.graph, prog.fold_params(params), opset=opset)
+        assert m.opset_import[0].version == opset
+        onnx.checker.check_model(m, full_check=True)
+        syms = _symbols(prog)
+        _compare(prog, _session(m), params, {s: SIZES[1][s] for s in syms}, seed=3)
+
+
+def test_opset_too_old_for_an_op_names_the_op_and_the_opset():
+    prog = _load("gat", None)
+    with pytest.raises(DslcError) as exc:
+        build_model(prog.graph, prog.init_params(0), opset=17)
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0803"
+    assert "gat_conv" in d.message and "opset 18" in d.message
+    assert Path(d.span.file).name == "gat.dl" and d.span.line > 0
+
+
+# ---- the command ----------------------------------------------------------------------------
+
+
+def _spec(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.dl"
+    path.write_text(text)
+    return str(path)
+
+
+def _run_cli(*argv) -> int:
+    return main(["export", *map(str, argv)])
+
+
+def test_cli_writes_a_model_that_equals_dslc_run(tmp_path):
+    out = tmp_path / "resnet.onnx"
+    assert _run_cli(SPECS / "resnet18.dl", "--set", "size=32", "-O2", "--seed", "4",
+                    "-o", out) == 0
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    ops = {n.op_type for n in m.graph.node}
+    assert "BatchNormalization" not in ops, "-O2 folds the batch norms into the convs"
+    prog = dslc.load(SPECS / "resnet18.dl", opt_level=2, hparams={"size": 32})
+    _compare(prog, _session(m), prog.init_params(4), {"B": 2})
+    # Initializers carry the state_dict keys (folded ones: the conv's own keys).
+    inits = {i.name for i in m.graph.initializer}
+    assert "conv1.weight" in inits and "layer1.0.conv1.weight" in inits
+    # Node names follow the frames; doc strings carry the spec location.
+    names = [n.name for n in m.graph.node]
+    assert any(n.startswith("layer1.0/") for n in names), names[:20]
+    assert all(re.match(r"(resnet18|cnn)\.dl:\d+:\d+ \w+", n.doc_string) for n in m.graph.node
+               if n.doc_string), [n.doc_string for n in m.graph.node][:5]
+
+
+def test_cli_params_file_and_bind(tmp_path):
+    params = tmp_path / "p.npz"
+    inputs = tmp_path / "in.npz"
+    ran = tmp_path / "out.npz"
+    assert main(["run", str(SPECS / "lstm.dl"), "--seed", "7", "--bind", "B=2", "--bind",
+                 "T=4", "--save-params", str(params), "--save-inputs", str(inputs),
+                 "-o", str(ran)]) == 0
+    out = tmp_path / "lstm.onnx"
+    assert _run_cli(SPECS / "lstm.dl", "--params", params, "--bind", "B=2", "-o", out) == 0
+    m = onnx.load(str(out))
+    x = m.graph.input[0].type.tensor_type.shape.dim
+    assert x[0].dim_value == 2 and x[1].dim_param == "T", "B bound, T left symbolic"
+    sess = _session(m)
+    with np.load(inputs) as z:
+        feed = {k: z[k] for k in z.files}
+    with np.load(ran) as z:
+        want = {k: z[k] for k in z.files}
+    for name, got in zip([o.name for o in sess.get_outputs()], sess.run(None, feed)):
+        np.testing.assert_allclose(got, want[name], rtol=1e-4, atol=1e-5)
+    # The initializers are the parameter file's arrays, under its keys.
+    with np.load(params) as z:
+        stored = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+        for key in z.files:
+            np.testing.assert_array_equal(stored[key], z[key])
+
+
+def test_cli_o0_keeps_every_layer(tmp_path):
+    out = tmp_path / "m.onnx"
+    assert _run_cli(SPECS / "resnet18.dl", "--set", "size=32", "-O0", "-o", out) == 0
+    assert "BatchNormalization" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+def test_derived_input_dim_is_read_from_the_input(tmp_path):
+    spec = _spec(tmp_path, "pairs", "model pairs() {\n  input x: f32[2 * B, 4]\n"
+                 "  output y = x -> reshape([x.shape[0], 2, 2]) -> relu\n}\n")
+    prog = dslc.load(spec)
+    params = prog.init_params(0)
+    m = build_model(prog.graph, params)
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == ""  # 2*B: unnamed
+    for b in (1, 3):
+        _compare(prog, _session(m), params, {"B": b})
+
+
+# ---- bad input: located diagnostics and no file ---------------------------------------------
+
+
+def _fails(capsys, code: str, *argv, out=None) -> str:
+    rc = _run_cli(*argv)
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"error[{code}]" in err, err
+    assert "Traceback" not in err
+    if out is not None:
+        assert not Path(out).exists() or Path(out).read_bytes() == b"keep", "file untouched"
+    return err
+
+
+def test_op_without_lowering_is_located(tmp_path, capsys):
+    spec = _spec(tmp_path, "loss", "model loss() {\n  input x: f32[B, 4]\n  input t: f32[B, 4]\n"
+                 "  output l = mse_loss(x, t)\n}\n")
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"keep")
+    err = _fails(capsys, "E0802", spec, "-o", out, out=out)
+    assert "loss.dl:4:14" in err and "mse_loss" in err
+
+
+def test_unregistered_lowering_table_entry_is_located(tmp_path, monkeypatch):
+    """An op added to the language without an ONNX lowering (as other branches add ops)."""
+    import dslc.backends.onnx_export as ex
+
+    real = ex.lowerings
+
+    def without_relu():
+        table = real()
+        del table["relu"]
+        return table
+
+    monkeypatch.setattr(ex, "lowerings", without_relu)
+    prog = _load("mlp", None)
+    with pytest.raises(DslcError) as exc:
+        build_model(prog.graph, prog.init_params(0))
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0802" and "`relu`" in d.message and d.span.line > 0
+
+
+def test_opset_too_old_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "gat.onnx"
+    err = _fails(capsys, "E0803", SPECS / "gat.dl", "--opset", "17", "-o", out, out=out)
+    assert "gat.dl:" in err and "--opset 18" in err
+
+
+@pytest.mark.parametrize("opset", [12, 16, 24])
+def test_unsupported_opset(tmp_path, capsys, opset):
+    out = tmp_path / "m.onnx"
+    _fails(capsys, "E0806", SPECS / "mlp.dl", "--opset", str(opset), "-o", out, out=out)
+
+
+def test_configuration_without_lowering(tmp_path, capsys):
+    spec = _spec(tmp_path, "lrn", "model lrn() {\n  input x: f32[B, 6, 5, 5]\n"
+                 "  output y = x -> local_response_norm(4)\n}\n")
+    out = tmp_path / "m.onnx"
+    err = _fails(capsys, "E0804", spec, "-o", out, out=out)
+    assert "lrn.dl:3:19" in err and "even window" in err
+
+
+def test_dim_that_no_input_holds(tmp_path, capsys):
+    spec = _spec(tmp_path, "half", "model half() {\n  input x: f32[2 * B, 4]\n"
+                 "  output y = zeros(x, [B, 4])\n}\n")
+    out = tmp_path / "m.onnx"
+    err = _fails(capsys, "E0805", spec, "-o", out, out=out)
+    assert "half.dl:3" in err and "--bind B=" in err
+    assert _run_cli(spec, "--bind", "B=3", "-o", out) == 0  # bound, it is a number
+
+
+def test_unwritable_output(tmp_path, capsys):
+    _fails(capsys, "E0603", SPECS / "mlp.dl", "-o", tmp_path / "no" / "such" / "m.onnx")
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_params_that_do_not_fit(tmp_path, capsys):
+    bad = tmp_path / "p.npz"
+    np.savez(bad, **{"fc1.weight": np.zeros((2, 2), np.float32)})
+    out = tmp_path / "m.onnx"
+    _fails(capsys, "E0510", SPECS / "mlp.dl", "--params", bad, "-o", out, out=out)
+
+
+def test_without_onnx_installed(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+    out = tmp_path / "m.onnx"
+    err = _fails(capsys, "E0801", SPECS / "mlp.dl", "-o", out, out=out)
+    assert "pip install dslc[onnx]" in err
+    assert main(["check", str(SPECS / "mlp.dl")]) == 0  # everything else works
+
+
+def test_compiler_does_not_import_torch_to_export(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from dslc.cli import main; "
+            f"rc = main(['export', {str(SPECS / 'lstm.dl')!r}, '-o', "
+            f"{str(tmp_path / 'm.onnx')!r}]); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
