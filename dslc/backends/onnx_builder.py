@@ -114,13 +114,19 @@ class Lower:
         self.node = node
         self.attrs = node.attrs
         self.ins = ins
-        self.in_types = [ir_graph.type_of(r) for r in node.inputs]
-        self.out_types = list(node.types)
+        # Types with the --bind sizes in: a bound dim is a number to every lowering.
+        self.in_types = [self._bound(ir_graph.type_of(r)) for r in node.inputs]
+        self.out_types = [self._bound(t) for t in node.types]
         self.opset = self.state.opset
         self.made: list[onnx.NodeProto] = []  # the nodes this lowering appended, in order
         frame = node.frames[-1] if node.frames else ""
         self.label = f"{frame}/{node.name}" if frame else node.name
         self.doc = f"{location(node.span)} {node.op}"
+
+    def _bound(self, t: TensorType) -> TensorType:
+        if not self.state.bindings:
+            return t
+        return t.with_shape([D.substitute(d, self.state.bindings) for d in t.shape])
 
     # ---- nodes -----------------------------------------------------------------------
 

@@ -330,13 +330,30 @@ def _layer_norm(lw: Lower, node, ins):
 
 
 def _lrn(lw: Lower, node, ins):
+    """ONNX LRN for an odd window; an even one is centred differently by torch (size//2
+    channels before, ONNX (size-1)//2), so it is written out: the window sums of x² as a
+    product with a constant [C, C] band matrix over the channel axis, then
+    x / (k + alpha/size · sum)^beta."""
     a = lw.attrs
-    if a.size % 2 == 0:
-        # torch pads an even window size//2 before the channel, ONNX LRN after.
-        raise lw.unsupported(f"an even window (size={a.size})",
-                             "ONNX LRN centres an even window differently from torch; use an "
-                             "odd size")
-    return [lw.op("LRN", [ins[0]], size=a.size, alpha=a.alpha, beta=a.beta, bias=a.k)]
+    if a.size % 2:
+        return [lw.op("LRN", [ins[0]], size=a.size, alpha=a.alpha, beta=a.beta, bias=a.k)]
+    t = lw.in_types[0]
+    if not t.shape[1].is_Integer:
+        raise lw.unsupported(f"an even window (size={a.size}) over a runtime channel count",
+                             "use an odd size, or a fixed channel count")
+    c = int(t.shape[1])
+    dt = numpy_dtype(t.dtype)
+    band = np.zeros((c, c), dt)  # band[j, i] = 1 when channel j is in channel i's window
+    for i in range(c):
+        band[max(0, i - a.size // 2):min(c, i + (a.size - 1) // 2 + 1), i] = 1
+    perm = [0] + list(range(2, t.rank)) + [1]  # channels last
+    back = [0, t.rank - 1] + list(range(1, t.rank - 1))
+    x = ins[0]
+    sq = lw.op("Transpose", [lw.op("Mul", [x, x])], perm=perm)
+    acc = lw.op("Transpose", [lw.op("MatMul", [sq, lw.const(band, f"{lw.label}.window")])],
+                perm=back)
+    base = lw.op("Add", [lw.op("Mul", [acc, lw.fscalar(a.alpha / a.size)]), lw.fscalar(a.k)])
+    return [lw.op("Div", [x, lw.op("Pow", [base, lw.fscalar(a.beta)])])]
 
 
 # ---- spatial -------------------------------------------------------------------------------
