@@ -177,6 +177,13 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         b.make_graph(), producer_name="dslc", producer_version="0.1.0", doc_string=doc,
         opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = IR_VERSION[opset]
+    # Where the model came from, for a reader of the file (Netron shows these).
+    props = {"dslc.model": graph.model, "dslc.spec": graph.file.rsplit("/", 1)[-1]}
+    if graph.hparams:
+        props["dslc.hparams"] = ", ".join(f"{k}={v!r}" for k, v in graph.hparams.items())
+    if bindings:
+        props["dslc.bind"] = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items()))
+    helper.set_model_props(model, props)
     return model
 
 
