@@ -160,8 +160,9 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
     b, values = lower_graph(state, graph, graph.model)
     input_names = {v.name for v in b.inputs}
     used: set[str] = set()
+    renamed: dict[str, str] = {}
     for out_name, ref in graph.outputs:
-        val = values[ref]
+        val = renamed.get(values[ref], values[ref])
         t = graph.type_of(ref)
         if val != out_name:
             if val in input_names or val in used or val in state.initializers:
@@ -170,6 +171,7 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
                                                 name=state.unique_node(f"{out_name}/Identity")))
             else:
                 _rename(b, val, out_name)
+                renamed[val] = out_name
         used.add(out_name)
         b.outputs.append(value_info(out_name, t, state.bindings))
     b.value_info = [v for v in b.value_info if v.name not in used]

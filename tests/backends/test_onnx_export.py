@@ -404,3 +404,83 @@ def test_docs_list_every_lowering():
             listed |= {f"{m[1]}{m[2]}d", f"{m[1]}{m[3]}d"} if m else {item}
     missing = sorted(set(lowerings()) - listed)
     assert not missing, f"docs/onnx.md does not list: {missing}"
+
+
+# ---- recurrences and outputs beyond the zoo -------------------------------------------------
+
+EDGE_SPECS = {
+    # fast paths with initial states, lengths, two bidirectional layers
+    "lstm_lengths": """model m() {
+  input x: f32[B, T, 3]
+  input h0: f32[4, B, 5]
+  input c0: f32[4, B, 5]
+  input lengths: i64[B]
+  y, h, c = lstm(x, h0, c0, lengths, 5, num_layers=2, bidirectional=true)
+  output y, h, c
+}""",
+    "gru_lengths": """model m() {
+  input x: f32[B, T, 3]
+  input h0: f32[2, B, 4]
+  input lengths: i64[B]
+  y, h = gru(x, h0, lengths, 4, bidirectional=true)
+  output y, h
+}""",
+    "rnn_relu": """model m() {
+  input x: f32[B, T, 3]
+  y, h = rnn(x, 4, num_layers=3, nonlinearity="relu", bias=false)
+  output y, h
+}""",
+    # scans: reverse, along 0, a static input, a cell returning only its state
+    "scan_reverse_static": """block cell(width: int) {
+  input x
+  input h
+  input m
+  output h2 = tanh((x -> linear(width) as ih) + (h -> linear(width) as hh) + m)
+}
+model m() {
+  input x: f32[B, T, 3]
+  input h0: f32[B, 4]
+  input bias: f32[B, 4]
+  hs, h = scan cell(bias, 4) over x from h0 reverse
+  output hs, h
+}""",
+    "scan_along0": """block cell(width: int) {
+  input x
+  input h
+  h2 = tanh((x -> linear(width) as ih) + (h -> linear(width) as hh))
+  output h2, y = h2 * 2.0
+}
+model m() {
+  input x: f32[T, B, 3]
+  input h0: f32[B, 4]
+  ys, h = scan cell(4) over x from h0 along 0
+  output ys, h
+}""",
+    # outputs that are inputs, pass-throughs, or one value twice
+    "outputs": """model m() {
+  input x: f32[B, 3]
+  y = x -> dropout(0.5)
+  z = x -> relu
+  output x, y, z, w = z
+}""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_SPECS))
+def test_edge_model_equals_dslc_run(name):
+    prog = dslc.load(f"{name}.dl", text=EDGE_SPECS[name])
+    params = prog.init_params(2)
+    m = build_model(prog.graph, params)
+    onnx.checker.check_model(m, full_check=True)
+    sess = _session(m)
+    for sizes in SIZES:
+        bind = {s: sizes[s] for s in _symbols(prog)}
+        inputs = prog.random_inputs(5, bind)
+        if "lengths" in inputs:  # lengths in 1..T, the longest = T as torch's packing needs
+            t = bind["T"]
+            inputs["lengths"] = np.array([t] + [1 + i % t for i in range(bind["B"] - 1)])
+        want = prog.run(inputs, {k: v.copy() for k, v in params.items()}, bind=bind)
+        got = sess.run(None, inputs)
+        assert [o.name for o in sess.get_outputs()] == list(want)
+        for (key, w), g in zip(want.items(), got):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=key)
