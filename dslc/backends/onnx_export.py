@@ -36,6 +36,7 @@ DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 17, 23
 # The IR version each opset needs (onnx.helper.VERSION_TABLE); onnxruntime reads these.
 IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
+MAX_MODEL_BYTES = 2 ** 31  # protobuf's limit for one message (an ONNX file)
 
 Lowering = Callable[..., list[str]]
 
@@ -234,4 +235,10 @@ def export_bytes(prog, params: dict[str, np.ndarray] | None = None, opset: int =
     folded = prog.fold_params(params)
     model = build_model(prog.graph, folded, opset, bindings,
                         doc=f"{prog.name} from {prog.path.rsplit('/', 1)[-1]} (dslc)")
+    size = model.ByteSize()
+    if size >= MAX_MODEL_BYTES:
+        raise DslcError(Diagnostic(
+            "E0807", "the model is too large for one ONNX file", prog.graph.span
+            or Span(prog.path, 0, 0, 0, 0), expected="less than 2 GiB (protobuf's limit)",
+            found=f"{size / 2 ** 30:.1f} GiB", hint="export a smaller configuration (--set)"))
     return model.SerializeToString()

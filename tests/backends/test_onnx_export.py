@@ -456,6 +456,12 @@ model m() {
   ys, h = scan cell(4) over x from h0 along 0
   output ys, h
 }""",
+    # a readout whose graph count no input holds: max(batch) + 1 at run time
+    "readout_count": """model m() {
+  input x: f32[N, 3]
+  input batch: i64[N]
+  output g = readout(x, batch, "max", graphs="G")
+}""",
     # outputs that are inputs, pass-throughs, or one value twice
     "outputs": """model m() {
   input x: f32[B, 3]
@@ -484,3 +490,12 @@ def test_edge_model_equals_dslc_run(name):
         assert [o.name for o in sess.get_outputs()] == list(want)
         for (key, w), g in zip(want.items(), got):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_model_over_the_protobuf_limit(tmp_path, capsys, monkeypatch):
+    import dslc.backends.onnx_export as ex
+
+    monkeypatch.setattr(ex, "MAX_MODEL_BYTES", 1000)  # the real limit is 2 GiB
+    out = tmp_path / "m.onnx"
+    err = _fails(capsys, "E0807", SPECS / "mlp.dl", "-o", out, out=out)
+    assert "--set" in err
