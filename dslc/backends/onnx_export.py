@@ -55,13 +55,18 @@ def lowerings() -> dict[str, Lowering]:
     """The table: IR op name -> lowering (imports onnx)."""
     from dslc.backends import (
         onnx_lower_attention,
+        onnx_lower_conv,
         onnx_lower_core,
         onnx_lower_graph,
+        onnx_lower_modern,
+        onnx_lower_pointwise,
         onnx_lower_seq,
     )
 
     table: dict[str, Lowering] = {}
-    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph):
+    # Later modules win: onnx_lower_conv's conv1d/conv2d take every padding form.
+    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph,
+                onnx_lower_conv, onnx_lower_pointwise, onnx_lower_modern):
         table.update(mod.LOWERINGS)
     return table
 

@@ -1,0 +1,3 @@
+"""ONNX lowerings of the normalisations and regularisers added with issue 13."""
+
+LOWERINGS: dict = {}
