@@ -17,6 +17,7 @@ from dslc.ops.linear import LINEAR
 from dslc.ops.loss import LOSS_OPS
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.pool import POOL_OPS
+from dslc.ops.pool_adaptive import ADAPTIVE_POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
 from dslc.ops.reduce import REDUCE_OPS
 from dslc.ops.sample import SAMPLE_OPS
@@ -34,6 +35,7 @@ ALL_OPS: tuple[Op, ...] = (
     *INDEX_OPS,
     *CONV_OPS,
     *POOL_OPS,
+    *ADAPTIVE_POOL_OPS,
     *NORM_OPS,
     *DROPOUT_OPS,
     *EMBEDDING_OPS,

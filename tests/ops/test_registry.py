@@ -52,6 +52,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "index": ("shape",),
     "conv": ("conv",),
     "pool": ("pool",),
+    "pool_adaptive": ("pool",),
     "norm": ("norm",),
     "dropout": ("reg",),
     "embedding": ("embed",),
