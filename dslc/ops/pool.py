@@ -178,16 +178,22 @@ def pre_padded(padding, nd: int) -> bool:
     return isinstance(padding, str) or len(per_axis(padding, nd)) == 2 * nd
 
 
-class Window:
-    """One windowed pool call resolved per spatial axis: kernel k, stride s, dilation d,
-    (before, after) pads, output sizes (symbolic). `pre_padded`: the padding was written per
-    side or "same" (the input is padded as by F.pad first); `direct`: torch's own `padding=`
-    says it exactly (symmetric, at most half the kernel, and no ceil-mode window that could
-    start in the right padding)."""
+# torch's average pooling in 3-D (and lp_pool3d, which uses it) also refuses an input smaller
+# than the kernel on some axis, counting its own `padding=` out (pool3d_shape_check)
+SEES_WHOLE_KERNEL = ("avg_pool3d", "lp_pool3d")
 
-    def __init__(self, a, x, nd: int, name: str):
-        need_spatial(x, nd, name)
+
+class Window:
+    """One windowed pool call resolved per spatial axis from its attributes: kernel k, stride
+    s, dilation d, (before, after) pads. `pre_padded`: the padding was written per side or
+    "same" (the input is padded as by F.pad first); `direct`: torch's own `padding=` says it
+    exactly (symmetric, at most half the kernel, and no ceil-mode window that could start in
+    the right padding), else the torch code pads with F.pad first."""
+
+    def __init__(self, a, nd: int, name: str):
         self.nd = nd
+        self.name = name
+        self.ceil_mode = a.ceil_mode
         self.k = per_axis(a.kernel, nd)
         self.s = self.k if a.stride is None else per_axis(a.stride, nd)
         self.d = per_axis(getattr(a, "dilation", 1), nd)
@@ -208,18 +214,38 @@ class Window:
                              found=str(self.pads[worst][0]), attr="padding")
         self.direct = fits and (not a.ceil_mode or not self.pre_padded
                                 or all(s == 1 for s in self.s))
-        self.ceil_mode = a.ceil_mode
-        self.out = []
-        for ax, size in enumerate(x.shape[-nd:]):
+        if name in SEES_WHOLE_KERNEL and self.pre_padded:
+            # F.pad first, so that torch checks the padded size against the kernel
+            self.direct = all(lo == hi == 0 for lo, hi in self.pads)
+
+    def check_sizes(self, sizes) -> None:
+        """E0305 where a (known) size leaves no window, or torch's op would refuse it."""
+        for ax, v in enumerate(sizes):
+            if v is None:
+                continue
             k, s, d, (lo, hi) = self.k[ax], self.s[ax], self.d[ax], self.pads[ax]
-            v = D.value(D.as_dim(size))
-            if v is not None and out_size(v, k, s, d, lo, hi, a.ceil_mode, self.pre_padded) < 1:
+            if out_size(v, k, s, d, lo, hi, self.ceil_mode, self.pre_padded) < 1:
                 raise ShapeError(f"kernel larger than the (padded) input on spatial axis {ax}",
                                  expected=f"padded size >= {d * (k - 1) + 1}",
                                  found=f"size {v} + padding {lo + hi} = {v + lo + hi}",
                                  attr="kernel", code="E0305")
-            self.out.append(_out_dim(D.as_dim(size), k, s, d, lo, hi, a.ceil_mode,
-                                     self.pre_padded))
+            seen = v if self.direct else v + lo + hi
+            if self.name in SEES_WHOLE_KERNEL and seen < k:
+                raise ShapeError(f"{self.name}: the input is smaller than the kernel on spatial "
+                                 f"axis {ax} (torch's {self.name} refuses it, even with "
+                                 "padding=; per-side padding pads first)",
+                                 expected=f"size >= {k}",
+                                 found=f"size {v}" + ("" if self.direct else
+                                                      f" + padding {lo + hi} = {seen}"),
+                                 attr="kernel", code="E0305")
+
+    def out_dims(self, x) -> tuple[D.Dim, ...]:
+        """The output's spatial dims for input type x (checked where they are known)."""
+        need_spatial(x, self.nd, self.name)
+        sizes = [D.as_dim(v) for v in x.shape[-self.nd:]]
+        self.check_sizes([D.value(v) for v in sizes])
+        return tuple(_out_dim(v, k, s, d, lo, hi, self.ceil_mode, self.pre_padded)
+                     for v, k, s, d, (lo, hi) in zip(sizes, self.k, self.s, self.d, self.pads))
 
 
 # ---- NumPy kernels -------------------------------------------------------------------------
@@ -287,21 +313,19 @@ def _batched(nd, x: np.ndarray, run) -> np.ndarray:
 def _pool_kernel(nd, mode):
     def kernel(a, xs, ctx):
         x = xs[0]
-        k = per_axis(a.kernel, nd)
-        s = k if a.stride is None else per_axis(a.stride, nd)
-        d = per_axis(getattr(a, "dilation", 1), nd)
-        pads = resolve_padding(a.padding, k, s, d, nd, f"{mode}_pool{nd}d")
-        pre = pre_padded(a.padding, nd)
+        win = Window(a, nd, f"{mode}_pool{nd}d")
+        win.check_sizes(x.shape[-nd:])  # runtime sizes the shape rule could not know
         return [_batched(nd, x, lambda xb: pool_nchw(
-            xb, k, s, d, pads, a.ceil_mode, pre, mode, getattr(a, "count_include_pad", True),
-            getattr(a, "divisor_override", None)))]
+            xb, win.k, win.s, win.d, win.pads, a.ceil_mode, win.pre_padded, mode,
+            getattr(a, "count_include_pad", True), getattr(a, "divisor_override", None)))]
     return kernel
 
 
 def _lp_kernel(nd):
     def kernel(a, xs, ctx):
-        k = per_axis(a.kernel, nd)
-        s = k if a.stride is None else per_axis(a.stride, nd)
+        win = Window(a, nd, f"lp_pool{nd}d")
+        win.check_sizes(xs[0].shape[-nd:])
+        k, s = win.k, win.s
         ones = (1,) * nd
         nopad = ((0, 0),) * nd
         p = a.norm_type
@@ -337,8 +361,7 @@ def _pool_shape(nd, name):
                              f"power 1/norm_type of the windows' sums)",
                              expected="a nonzero norm_type (1, 2, 3, ...)",
                              found=str(a.norm_type), attr="norm_type", code="E0330")
-        win = Window(a, x, nd, name)
-        return [x.with_shape(x.shape[:-nd] + tuple(win.out))]
+        return [x.with_shape(x.shape[:-nd] + Window(a, nd, name).out_dims(x))]
     return shape
 
 
@@ -346,7 +369,7 @@ def _window_call(nd, mode):
     """F.max_pool2d(x, ...) etc.; per-side or "same" padding that torch's `padding=` cannot
     say is an F.pad first (-inf for max pools, zeros for average pools)."""
     def call(a, args, ctx, ins):
-        win = Window(a, ins[0], nd, f"{mode}_pool{nd}d")
+        win = Window(a, nd, f"{mode}_pool{nd}d")
         x = args[0]
         parts = [f"kernel_size={literal(a.kernel)}"]
         if a.stride is not None:
