@@ -231,7 +231,7 @@ class Window:
                                  attr="kernel", code="E0305")
             seen = v if self.direct else v + lo + hi
             if self.name in SEES_WHOLE_KERNEL and seen < k:
-                raise ShapeError(f"{self.name}: the input is smaller than the kernel on spatial "
+                raise ShapeError(f"the input is smaller than the kernel on spatial "
                                  f"axis {ax} (torch's {self.name} refuses it, even with "
                                  "padding=; per-side padding pads first)",
                                  expected=f"size >= {k}",
@@ -353,11 +353,11 @@ def _pool_shape(nd, name):
     def shape(a, ins):
         x = ins[0]
         if getattr(a, "divisor_override", None) == 0:
-            raise ShapeError(f"{name}: divisor_override must not be 0 (torch refuses it too)",
+            raise ShapeError("divisor_override must not be 0 (torch refuses it too)",
                              expected="a nonzero divisor", found="0",
                              attr="divisor_override", code="E0331")
         if hasattr(a, "norm_type") and (a.norm_type == 0 or math.isnan(a.norm_type)):
-            raise ShapeError(f"{name}: norm_type must not be {a.norm_type} (the result is a "
+            raise ShapeError(f"norm_type must not be {a.norm_type} (the result is a "
                              f"power 1/norm_type of the windows' sums)",
                              expected="a nonzero norm_type (1, 2, 3, ...)",
                              found=str(a.norm_type), attr="norm_type", code="E0330")

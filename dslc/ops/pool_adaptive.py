@@ -4,9 +4,9 @@ PyTorch back end (F.adaptive_avg_pool2d and friends; no parameters).
 
 Bins are torch's: output i of an axis of size n covers floor(i*n/o) .. ceil((i+1)*n/o), so
 neighbouring bins overlap when o does not divide n. A box's mean and maximum are separable, so
-the kernels reduce one axis at a time: a [o, n] averaging matrix multiplied in (mean), or a
-gather of each bin's elements, padded to the longest bin by repeating its last element, and a
-max over them (max).
+the kernels reduce one axis at a time: differences of a running sum (mean), or a gather of
+each bin's elements, padded to the longest bin by repeating its last element, and a max over
+them (max).
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ def _bins(n: int, o: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mean_axis(x: np.ndarray, axis: int, o: int) -> np.ndarray:
-    """Mean of each bin along `axis`: an [o, n] averaging matrix multiplied in."""
+    """Mean of each bin along `axis`: differences of a float64 running sum (O(n), where an
+    [o, n] averaging matrix would grow with o*n), rounded to x's dtype once."""
     n = x.shape[axis]
     lo, hi = _bins(n, o)
-    cols = np.arange(n)
-    inside = (cols >= lo[:, None]) & (cols < hi[:, None])
-    m = (inside / (hi - lo)[:, None]).astype(x.dtype)
-    return np.moveaxis(np.matmul(np.moveaxis(x, axis, -1), m.T), -1, axis)
+    sums = np.cumsum(x, axis=axis, dtype=np.float64)
+    sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+    count = (hi - lo).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    means = (np.take(sums, hi, axis=axis) - np.take(sums, lo, axis=axis)) / count
+    return means.astype(x.dtype, copy=False)
 
 
 def _max_axis(x: np.ndarray, axis: int, o: int) -> np.ndarray:
