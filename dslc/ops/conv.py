@@ -1,5 +1,5 @@
-"""Convolution ops (conv1d, conv2d): op records for the registry, used by elaboration (shape
-rules), the interpreter (fast NumPy kernels) and the PyTorch back end (nn.Conv1d/nn.Conv2d).
+"""Convolution ops (conv1d, conv2d, conv3d): op records for the registry, used by elaboration
+(shape rules), the interpreter (fast NumPy kernels) and the PyTorch back end (nn.Conv*d).
 
 The NumPy kernel works channels-last (NHWC) inside: the padded input (just the rows the
 kernel's taps read, ops/window.py) is copied once into NHWC, the patches of a block of output
@@ -7,7 +7,8 @@ rows are gathered into a cache-sized buffer and multiplied with the weight in on
 per block. The result is returned as an NCHW *view* of the NHWC array, so the next conv's
 transpose to NHWC is free, and NumPy's element-wise ops (relu, add, batch norm) keep the
 layout. 1x1 convolutions skip the gather; depthwise convolutions are
-shifted multiply-adds.
+shifted multiply-adds. A 3-D conv is one batched 2-D conv per depth tap. Padding forms are
+resolved in ops/padding.py; padding modes other than zeros pad the input first, as torch does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
 from dslc.ops.window import Reach, reach, window
 from dslc.types import tensor
 
@@ -34,34 +36,68 @@ class Conv1dAttrs(Attrs):
     out_channels: int | None = None  # None: taken from a weight tensor input
     kernel: int | tuple[int] | None = None
     stride: int | tuple[int] = 1
-    padding: int | tuple[int] | str = 0
+    padding: int | tuple[int, ...] | str = 0  # see ops/padding.py for the forms
     dilation: int | tuple[int] = 1
     groups: int = 1
     bias: bool = True
+    padding_mode: str = "zeros"
 
 
 class Conv2dAttrs(Attrs):
     out_channels: int | None = None
     kernel: int | tuple[int, int] | None = None
     stride: int | tuple[int, int] = 1
-    padding: int | tuple[int, int] | str = 0
+    padding: int | tuple[int, ...] | str = 0
     dilation: int | tuple[int, int] = 1
     groups: int = 1
     bias: bool = True
+    padding_mode: str = "zeros"
+
+
+class Conv3dAttrs(Attrs):
+    out_channels: int | None = None
+    kernel: int | tuple[int, int, int] | None = None
+    stride: int | tuple[int, int, int] = 1
+    padding: int | tuple[int, ...] | str = 0
+    dilation: int | tuple[int, int, int] = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: str = "zeros"
+
+
+# torch's padding_mode -> np.pad's mode
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                 "circular": "wrap"}
+
+SPATIAL_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 
 def _tup(v, n: int) -> tuple[int, ...]:
     return (v,) * n if isinstance(v, int) else tuple(v)
 
 
-def _pads(padding, k, d, nd: int) -> tuple[tuple[int, int], ...]:
-    """(before, after) zero padding per spatial axis."""
-    if padding == "valid":
-        return ((0, 0),) * nd
-    if padding == "same":  # torch puts the odd extra pixel of an even kernel after the input
-        tot = [dd * (kk - 1) for dd, kk in zip(d, k)]
-        return tuple((t // 2, t - t // 2) for t in tot)
-    return tuple((q, q) for q in _tup(padding, nd))
+def check_padding_mode(mode: str, pads: Pads, spatial, op: str) -> None:
+    """torch's rules for padding_mode: a known mode (E0322); reflect pads less than the
+    axis, circular at most the axis (F.pad refuses more: it would wrap twice) (E0323).
+    Symbolic sizes are checked when the kernel runs."""
+    if mode not in PADDING_MODES:
+        raise ShapeError(f"unknown padding_mode {mode!r}",
+                         expected="'zeros', 'reflect', 'replicate' or 'circular'",
+                         found=repr(mode), attr="padding_mode", code="E0322")
+    if mode not in ("reflect", "circular"):
+        return
+    for ax, (size, (lo, hi)) in enumerate(zip(spatial, pads)):
+        v = size if isinstance(size, int) else D.value(D.as_dim(size))
+        if v is None:
+            continue
+        too_big = max(lo, hi) >= v if mode == "reflect" else max(lo, hi) > v
+        if too_big:
+            limit = f"< {v}" if mode == "reflect" else f"<= {v}"
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise ShapeError(f"{mode} padding must be {rule} the input on spatial axis "
+                             f"{ax} (as in torch)",
+                             expected=f"padding {limit}", found=f"padding {max(lo, hi)}, "
+                             f"size {v}", attr="padding", code="E0323")
 
 
 class _Geom:
@@ -71,21 +107,22 @@ class _Geom:
     def __init__(self, a, ins, nd: int):
         x = ins[0]
         need_float(x)
+        name = f"conv{nd}d"
         if x.rank not in (nd + 1, nd + 2):
-            raise ShapeError(f"conv{nd}d needs an input of rank {nd + 2} (batched) or {nd + 1}",
-                             expected=f"[B, C, {', '.join('HW'[2 - nd:])}]",
+            raise ShapeError(f"{name} needs an input of rank {nd + 2} (batched) or {nd + 1}",
+                             expected=f"[B, C, {SPATIAL_AXES[nd]}]",
                              found=f"{x} (rank {x.rank})", arg=0)
         self.batched = x.rank == nd + 2
         self.spatial = x.shape[-nd:]
-        self.in_ch = concrete(x.shape[-nd - 1], f"conv{nd}d's input channels (axis 1)")
+        self.in_ch = concrete(x.shape[-nd - 1], f"{name}'s input channels (axis 1)")
         self.functional = len(ins) >= 2
         if self.functional:
             w = ins[1]
             if w.rank != nd + 2:
-                raise ShapeError(f"conv{nd}d weight must have rank {nd + 2}",
+                raise ShapeError(f"{name} weight must have rank {nd + 2}",
                                  expected="[out, in/groups, " + ", ".join("k" * nd) + "]",
                                  found=str(w), arg=1)
-            wshape = tuple(concrete(d, f"conv{nd}d's weight shape") for d in w.shape)
+            wshape = tuple(concrete(d, f"{name}'s weight shape") for d in w.shape)
             if a.out_channels is not None and a.out_channels != wshape[0]:
                 raise ShapeError("out_channels differs from the weight's axis 0",
                                  expected=str(wshape[0]), found=str(a.out_channels),
@@ -98,20 +135,20 @@ class _Geom:
                                  attr="kernel")
         else:
             if a.out_channels is None:
-                raise ShapeError(f"conv{nd}d needs out_channels (or a weight tensor input)",
-                                 expected="conv2d(out_channels, kernel)", found="none",
+                raise ShapeError(f"{name} needs out_channels (or a weight tensor input)",
+                                 expected=f"{name}(out_channels, kernel)", found="none",
                                  attr="out_channels")
             if a.kernel is None:
-                raise ShapeError(f"conv{nd}d needs a kernel size", expected="kernel=3",
+                raise ShapeError(f"{name} needs a kernel size", expected="kernel=3",
                                  found="none", attr="kernel")
             self.out_ch = a.out_channels
             self.k = _tup(a.kernel, nd)
-        for name, val, lo in (("kernel", self.k, 1), ("stride", _tup(a.stride, nd), 1),
+        for attr, val, lo in (("kernel", self.k, 1), ("stride", _tup(a.stride, nd), 1),
                               ("dilation", _tup(a.dilation, nd), 1)):
             if len(val) != nd or min(val) < lo:
-                raise ShapeError(f"{name} must be {nd} number(s) >= {lo}",
+                raise ShapeError(f"{attr} must be {nd} number(s) >= {lo}",
                                  expected=f"{nd} value(s) >= {lo}", found=fmt_value(val),
-                                 attr=name)
+                                 attr=attr)
         if self.out_ch < 1:
             raise ShapeError("out_channels must be positive", expected=">= 1",
                              found=str(self.out_ch), attr="out_channels")
@@ -132,19 +169,8 @@ class _Geom:
             if b.rank != 1 or D.equal(b.shape[0], D.const(self.out_ch)) is not True:
                 raise ShapeError("conv bias must be [out_channels]",
                                  expected=f"[{self.out_ch}]", found=str(b), arg=2)
-        p = a.padding
-        if isinstance(p, str):
-            if p not in ("same", "valid"):
-                raise ShapeError("padding must be a number, a pair, 'same' or 'valid'",
-                                 expected="'same' or 'valid'", found=repr(p), attr="padding")
-            if p == "same" and self.s != (1,) * nd:
-                raise ShapeError("padding='same' needs stride 1 (as in torch)",
-                                 expected="stride=1", found=f"stride={fmt_value(a.stride)}",
-                                 attr="padding")
-        elif len(_tup(p, nd)) != nd or min(_tup(p, nd)) < 0:
-            raise ShapeError("padding must be >= 0", expected=f"{nd} value(s) >= 0",
-                             found=fmt_value(p), attr="padding")
-        self.pads = _pads(p, self.k, self.d, nd)
+        self.pads = resolve_padding(a.padding, self.k, self.s, self.d, nd, name)
+        check_padding_mode(a.padding_mode, self.pads, self.spatial, name)
         self.out_spatial = []
         for ax, (size, k, s, d, (lo, hi)) in enumerate(
                 zip(self.spatial, self.k, self.s, self.d, self.pads)):
@@ -155,7 +181,7 @@ class _Geom:
                                  expected=f"padded size >= {span} (dilated kernel)",
                                  found=f"size {v} + padding {lo + hi} = {v + lo + hi}",
                                  attr="kernel", code="E0305")
-            # the one formula; asymmetric 'same' padding enters as a wider input
+            # the one formula; per-side padding enters as a wider input
             self.out_spatial.append(D.conv_out(size + (lo + hi - 2 * lo), k, s, lo, d))
 
     def out_shape(self, x):
@@ -321,6 +347,64 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     return res.astype(dtype) if res.dtype != dtype else res
 
 
+def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+    """x [N, C, D, H, W], w [O, C/g, kd, kh, kw] -> [N, O, Do, Ho, Wo]: one batched 2-D conv
+    per depth tap (kd of them), the output depths folded into the batch, summed."""
+    n, c, depth, h, wd = x.shape
+    o, _, kd, kh, kw = w.shape
+    (sd, *s2), (dd, *d2) = stride, dilation
+    do = (depth + sum(pads[0]) - dd * (kd - 1) - 1) // sd + 1
+    ho = (h + sum(pads[1]) - d2[0] * (kh - 1) - 1) // s2[0] + 1
+    wo = (wd + sum(pads[2]) - d2[1] * (kw - 1) - 1) // s2[1] + 1
+    if do < 1 or ho < 1 or wo < 1:
+        raise ShapeError("kernel larger than the (padded) input", code="E0305",
+                         found=f"input {list(x.shape)}, kernel {[kd, kh, kw]}")
+    in_dtype = x.dtype
+    if in_dtype == np.float16:  # summed over the depth taps in f32, rounded once at the end
+        x, w = x.astype(np.float32), w.astype(np.float32)
+        b = None if b is None else b.astype(np.float32)
+    dtype = x.dtype
+    r = reach(depth, kd, sd, dd, pads[0][0], do)
+    acc = None  # [N * Do, Ho, Wo, O], channels last like conv2d_nchw's result
+    if not r.empty:
+        # channels last once, the depth rows the taps read (zero frame where they read padding)
+        xd = window(x.transpose(0, 2, 3, 4, 1), (1,), (r,), 0.0,
+                    lambda shape: np.empty(shape, x.dtype), copy=True)
+        for t in range(r.t0, r.t1):
+            first = (t - r.t0) * dd  # buffer row of tap t's read for output depth 0
+            rows = xd[:, first:first + (do - 1) * sd + 1:sd]  # [N, Do, H, W, C]
+            y = conv2d_nchw(rows.reshape(n * do, h, wd, c).transpose(0, 3, 1, 2),
+                            w[:, :, t], None, tuple(s2), pads[1:], tuple(d2), groups)
+            y = y.transpose(0, 2, 3, 1)
+            acc = y if acc is None else np.add(acc, y, out=acc)  # y is new memory
+    if acc is None:  # every depth tap reads padding only: the bias alone
+        acc = np.zeros((n * do, ho, wo, o), dtype)
+    if b is not None:
+        acc += b.astype(acc.dtype, copy=False)
+    res = acc.reshape(n, do, ho, wo, o).transpose(0, 4, 1, 2, 3)
+    return res.astype(in_dtype) if res.dtype != in_dtype else res
+
+
+def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
+    """x [N, C, *spatial] padded as F.pad(x, pads, mode) (reflect, replicate, circular), for
+    a conv whose padding_mode is not zeros (torch pads first too). Sizes the shape rule could
+    not check (symbolic) are checked here (E0323's rule; E0507 at run time)."""
+    check_padding_mode(mode, pads, x.shape[2:], "conv")
+    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=PADDING_MODES[mode])
+
+
+def conv_nd(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+    """The NumPy conv for 1, 2 or 3 spatial axes, batched input, zero padding `pads`."""
+    nd = x.ndim - 2
+    if nd == 1:  # a 1-D conv is a 2-D conv over a height-1 image
+        y = conv2d_nchw(x[:, :, None, :], w[:, :, None, :], b, (1,) + stride,
+                        ((0, 0),) + pads, (1,) + dilation, groups)
+        return y[:, :, 0, :]
+    if nd == 2:
+        return conv2d_nchw(x, w, b, stride, pads, dilation, groups)
+    return conv3d_ncdhw(x, w, b, stride, pads, dilation, groups)
+
+
 def _kernel(nd):
     def kernel(a, xs, ctx):
         x = xs[0]
@@ -335,13 +419,11 @@ def _kernel(nd):
             x = x[None]
         # plain ints here: the shape rule already checked them (sympy would cost ~0.3 ms/call)
         s, d = _tup(a.stride, nd), _tup(a.dilation, nd)
-        pads = _pads(a.padding, w.shape[2:], d, nd)
-        if nd == 1:  # a 1-D conv is a 2-D conv over a height-1 image
-            x, w = x[:, :, None, :], w[:, :, None, :]
-            pads, s, d = ((0, 0),) + pads, (1,) + s, (1,) + d
-        y = conv2d_nchw(x, w, b, s, pads, d, a.groups)
-        if nd == 1:
-            y = y[:, :, 0, :]
+        pads = resolve_padding(a.padding, w.shape[2:], s, d, nd, f"conv{nd}d")
+        if a.padding_mode != "zeros" and any(lo or hi for lo, hi in pads):
+            x = pad_input(x, pads, a.padding_mode)
+            pads = ((0, 0),) * nd
+        y = conv_nd(x, w, b, s, pads, d, a.groups)
         return [y if batched else y[0]]
     return kernel
 
@@ -349,19 +431,37 @@ def _kernel(nd):
 # ---- PyTorch emitters ----------------------------------------------------------------------
 
 
-def _torch_args(a, geo, nd) -> list[str]:
+def _torch_args(a, geo, nd, module: bool) -> list[str]:
+    """stride, padding, dilation, groups (and padding_mode for a module) as torch's keyword
+    arguments, defaults left out. Padding that torch's conv cannot say (per side, or a mode
+    on the functional form) is left to the F.pad that _pre_pad emits."""
     out = []
-    if a.stride != 1 and _tup(a.stride, nd) != (1,) * nd:
+    if _tup(a.stride, nd) != (1,) * nd:
         out.append(f"stride={fmt_value(a.stride)}")
-    if isinstance(a.padding, str):
-        out.append(f"padding={a.padding!r}")
-    elif _tup(a.padding, nd) != (0,) * nd:
-        out.append(f"padding={fmt_value(a.padding)}")
+    tp = torch_padding(a.padding, geo.pads)
+    fpad = tp.pre_pad is not None or (not module and a.padding_mode != "zeros")
+    if tp.arg is not None and not fpad:
+        out.append(f"padding={fmt_value(tp.arg)}")
     if _tup(a.dilation, nd) != (1,) * nd:
         out.append(f"dilation={fmt_value(a.dilation)}")
     if a.groups != 1:
         out.append(f"groups={a.groups}")
+    if module and not fpad and a.padding_mode != "zeros" and tp.arg is not None:
+        out.append(f"padding_mode={a.padding_mode!r}")
     return out
+
+
+def _pre_pad(a, geo, x: str, module: bool) -> str:
+    """`x`, or `F.pad(x, ...)` when torch's conv cannot pad as asked itself (per-side pads,
+    as timm and torchvision write their "same" convs; or a padding_mode on F.convNd)."""
+    tp = torch_padding(a.padding, geo.pads)
+    if tp.pre_pad is None and (module or a.padding_mode == "zeros"):
+        return x
+    pad = fpad_order(geo.pads)
+    if not any(pad):
+        return x
+    mode = "" if a.padding_mode == "zeros" else f", mode={a.padding_mode!r}"
+    return f"F.pad({x}, {fmt_value(pad)}{mode})"
 
 
 def _torch_module(nd):
@@ -371,7 +471,7 @@ def _torch_module(nd):
             return None
         k = a.kernel if isinstance(a.kernel, int) else tuple(a.kernel)
         args = [str(geo.in_ch), str(geo.out_ch), f"kernel_size={fmt_value(k)}"]
-        args += _torch_args(a, geo, nd)
+        args += _torch_args(a, geo, nd, module=True)
         if not a.bias:
             args.append("bias=False")
         return f"nn.Conv{nd}d({', '.join(args)})"
@@ -380,11 +480,12 @@ def _torch_module(nd):
 
 def _torch_call(nd):
     def call(a, args, ctx, ins):
-        if len(args) == 1:
-            return f"{ctx.module}({args[0]})"
         geo = _Geom(a, ins, nd)
+        if len(args) == 1:
+            return f"{ctx.module}({_pre_pad(a, geo, args[0], module=True)})"
         bias = args[2] if len(args) == 3 else "None"
-        return (f"F.conv{nd}d({', '.join([args[0], args[1], bias] + _torch_args(a, geo, nd))})")
+        x = _pre_pad(a, geo, args[0], module=False)
+        return f"F.conv{nd}d({', '.join([x, args[1], bias] + _torch_args(a, geo, nd, False))})"
     return call
 
 
@@ -398,10 +499,10 @@ def _label(nd):
         parts = [] if a.kernel is None else [_fmt(a.kernel, nd)]
         if _tup(a.stride, nd) != (1,) * nd:
             parts.append("s" + _fmt(a.stride, 1 if isinstance(a.stride, int) else nd))
-        if isinstance(a.padding, str):
-            parts.append(a.padding)
-        elif _tup(a.padding, nd) != (0,) * nd:
-            parts.append("p" + _fmt(a.padding, 1 if isinstance(a.padding, int) else nd))
+        if padding_label(a.padding, nd):
+            parts.append(padding_label(a.padding, nd))
+        if a.padding_mode != "zeros":
+            parts.append(a.padding_mode)
         if _tup(a.dilation, nd) != (1,) * nd:
             parts.append("d" + _fmt(a.dilation, 1 if isinstance(a.dilation, int) else nd))
         if a.groups != 1:
@@ -412,14 +513,17 @@ def _label(nd):
     return label
 
 
-def _conv_op(nd: int, attrs, label, examples) -> Op:
-    axes = "L" if nd == 1 else "H, W"
+def _conv_op(nd: int, attrs, examples) -> Op:
+    axes = SPATIAL_AXES[nd]
     return Op(
         name=f"conv{nd}d",
         family="conv",
         doc=(f"{nd}-D convolution (cross-correlation, torch.nn.Conv{nd}d) over [B, C, {axes}]: "
              f"`x -> conv{nd}d(out_channels, kernel, stride=1, padding=0, dilation=1, "
-             "groups=1, bias=true)`; padding may be 'same' (stride 1) or 'valid'. "
+             "groups=1, bias=true, padding_mode=\"zeros\")`. padding: an int, one per axis, "
+             f"{2 * nd} per side in F.pad's order (last axis first), \"same\" (stride 1; an "
+             "odd total puts the extra after, as torch) or \"valid\". padding_mode: zeros, "
+             "reflect, replicate or circular (nn.Conv's). "
              f"With a weight tensor input, `conv{nd}d(x, weight[, bias])` is F.conv{nd}d. "
              "MACs = output elements x in/groups x kernel elements."),
         attrs=attrs,
@@ -432,22 +536,31 @@ def _conv_op(nd: int, attrs, label, examples) -> Op:
         numpy=_kernel(nd),
         torch_module=_torch_module(nd),
         torch_call=_torch_call(nd),
-        label=label,
+        label=_label(nd),
         module_prefix="conv",
         examples=examples,
     )
 
 
-CONV1D = _conv_op(1, Conv1dAttrs, _label(1), (
+CONV1D = _conv_op(1, Conv1dAttrs, (
     Example({"out_channels": 4, "kernel": 3}, (tensor("f32", D.symbol("B"), 3, 10),)),
     Example({"out_channels": 6, "kernel": 5, "stride": 2, "padding": 2, "dilation": 2,
              "groups": 2}, (tensor("f32", 2, 4, 17),)),
     Example({"out_channels": 4, "kernel": 4, "padding": "same", "bias": False},
             (tensor("f32", 2, 3, 9),)),
     Example({}, (tensor("f32", 2, 3, 9), tensor("f32", 5, 3, 2))),
+    # causal: all the padding on the left (WaveNet/TCN)
+    Example({"out_channels": 4, "kernel": 3, "dilation": 2, "padding": (4, 0)},
+            (tensor("f32", 2, 3, 9),)),
+    Example({"out_channels": 4, "kernel": 3, "padding": 2, "padding_mode": "circular"},
+            (tensor("f32", 2, 3, 5),)),
+    Example({"out_channels": 4, "kernel": 4, "padding": "same", "padding_mode": "reflect"},
+            (tensor("f32", 2, 3, 6),)),
+    Example({"padding": (2, 1), "padding_mode": "replicate"},
+            (tensor("f32", 2, 3, 6), tensor("f32", 4, 3, 3), tensor("f32", 4))),
 ))
 
-CONV2D = _conv_op(2, Conv2dAttrs, _label(2), (
+CONV2D = _conv_op(2, Conv2dAttrs, (
     Example({"out_channels": 6, "kernel": 5}, (tensor("f32", D.symbol("B"), 3, 12, 12),)),
     Example({"out_channels": 8, "kernel": 3, "stride": 2, "padding": 1},
             (tensor("f32", 2, 4, 9, 11),)),
@@ -459,6 +572,42 @@ CONV2D = _conv_op(2, Conv2dAttrs, _label(2), (
             (tensor("f32", 1, 4, 5, 5),)),  # depthwise, channel multiplier 2
     Example({"out_channels": 5, "kernel": 1, "stride": 2}, (tensor("f32", 2, 3, 7, 7),)),
     Example({}, (tensor("f32", 1, 2, 6, 6), tensor("f32", 3, 2, 3, 3), tensor("f32", 3))),
+    # TF-style "same" for a stride-2 conv: per side (left, right, top, bottom)
+    Example({"out_channels": 4, "kernel": 3, "stride": 2, "padding": (0, 1, 0, 1)},
+            (tensor("f32", 2, 3, 8, 7),)),
+    Example({"out_channels": 4, "kernel": 3, "padding": 1, "padding_mode": "reflect"},
+            (tensor("f32", 2, 3, D.symbol("H"), 6),)),
+    Example({"out_channels": 6, "kernel": (2, 3), "padding": (1, 0, 2, 1), "groups": 3,
+             "padding_mode": "replicate"}, (tensor("f32", 2, 3, 5, 4),)),
+    Example({"out_channels": 4, "kernel": 4, "padding": "same", "padding_mode": "circular",
+             "dilation": (1, 2)}, (tensor("f32", 1, 2, 6, 7),)),
+    # padding larger than the kernel; size-1 axis
+    Example({"out_channels": 3, "kernel": (1, 2), "padding": (3, 4)},
+            (tensor("f32", 2, 2, 1, 3),)),
+    Example({"padding": (1, 0, 0, 2), "stride": (1, 2)},
+            (tensor("f32", 2, 2, 5, 6), tensor("f32", 3, 2, 2, 3))),
 ))
 
-CONV_OPS: tuple = (CONV1D, CONV2D)
+CONV3D = _conv_op(3, Conv3dAttrs, (
+    Example({"out_channels": 4, "kernel": 3}, (tensor("f32", D.symbol("B"), 2, 5, 6, 6),)),
+    # r3d_18's stem: 3x7x7, stride (1, 2, 2), padding (1, 3, 3), no bias
+    Example({"out_channels": 4, "kernel": (3, 7, 7), "stride": (1, 2, 2),
+             "padding": (1, 3, 3), "bias": False}, (tensor("f32", 2, 3, 4, 9, 9),)),
+    Example({"out_channels": 6, "kernel": (2, 3, 1), "stride": (2, 1, 2), "dilation": (2, 1, 1),
+             "groups": 3, "padding": 1}, (tensor("f32", 2, 3, 7, 5, 6),)),
+    Example({"out_channels": 4, "kernel": 1, "stride": 2}, (tensor("f32", 1, 3, 5, 5, 5),)),
+    Example({"out_channels": 6, "kernel": 3, "groups": 3, "padding": "same"},
+            (tensor("f32", 1, 3, 4, 5, 6),)),  # depthwise x2
+    Example({"out_channels": 4, "kernel": (2, 2, 3), "padding": "same",
+             "padding_mode": "reflect"}, (tensor("f32", 1, 2, 4, 5, 4),)),
+    Example({"out_channels": 3, "kernel": 2, "padding": (1, 0, 0, 1, 2, 0),
+             "padding_mode": "circular"}, (tensor("f32", 1, 2, 3, 4, 5),)),
+    Example({"out_channels": 3, "kernel": 2, "padding": (0, 1, 2, 0, 1, 1)},
+            (tensor("f32", 1, 2, 1, 3, 4),)),
+    Example({"padding": 1, "padding_mode": "replicate"},
+            (tensor("f32", 1, 2, 3, 4, 5), tensor("f32", 4, 2, 2, 2, 3), tensor("f32", 4))),
+    Example({"out_channels": 2, "kernel": 3, "padding": 5, "dilation": 4},
+            (tensor("f32", 2, 3, 4, 5),)),  # unbatched, padding past the kernel
+))
+
+CONV_OPS: tuple = (CONV1D, CONV2D, CONV3D)

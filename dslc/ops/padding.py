@@ -37,15 +37,17 @@ def resolve_padding(padding: int | tuple[int, ...] | str, kernel: tuple[int, ...
                     op: str) -> Pads:
     """The (before, after) pads per spatial axis of a `padding` attribute. `kernel`, `stride`
     and `dilation` are per axis (already checked >= 1). Raises a ShapeError on the `padding`
-    attribute: E0320 for a malformed value, E0321 for 'same' with a stride above 1."""
+    attribute: E0320 for a malformed value, E0321 for 'same' with a stride above 1. `op` is
+    the op's name; messages leave it out (the elaborator and the interpreter prefix it)."""
+    del op
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
-            raise ShapeError(f"{op}: unknown padding {padding!r}", expected=_forms(nd),
+            raise ShapeError(f"unknown padding {padding!r}", expected=_forms(nd),
                              found=repr(padding), attr="padding", code="E0320")
         if padding == "valid":
             return ((0, 0),) * nd
         if any(s != 1 for s in stride):
-            raise ShapeError(f"{op}: padding='same' needs stride 1 (torch refuses it too: "
+            raise ShapeError("padding='same' needs stride 1 (torch refuses it too: "
                              "with a stride the output cannot keep the input's size)",
                              expected="stride=1", found=f"stride={fmt_value(stride)}",
                              attr="padding", code="E0321")
@@ -54,7 +56,7 @@ def resolve_padding(padding: int | tuple[int, ...] | str, kernel: tuple[int, ...
         return tuple((t // 2, t - t // 2) for t in totals)
     values = _tup(padding, nd)
     if len(values) not in (nd, 2 * nd) or min(values) < 0:
-        raise ShapeError(f"{op}: padding must be >= 0, given per axis or per side",
+        raise ShapeError("padding must be >= 0, given per axis or per side",
                          expected=_forms(nd) + ", all >= 0", found=fmt_value(padding),
                          attr="padding", code="E0320")
     if len(values) == nd:

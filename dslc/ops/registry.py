@@ -9,6 +9,7 @@ from dslc.ops.base import Op
 from dslc.ops.concat import CONCAT_OPS
 from dslc.ops.const import CONST
 from dslc.ops.conv import CONV_OPS
+from dslc.ops.conv_transpose import CONV_TRANSPOSE_OPS
 from dslc.ops.dropout import DROPOUT_OPS
 from dslc.ops.embedding import EMBEDDING_OPS
 from dslc.ops.graph import GRAPH_OPS
@@ -34,6 +35,7 @@ ALL_OPS: tuple[Op, ...] = (
     *CONCAT_OPS,
     *INDEX_OPS,
     *CONV_OPS,
+    *CONV_TRANSPOSE_OPS,
     *POOL_OPS,
     *ADAPTIVE_POOL_OPS,
     *NORM_OPS,

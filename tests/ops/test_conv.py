@@ -1,5 +1,6 @@
-"""Tests of dslc/ops/conv.py: conv1d/conv2d through the language against torch.nn.functional
-with the same weights, the output-size formula, MACs, parameters and located diagnostics."""
+"""Tests of dslc/ops/conv.py: conv1d/2d/3d through the language against torch.nn.functional
+and torch.nn modules with the same weights (padding per side, "same", padding_mode), the
+output-size formula, MACs, parameters, the generated code and located diagnostics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 import dslc
 from dslc import dims as D
 from dslc.diagnostics import DslcError
-from dslc.ops.conv import conv2d_nchw
+from dslc.ops.conv import conv2d_nchw, conv_nd
 from dslc.ops.registry import OPS
 from tests.helpers import assert_close, compare_numpy_torch
 
@@ -322,9 +323,9 @@ def test_groups_not_dividing_channels_is_located():
 
 @pytest.mark.parametrize("body,code,word", [
     ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, stride=2, "
-     "padding=\"same\")", "E0301", "stride"),
+     "padding=\"same\")", "E0321", "stride"),
     ("input x: f32[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3, padding=\"full\")",
-     "E0301", "same"),
+     "E0320", "same"),
     ("input x: f32[1, C, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0304", "fixed"),
     ("input x: f32[3, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0301", "rank"),
     ("input x: i64[1, 3, 8, 8]\n  output y = x -> conv2d(4, kernel=3)", "E0302", "float"),
@@ -348,3 +349,226 @@ def test_conv2d_padding_and_dilation_far_past_the_input():
     want = np.einsum("oc,nchw->nohw", w[:, :, 1, 1], x) + b[None, :, None, None]
     assert got.shape == (1, 3, 5, 5)
     assert_close(got, want)
+
+
+# ---- against torch.nn modules with copied weights: conv3d, per-side padding, padding_mode --
+
+
+def run_vs_module(shape, nd: int, out: int, kernel, torch_module, pre_pad=None, seed=0,
+                  **kw):
+    """The language's conv{nd}d against `torch_module` (a torch.nn conv) given the same
+    weights (loaded from dslc's parameters) and input; `pre_pad` is F.pad's argument applied
+    first when torch's module cannot pad that way itself."""
+    prog = dslc.load("t.dl", text=conv_spec(shape, f"conv{nd}d", out, kernel, **kw))
+    params = prog.init_params(seed)
+    x = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+    got = prog.run({"x": x}, params)["y"]
+    state = {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in params.items()}
+    torch_module.load_state_dict(state, strict=True)
+    xt = torch.from_numpy(x)
+    if pre_pad is not None:
+        xt = F.pad(xt, pre_pad)
+    with torch.no_grad():
+        want = torch_module(xt).numpy()
+    node = next(n for n in prog.graph.nodes.values() if n.op == f"conv{nd}d")
+    assert got.shape == want.shape == tuple(int(d) for d in node.types[0].shape)
+    assert_close(got, want, what=f"conv{nd}d {kw}")
+    return prog
+
+
+CONV3D_CASES = [
+    # (input shape, out, kernel, dslc attrs, nn.Conv3d kwargs)
+    ((2, 3, 5, 6, 7), 4, 3, {}, {}),
+    ((1, 3, 4, 9, 9), 8, (3, 7, 7), {"stride": (1, 2, 2), "padding": (1, 3, 3), "bias": False},
+     {"stride": (1, 2, 2), "padding": (1, 3, 3), "bias": False}),  # r3d_18's stem
+    ((2, 4, 7, 5, 6), 6, (2, 3, 1), {"stride": (2, 1, 2), "dilation": (2, 1, 3), "groups": 2,
+                                     "padding": 2},
+     {"stride": (2, 1, 2), "dilation": (2, 1, 3), "groups": 2, "padding": 2}),
+    ((1, 4, 3, 4, 5), 8, 3, {"groups": 4, "padding": 1}, {"groups": 4, "padding": 1}),
+    ((2, 3, 4, 5, 6), 5, 1, {"stride": 2}, {"stride": 2}),
+    ((1, 2, 1, 1, 5), 3, (1, 1, 3), {}, {}),  # size-1 axes
+    ((1, 2, 3, 4, 4), 3, 2, {"padding": 4}, {"padding": 4}),  # padding past the kernel
+    ((1, 2, 2, 3, 3), 3, 3, {"padding": 9, "dilation": 8}, {"padding": 9, "dilation": 8}),
+    ((1, 2, 4, 5, 6), 3, (2, 3, 4), {"padding": "same", "dilation": (2, 1, 2)},
+     {"padding": "same", "dilation": (2, 1, 2)}),
+    ((2, 3, 4, 5, 5), 4, 3, {"padding": "valid"}, {"padding": "valid"}),
+]
+
+
+@pytest.mark.parametrize("shape,out,kernel,kw,tkw", CONV3D_CASES,
+                         ids=[f"c3-{i}" for i in range(len(CONV3D_CASES))])
+def test_conv3d_equals_nn_conv3d(shape, out, kernel, kw, tkw):
+    run_vs_module(shape, 3, out, kernel, torch.nn.Conv3d(shape[1], out, kernel, **tkw), **kw)
+
+
+PADDING_MODE_CASES = [
+    # (nd, input shape, out, kernel, padding, extra attrs) for each padding_mode
+    (1, (2, 3, 7), 4, 3, 2, {}),
+    (1, (2, 3, 6), 4, 4, "same", {"dilation": 2}),
+    (2, (2, 3, 5, 6), 4, 3, 1, {"stride": 2}),
+    (2, (1, 4, 5, 4), 4, (2, 3), (2, 1), {"groups": 4}),  # depthwise
+    (2, (2, 3, 6, 7), 5, 4, "same", {}),  # even kernel: the odd pad after, as torch
+    (2, (1, 2, 4, 4), 3, 3, 3, {"dilation": 2}),
+    (3, (1, 2, 3, 4, 5), 3, (2, 3, 3), (1, 1, 2), {}),
+    (3, (1, 2, 4, 4, 4), 3, 3, "same", {"stride": 1, "bias": False}),
+]
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("nd,shape,out,kernel,padding,kw", PADDING_MODE_CASES,
+                         ids=[f"pm-{i}" for i in range(len(PADDING_MODE_CASES))])
+def test_padding_mode_equals_nn_conv(mode, nd, shape, out, kernel, padding, kw):
+    module = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[nd - 1](
+        shape[1], out, kernel, padding=padding, padding_mode=mode, **kw)
+    prog = run_vs_module(shape, nd, out, kernel, module, padding=padding, padding_mode=mode,
+                         **kw)
+    src = prog.to_torch_source()
+    if mode != "zeros":
+        assert f"padding_mode={mode!r}" in src
+    compare_numpy_torch(prog)
+
+
+PER_SIDE_CASES = [
+    # (nd, input shape, out, kernel, per-side padding in F.pad order, extra attrs)
+    (1, (2, 3, 9), 4, 3, (2, 0), {"dilation": 1}),  # causal
+    (1, (2, 3, 9), 4, 2, (0, 5), {"stride": 2}),  # padding past the kernel
+    (2, (2, 3, 8, 7), 4, 3, (0, 1, 0, 1), {"stride": 2}),  # TF "same" at stride 2
+    (2, (1, 3, 6, 5), 6, (2, 4), (1, 2, 0, 1), {"groups": 3, "dilation": (2, 1)}),
+    (2, (1, 2, 1, 4), 3, (2, 2), (0, 0, 1, 0), {}),  # size-1 height, padded on top only
+    (2, (2, 4, 5, 5), 4, 3, (2, 0, 0, 2), {"groups": 4}),  # depthwise
+    (3, (1, 2, 3, 4, 5), 3, 2, (1, 0, 0, 1, 1, 0), {}),
+    (3, (1, 2, 2, 3, 4), 4, (1, 2, 3), (2, 2, 0, 3, 1, 0), {"stride": (1, 2, 1)}),
+]
+
+
+@pytest.mark.parametrize("nd,shape,out,kernel,pad,kw", PER_SIDE_CASES,
+                         ids=[f"ps-{i}" for i in range(len(PER_SIDE_CASES))])
+def test_per_side_padding_equals_fpad_then_conv(nd, shape, out, kernel, pad, kw):
+    module = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[nd - 1](
+        shape[1], out, kernel, **kw)
+    prog = run_vs_module(shape, nd, out, kernel, module, pre_pad=pad, padding=pad, **kw)
+    src = prog.to_torch_source()
+    assert f"self.c(F.pad(x, {pad}))" in src  # what timm and torchvision write
+    compare_numpy_torch(prog)
+
+
+def test_per_side_padding_with_a_mode_pads_with_that_mode():
+    """(left, right) = (2, 0) with reflect: F.pad(..., mode='reflect') then the conv."""
+    prog = dslc.load("t.dl", text=conv_spec((2, 3, 7), "conv1d", 4, 3, padding=(2, 0),
+                                            padding_mode="reflect"))
+    params = prog.init_params(0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 7)).astype(np.float32)
+    got = prog.run({"x": x}, params)["y"]
+    want = F.conv1d(F.pad(torch.from_numpy(x), (2, 0), mode="reflect"),
+                     torch.from_numpy(params["c.weight"]), torch.from_numpy(params["c.bias"]))
+    assert_close(got, want.numpy())
+    assert "F.pad(x, (2, 0), mode='reflect')" in prog.to_torch_source()
+    compare_numpy_torch(prog)
+
+
+def test_generated_module_is_what_an_engineer_writes():
+    prog = dslc.load("t.dl", text=conv_spec((1, 3, 8, 8), "conv2d", 8, 3, padding="same",
+                                            padding_mode="reflect"))
+    assert ("nn.Conv2d(3, 8, kernel_size=3, padding='same', padding_mode='reflect')"
+            in prog.to_torch_source())
+    prog = dslc.load("t.dl", text=conv_spec((1, 3, 4, 8, 8), "conv3d", 8, (3, 1, 1),
+                                            padding=(1, 0, 0), stride=(1, 2, 2)))
+    assert ("nn.Conv3d(3, 8, kernel_size=(3, 1, 1), stride=(1, 2, 2), padding=(1, 0, 0))"
+            in prog.to_torch_source())
+    # per side but symmetric per axis: torch's own per-axis padding, no F.pad
+    prog = dslc.load("t.dl", text=conv_spec((1, 3, 8, 8), "conv2d", 8, 3,
+                                            padding=(2, 2, 1, 1)))
+    src = prog.to_torch_source()
+    assert "nn.Conv2d(3, 8, kernel_size=3, padding=(1, 2))" in src and "F.pad" not in src
+
+
+def test_conv3d_params_macs_and_label():
+    prog = dslc.load("t.dl", text=conv_spec((2, 3, 4, 8, 8), "conv3d", 6, (3, 5, 5),
+                                            groups=3, padding=(1, 2, 2)))
+    params = prog.init_params(0)
+    assert params["c.weight"].shape == (6, 1, 3, 5, 5) and params["c.bias"].shape == (6,)
+    fan_in = 1 * 3 * 5 * 5
+    assert 0.5 / np.sqrt(fan_in) < np.abs(params["c.weight"]).max() <= 1 / np.sqrt(fan_in)
+    assert prog.summary()["macs"] == 2 * 6 * 4 * 8 * 8 * (1 * 3 * 5 * 5)
+    label = OPS["conv3d"].label
+    attrs = OPS["conv3d"].attrs
+    assert label(attrs(out_channels=6, kernel=(3, 5, 5), stride=(1, 2, 2), padding=1,
+                       padding_mode="replicate")) == "3x5x5, s1x2x2, p1, replicate"
+    assert OPS["conv2d"].label(OPS["conv2d"].attrs(out_channels=2, kernel=3,
+                                                   padding=(0, 1, 0, 1))) == "3x3, p(0,1,0,1)"
+
+
+def test_reflect_padding_on_a_runtime_size_is_checked_when_it_runs():
+    prog = dslc.load("t.dl", text="""model t {
+  input x: f32[1, 2, H, 8]
+  output y = x -> conv2d(3, kernel=3, padding=2, padding_mode="reflect") as c
+}
+""")
+    compare_numpy_torch(prog, bind={"H": 3})
+    with pytest.raises(DslcError) as exc:
+        prog.run(prog.random_inputs(0, {"H": 2}), prog.init_params(0))
+    assert exc.value.diagnostics[0].code == "E0507"
+    assert "reflect" in exc.value.diagnostics[0].message
+    with pytest.raises(RuntimeError):  # torch refuses it too
+        F.pad(torch.zeros(1, 2, 2, 8), (2, 2, 2, 2), mode="reflect")
+
+
+@pytest.mark.parametrize("mode,pad,size,ok", [
+    ("reflect", 2, 3, True), ("reflect", 3, 3, False),
+    ("circular", 3, 3, True), ("circular", 4, 3, False),
+    ("replicate", 9, 1, True)])
+def test_padding_mode_limits_agree_with_torch(mode, pad, size, ok):
+    text = conv_spec((1, 1, size), "conv1d", 1, 1, padding=pad, padding_mode=mode)
+    try:
+        torch.nn.Conv1d(1, 1, 1, padding=pad, padding_mode=mode)(torch.zeros(1, 1, size))
+        torch_ok = True
+    except RuntimeError:
+        torch_ok = False
+    assert torch_ok == ok
+    if ok:
+        compare_numpy_torch(dslc.load("t.dl", text=text))
+    else:
+        assert diag(text).code == "E0323"
+
+
+@pytest.mark.parametrize("body,code", [
+    ('conv3d(4, kernel=3, padding=(1, 1))', "E0320"),
+    ('conv3d(4, kernel=3, padding=(0, 0, 0, 0, 0, -1))', "E0320"),
+    ('conv3d(4, kernel=3, stride=(1, 1, 2), padding="same")', "E0321"),
+    ('conv3d(4, kernel=3, padding=1, padding_mode="zero")', "E0322"),
+    ('conv3d(4, kernel=3, padding=(0, 0, 0, 0, 4, 4), padding_mode="circular")', "E0323"),
+    ('conv3d(4, kernel=(5, 1, 1))', "E0305"),
+    ('conv3d(4, kernel=3, groups=3)', "E0301"),
+])
+def test_bad_conv3d_calls(body, code):
+    d = diag("model t {\n  input x: f32[1, 2, 3, 8, 8]\n  output y = x -> " + body + "\n}\n")
+    assert d.code == code
+
+
+@pytest.mark.parametrize("nd,shape", [(1, "3, 7"), (2, "3, 5, 6"), (3, "3, 4, 5, 6")])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", ["2", '"same"', "per-side"])
+def test_unbatched_input_with_every_padding_form_and_mode(nd, shape, mode, pad):
+    """[C, *spatial] inputs: the generated module (and its F.pad) take them as torch does."""
+    padding = "(" + ", ".join(["1", "0"] * nd) + ")" if pad == "per-side" else pad
+    prog = dslc.load("t.dl", text=f"""model t {{
+  input x: f32[{shape}]
+  output y = x -> conv{nd}d(4, kernel=3, padding={padding}, padding_mode="{mode}") as c
+}}""")
+    np_out, _, _ = compare_numpy_torch(prog)
+    assert np_out["y"].ndim == nd + 1
+
+
+def test_conv3d_kernel_dtypes():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 2, 3, 2))
+    want = F.conv3d(torch.from_numpy(x), torch.from_numpy(w), stride=(2, 1, 1),
+                    padding=1).numpy()
+    got = conv_nd(x, w, None, (2, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    half = conv_nd(x.astype(np.float16), w.astype(np.float16), None, (2, 1, 1),
+                   ((1, 1),) * 3, (1, 1, 1), 1)
+    assert half.dtype == np.float16
+    assert_close(half, want, rtol=1e-2, atol=1e-2, what="f16")

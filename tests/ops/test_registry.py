@@ -51,6 +51,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "concat": ("shape",),
     "index": ("shape",),
     "conv": ("conv",),
+    "conv_transpose": ("conv",),
     "pool": ("pool",),
     "pool_adaptive": ("pool",),
     "norm": ("norm",),
