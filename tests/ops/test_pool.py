@@ -739,3 +739,17 @@ def test_attribute_names_are_torchs():
         "kernel", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"}
     assert "divisor_override" not in OPS["avg_pool1d"].attrs.model_fields  # as in torch
     assert OPS["lp_pool2d"].positional == ("norm_type", "kernel")
+
+
+@pytest.mark.parametrize("call", [
+    "max_pool2d(3, stride=2, padding=(0, 1, 1, 0), ceil_mode=true)",
+    "avg_pool2d(3, stride=2, padding=(2, 0, 0, 1), ceil_mode=true, count_include_pad=false)",
+    "max_pool2d(2, stride=3, dilation=2, ceil_mode=true)",
+    'avg_pool2d((2, 3), stride=1, padding="same")',
+])
+def test_symbolic_sizes_with_new_attributes(call):
+    """The shape rule's symbolic output size is the kernel's (and torch's) at every size."""
+    prog = load(("B", 2, "H", "W"), call)
+    for h, w in ((5, 6), (6, 5), (7, 9), (8, 8)):
+        np_out, t_out, _ = compare_numpy_torch(prog, bind={"B": 1, "H": h, "W": w})
+        assert np_out["y"].shape == t_out["y"].shape

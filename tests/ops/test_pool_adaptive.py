@@ -102,3 +102,14 @@ def test_bad_adaptive_calls(shape, call):
         load(shape, call)
     d = exc.value.diagnostics[0]
     assert d.code == "E0301" and d.span.line == 3
+
+
+def test_adaptive_avg_long_axis_many_bins():
+    """A long axis pooled to many (overlapping) bins: linear in the size (no o*n matrix)."""
+    x = np.random.default_rng(3).standard_normal((1, 2, 300_001)).astype(np.float32)
+    prog = load(x.shape, "adaptive_avg_pool1d(150000)")
+    got = prog.run({"x": x})["y"]
+    want = F.adaptive_avg_pool1d(torch.from_numpy(x), 150_000).numpy()
+    assert_close(got, want)
+    got = load(x.shape, "adaptive_max_pool1d(150000)").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, F.adaptive_max_pool1d(torch.from_numpy(x), 150_000))
