@@ -1,11 +1,12 @@
-"""Windowed pooling ops (max, average and power-average over 1-D, 2-D and 3-D windows), global
-average and k-max pooling: op records for the registry, used by elaboration (shape rules), the
-interpreter (NumPy kernels) and the PyTorch back end (F.max_pool2d and friends; no parameters).
-The adaptive pools are in ops/pool_adaptive.py.
+"""Windowed pooling ops (max, average and power-average over 1-D, 2-D and 3-D windows): op
+records for the registry, used by elaboration (shape rules), the interpreter (NumPy kernels)
+and the PyTorch back end (F.max_pool2d and friends; no parameters). Pools to a fixed output
+size (adaptive, global average, k-max) are in ops/pool_adaptive.py.
 
 The window kernels take one strided view of the input per kernel tap and reduce them with
-in-place ufuncs; they never copy the input unless it needs padding (ops/window.py), and they
-keep its memory layout (the conv kernels return channels-last views, and a pool between two
+in-place ufuncs (or, for kernels with very many taps, reduce window by window along one axis at
+a time); they never copy the input unless it needs padding (ops/window.py), and they keep its
+memory layout (the conv kernels return channels-last views, and a pool between two
 convs stays channels-last).
 
 Padding (ops/padding.py resolves the attribute): an int or a per-axis tuple is torch's own
@@ -26,7 +27,7 @@ import numpy as np
 import sympy
 
 from dslc import dims as D
-from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float, norm_axis
+from dslc.ops.base import Attrs, Example, Op, ShapeError, need_float
 from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
 from dslc.ops.window import reach, window
 from dslc.types import tensor
@@ -104,11 +105,6 @@ class LpPool3dAttrs(Attrs):
     kernel: int | tuple[int, int, int]
     stride: int | tuple[int, int, int] | None = None
     ceil_mode: bool = False
-
-
-class KMaxAttrs(Attrs):
-    k: int
-    dim: int = -1
 
 
 # ---- shared helpers (ops/pool_adaptive.py uses them too) -----------------------------------
@@ -251,12 +247,18 @@ class Window:
 # ---- NumPy kernels -------------------------------------------------------------------------
 
 
+# More kernel taps than this reach the input: reduce window by window, one axis at a time,
+# instead of one strided view per tap (a huge kernel with per-side padding far past the input
+# would otherwise loop over millions of taps).
+MAX_TAP_VIEWS = 256
+
+
 def pool_nchw(x: np.ndarray, k, s, d, pads: Pads, ceil_mode: bool, pre_padded: bool,
-              mode: str, count_include_pad: bool = True,
-              divisor_override: int | None = None) -> np.ndarray:
+              mode: str, count_include_pad: bool = True, divisor_override: int | None = None,
+              by_windows: bool | None = None) -> np.ndarray:
     """x [N, C, *spatial] -> [N, C, *out]; mode 'max' or 'avg' (torch's semantics; the module
-    docstring says what per-side padding means)."""
-    nd = len(k)
+    docstring says what per-side padding means). `by_windows` picks the reduction (None: by
+    the number of taps; the tests force each)."""
     sizes = x.shape[2:]
     outs = [out_size(n, kk, ss, dd, lo, hi, ceil_mode, pre_padded)
             for n, kk, ss, dd, (lo, hi) in zip(sizes, k, s, d, pads)]
@@ -266,21 +268,18 @@ def pool_nchw(x: np.ndarray, k, s, d, pads: Pads, ceil_mode: bool, pre_padded: b
     reaches = tuple(reach(n, kk, ss, dd, lo, o)
                     for n, kk, ss, dd, (lo, _), o in zip(sizes, k, s, d, pads, outs))
     fill = -np.inf if mode == "max" else 0.0
-    res = alloc_like(x, x.shape[:2] + tuple(outs))
     if any(r.empty for r in reaches):
+        res = alloc_like(x, x.shape[:2] + tuple(outs))
         res[...] = fill
         return res
-    xp = window(x, tuple(range(2, 2 + nd)), reaches, fill, lambda shape: alloc_like(x, shape))
-    reduce = np.maximum if mode == "max" else np.add
-    # each tap is one strided view of the (framed) input, reduced into res in place
-    taps = itertools.product(*(range(r.t1 - r.t0) for r in reaches))
-    for n_tap, tap in enumerate(taps):
-        view = (slice(None), slice(None)) + tuple(
-            slice(t * dd, t * dd + (o - 1) * ss + 1, ss) for t, dd, ss, o in zip(tap, d, s, outs))
-        if n_tap == 0:
-            res[...] = xp[view]
-        else:
-            reduce(res, xp[view], out=res)
+    if by_windows is None:
+        by_windows = math.prod(r.t1 - r.t0 for r in reaches) > MAX_TAP_VIEWS
+    if by_windows:
+        res = x
+        for i, (kk, ss, dd, (lo, _), o) in enumerate(zip(k, s, d, pads, outs)):
+            res = _reduce_axis(res, 2 + i, o, kk, ss, dd, lo, mode)
+    else:
+        res = _reduce_taps(x, s, d, outs, reaches, mode)
     if mode == "avg":
         if divisor_override is not None:
             res /= res.dtype.type(divisor_override)
@@ -289,6 +288,59 @@ def pool_nchw(x: np.ndarray, k, s, d, pads: Pads, ceil_mode: bool, pre_padded: b
         for n, o, kk, ss, (lo, hi) in zip(sizes, outs, k, s, pads):
             div = np.multiply.outer(div, _counts(n, o, kk, ss, lo, hi, count_include_pad))
         res *= (1.0 / np.maximum(div, 1.0)).astype(res.dtype)
+    return res
+
+
+def _reduce_taps(x: np.ndarray, s, d, outs, reaches, mode: str) -> np.ndarray:
+    """Max or sum over the taps that reach the input: each tap is one strided view of the
+    (framed) input, reduced into the result in place."""
+    nd = len(outs)
+    fill = -np.inf if mode == "max" else 0.0
+    xp = window(x, tuple(range(2, 2 + nd)), reaches, fill, lambda shape: alloc_like(x, shape))
+    reduce = np.maximum if mode == "max" else np.add
+    res = alloc_like(x, x.shape[:2] + tuple(outs))
+    taps = itertools.product(*(range(r.t1 - r.t0) for r in reaches))
+    for n_tap, tap in enumerate(taps):
+        view = (slice(None), slice(None)) + tuple(
+            slice(t * dd, t * dd + (o - 1) * ss + 1, ss) for t, dd, ss, o in zip(tap, d, s, outs))
+        if n_tap == 0:
+            res[...] = xp[view]
+        else:
+            reduce(res, xp[view], out=res)
+    return res
+
+
+def _reduce_axis(x: np.ndarray, axis: int, o: int, k: int, s: int, d: int, before: int,
+                 mode: str) -> np.ndarray:
+    """Max or sum of each window along one axis (a box's max and sum are separable). Window j
+    reads input rows j*s - before + t*d; those inside the input are contiguous in x[r::d] for
+    r its first row's residue mod d, so one ufunc.reduceat per residue class (at most
+    min(d, n, o) of them) reduces all its windows. Windows of padding only are -inf or 0."""
+    n = x.shape[axis]
+    fill = -np.inf if mode == "max" else 0.0
+    ufunc = np.maximum if mode == "max" else np.add
+    start = np.arange(o, dtype=np.int64) * s - before
+    t_lo = np.clip(-(start // d), 0, k)  # the first tap with start + t*d >= 0
+    t_hi = np.clip(-((start - n) // d), 0, k)  # past the last tap with start + t*d < n
+    count = t_hi - t_lo
+    first = start + t_lo * d
+    live = count > 0
+    shape = list(x.shape)
+    shape[axis] = o
+    res = alloc_like(x, shape)
+    res[...] = fill
+    before_axis = (slice(None),) * axis
+    for r in np.unique(first[live] % d):
+        sel = np.nonzero(live & (first % d == r))[0]
+        rows = x[before_axis + (slice(int(r), None, d),)]
+        # one row of fill after the input: reduceat needs every range end to be an index
+        end = list(rows.shape)
+        end[axis] = 1
+        rows = np.concatenate([rows, np.full(end, fill, x.dtype)], axis=axis)
+        lo = (first[sel] - r) // d
+        bounds = np.stack([lo, lo + count[sel]], axis=1).ravel()
+        reduced = ufunc.reduceat(rows, bounds, axis=axis)
+        res[before_axis + (sel,)] = reduced[before_axis + (slice(0, None, 2),)]
     return res
 
 
@@ -502,88 +554,6 @@ def _lp_op(nd, attrs, examples) -> Op:
     )
 
 
-# ---- global / k-max ------------------------------------------------------------------------
-
-
-def _global_shape(a, ins):
-    x = ins[0]
-    need_float(x)
-    if x.rank < 3:
-        raise ShapeError("global_avg_pool needs [B, C, spatial...] (rank >= 3)",
-                         expected="rank >= 3", found=f"{x} (rank {x.rank})", arg=0)
-    return [x.with_shape(x.shape[:2] + (D.const(1),) * (x.rank - 2))]
-
-
-def _global_call(a, args, ctx, ins):
-    dims = tuple(range(2, ins[0].rank))
-    return f"{args[0]}.mean(dim={literal(dims)}, keepdim=True)"
-
-
-def _kmax_shape(a, ins):
-    x = ins[0]
-    if a.k < 1:
-        raise ShapeError("k must be positive", expected=">= 1", found=str(a.k), attr="k")
-    if x.rank < 1:
-        raise ShapeError("k_max_pool needs at least one axis", expected="rank >= 1",
-                         found=str(x), arg=0)
-    ax = norm_axis(a.dim, x.rank)
-    n = D.value(D.as_dim(x.shape[ax]))
-    if n is not None and n < a.k:
-        raise ShapeError(f"k larger than axis {a.dim}", expected=f"axis size >= {a.k}",
-                         found=f"{x} (size {n})", attr="k", code="E0305")
-    shape = list(x.shape)
-    shape[ax] = D.const(a.k)
-    return [x.with_shape(shape)]
-
-
-def _kmax_kernel(a, xs, ctx):
-    x = xs[0]
-    ax = a.dim % x.ndim
-    if x.shape[ax] < a.k:
-        raise ShapeError(f"k larger than axis {a.dim}", expected=f">= {a.k}",
-                         found=str(x.shape[ax]), code="E0305")
-    top = np.argpartition(x, x.shape[ax] - a.k, axis=ax)
-    idx = np.take(top, np.arange(x.shape[ax] - a.k, x.shape[ax]), axis=ax)
-    idx.sort(axis=ax)  # keep the original order of the k largest (the notes' k-max pooling)
-    return [np.take_along_axis(x, idx, axis=ax)]
-
-
-def _kmax_call(a, args, ctx, ins):
-    x = args[0]
-    return (f"torch.gather({x}, {a.dim}, "
-            f"torch.topk({x}, {a.k}, dim={a.dim}).indices.sort(dim={a.dim}).values)")
-
-
-GLOBAL_AVG_POOL = Op(
-    name="global_avg_pool",
-    family="pool",
-    doc=("Mean over every spatial axis, kept as size 1: [B, C, H, W] -> [B, C, 1, 1] "
-         "(nn.AdaptiveAvgPool2d(1)); works for [B, C, L] too."),
-    attrs=NoAttrs,
-    shape=_global_shape,
-    numpy=lambda a, xs, ctx: [xs[0].mean(axis=tuple(range(2, xs[0].ndim)), keepdims=True,
-                                         dtype=np.float32 if xs[0].dtype == np.float16
-                                         else None).astype(xs[0].dtype, copy=False)],
-    torch_call=_global_call,
-    examples=(Example({}, (tensor("f32", D.symbol("B"), 4, 5, 6),)),
-              Example({}, (tensor("f32", 2, 3, 7),))),
-)
-
-K_MAX_POOL = Op(
-    name="k_max_pool",
-    family="pool",
-    doc=("k-max pooling (the notes' sentence CNNs): keeps the k largest values along `dim` "
-         "in their original order."),
-    attrs=KMaxAttrs,
-    positional=("k", "dim"),
-    shape=_kmax_shape,
-    numpy=_kmax_kernel,
-    torch_call=_kmax_call,
-    label=lambda a: f"k={a.k}" + ("" if a.dim == -1 else f", dim {a.dim}"),
-    examples=(Example({"k": 3}, (tensor("f32", 2, 4, 9),)),
-              Example({"k": 2, "dim": 1}, (tensor("f32", 2, 5, 3),))),
-)
-
 # ---- the ops and their Examples ------------------------------------------------------------
 
 X1 = (tensor("f32", 2, 3, 11),)
@@ -661,6 +631,4 @@ POOL_OPS: tuple = (
         Example({"norm_type": 2.0, "kernel": 2}, X3),
         Example({"norm_type": 1.0, "kernel": (2, 3, 2), "stride": (1, 2, 3),
                  "ceil_mode": True}, X3, float_range=POSITIVE))),
-    GLOBAL_AVG_POOL,
-    K_MAX_POOL,
 )

@@ -1,6 +1,8 @@
-"""Adaptive pooling ops (average and max to a fixed output size, 1-D, 2-D and 3-D): op records
-for the registry, used by elaboration (shape rules), the interpreter (NumPy kernels) and the
-PyTorch back end (F.adaptive_avg_pool2d and friends; no parameters).
+"""Pooling to a fixed output size: adaptive average and max pooling (1-D, 2-D, 3-D), global
+average pooling (adaptive to 1) and k-max pooling (the k largest along an axis). Op records for
+the registry, used by elaboration (shape rules), the interpreter (NumPy kernels) and the
+PyTorch back end (F.adaptive_avg_pool2d and friends; no parameters). Windowed pools are in
+ops/pool.py.
 
 Bins are torch's: output i of an axis of size n covers floor(i*n/o) .. ceil((i+1)*n/o), so
 neighbouring bins overlap when o does not divide n. A box's mean and maximum are separable, so
@@ -14,9 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from dslc import dims as D
-from dslc.ops.base import Attrs, Example, Op, ShapeError
+from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float, norm_axis
 from dslc.ops.pool import SPATIAL_NAMES, fmt_size, literal, need_spatial, per_axis
 from dslc.types import tensor
+
+
+class KMaxAttrs(Attrs):
+    k: int
+    dim: int = -1
 
 
 class Adaptive1dAttrs(Attrs):
@@ -101,7 +108,92 @@ def _adaptive_op(nd: int, mode: str, attrs, examples) -> Op:
     )
 
 
+# ---- global average / k-max ---------------------------------------------------------------
+
+
+def _global_shape(a, ins):
+    x = ins[0]
+    need_float(x)
+    if x.rank < 3:
+        raise ShapeError("global_avg_pool needs [B, C, spatial...] (rank >= 3)",
+                         expected="rank >= 3", found=f"{x} (rank {x.rank})", arg=0)
+    return [x.with_shape(x.shape[:2] + (D.const(1),) * (x.rank - 2))]
+
+
+def _global_call(a, args, ctx, ins):
+    dims = tuple(range(2, ins[0].rank))
+    return f"{args[0]}.mean(dim={literal(dims)}, keepdim=True)"
+
+
+def _kmax_shape(a, ins):
+    x = ins[0]
+    if a.k < 1:
+        raise ShapeError("k must be positive", expected=">= 1", found=str(a.k), attr="k")
+    if x.rank < 1:
+        raise ShapeError("k_max_pool needs at least one axis", expected="rank >= 1",
+                         found=str(x), arg=0)
+    ax = norm_axis(a.dim, x.rank)
+    n = D.value(D.as_dim(x.shape[ax]))
+    if n is not None and n < a.k:
+        raise ShapeError(f"k larger than axis {a.dim}", expected=f"axis size >= {a.k}",
+                         found=f"{x} (size {n})", attr="k", code="E0305")
+    shape = list(x.shape)
+    shape[ax] = D.const(a.k)
+    return [x.with_shape(shape)]
+
+
+def _kmax_kernel(a, xs, ctx):
+    x = xs[0]
+    ax = a.dim % x.ndim
+    if x.shape[ax] < a.k:
+        raise ShapeError(f"k larger than axis {a.dim}", expected=f">= {a.k}",
+                         found=str(x.shape[ax]), code="E0305")
+    top = np.argpartition(x, x.shape[ax] - a.k, axis=ax)
+    idx = np.take(top, np.arange(x.shape[ax] - a.k, x.shape[ax]), axis=ax)
+    idx.sort(axis=ax)  # keep the original order of the k largest (the notes' k-max pooling)
+    return [np.take_along_axis(x, idx, axis=ax)]
+
+
+def _kmax_call(a, args, ctx, ins):
+    x = args[0]
+    return (f"torch.gather({x}, {a.dim}, "
+            f"torch.topk({x}, {a.k}, dim={a.dim}).indices.sort(dim={a.dim}).values)")
+
+
+GLOBAL_AVG_POOL = Op(
+    name="global_avg_pool",
+    family="pool",
+    doc=("Mean over every spatial axis, kept as size 1: [B, C, H, W] -> [B, C, 1, 1] "
+         "(nn.AdaptiveAvgPool2d(1)); works for [B, C, L] too."),
+    attrs=NoAttrs,
+    shape=_global_shape,
+    numpy=lambda a, xs, ctx: [xs[0].mean(axis=tuple(range(2, xs[0].ndim)), keepdims=True,
+                                         dtype=np.float32 if xs[0].dtype == np.float16
+                                         else None).astype(xs[0].dtype, copy=False)],
+    torch_call=_global_call,
+    examples=(Example({}, (tensor("f32", D.symbol("B"), 4, 5, 6),)),
+              Example({}, (tensor("f32", 2, 3, 7),))),
+)
+
+K_MAX_POOL = Op(
+    name="k_max_pool",
+    family="pool",
+    doc=("k-max pooling (the notes' sentence CNNs): keeps the k largest values along `dim` "
+         "in their original order."),
+    attrs=KMaxAttrs,
+    positional=("k", "dim"),
+    shape=_kmax_shape,
+    numpy=_kmax_kernel,
+    torch_call=_kmax_call,
+    label=lambda a: f"k={a.k}" + ("" if a.dim == -1 else f", dim {a.dim}"),
+    examples=(Example({"k": 3}, (tensor("f32", 2, 4, 9),)),
+              Example({"k": 2, "dim": 1}, (tensor("f32", 2, 5, 3),))),
+)
+
+# ---- the ops and their Examples ------------------------------------------------------------
+
 ADAPTIVE_POOL_OPS: tuple = (
+    GLOBAL_AVG_POOL,
     _adaptive_op(1, "avg", Adaptive1dAttrs, (
         Example({"output_size": 4}, (tensor("f32", 2, 3, 11),)),
         Example({"output_size": (7,)}, (tensor("f32", 3, 5),)),
@@ -123,4 +215,5 @@ ADAPTIVE_POOL_OPS: tuple = (
     _adaptive_op(3, "max", Adaptive3dAttrs, (
         Example({"output_size": (2, 3, 4)}, (tensor("f32", 2, 3, 5, 7, 9),)),
         Example({"output_size": (1, 2, 5)}, (tensor("f32", 1, 2, 3, 3, 3),)))),
+    K_MAX_POOL,
 )

@@ -1,6 +1,7 @@
-"""Tests of dslc/ops/pool.py: max/avg pooling (1-D, 2-D), global and adaptive average and
-k-max pooling through the language against torch.nn.functional, output sizes (incl. ceil
-mode), memory layouts and located diagnostics."""
+"""Tests of dslc/ops/pool.py: max, average and power-average pooling (1-D, 2-D, 3-D) through
+the language and the NumPy kernel against torch.nn.functional: dilation, divisor_override,
+per-side and "same"/"valid" padding, output sizes (incl. ceil mode), windows of padding only,
+memory layouts, the generated PyTorch and located diagnostics."""
 
 from __future__ import annotations
 
@@ -145,40 +146,6 @@ def test_max_pool_padding_never_wins():
     assert (got == -5).all()
 
 
-# ---- global / adaptive / k-max -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 3, 9), (1, 2, 3, 4, 5)])
-def test_global_avg_pool(shape):
-    prog = load(shape, "global_avg_pool")
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    got = prog.run({"x": x})["y"]
-    assert got.shape == shape[:2] + (1,) * (len(shape) - 2)
-    want = torch.from_numpy(x).mean(dim=tuple(range(2, len(shape))), keepdim=True).numpy()
-    assert_close(got, want)
-    if len(shape) == 4:
-        assert_close(got, torch.nn.AdaptiveAvgPool2d(1)(torch.from_numpy(x)).numpy())
-    compare_numpy_torch(prog)
-
-
-@pytest.mark.parametrize("shape,k,dim", [((2, 4, 9), 3, -1), ((2, 5, 3), 2, 1),
-                                         ((3, 7), 7, -1), ((2, 6, 4), 1, 1)])
-def test_k_max_pool_keeps_order(shape, k, dim):
-    prog = load(shape, f"k_max_pool({k}, dim={dim})")
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    got = prog.run({"x": x})["y"]
-    t = torch.from_numpy(x)
-    want = t.gather(dim, t.topk(k, dim=dim).indices.sort(dim=dim).values).numpy()
-    np.testing.assert_array_equal(got, want)
-    compare_numpy_torch(prog)
-
-
-def test_k_max_pool_example_from_the_notes():
-    x = np.array([[[1, 5, 2, 4, 3]]], np.float32)
-    prog = load((1, 1, 5), "k_max_pool(3)")
-    np.testing.assert_array_equal(prog.run({"x": x})["y"], [[[5, 4, 3]]])
-
-
 # ---- emitters, labels, diagnostics -------------------------------------------------------
 
 
@@ -196,7 +163,6 @@ def test_labels():
     a = OPS["max_pool2d"].attrs
     assert OPS["max_pool2d"].label(a(kernel=2)) == "2x2"
     assert OPS["max_pool2d"].label(a(kernel=3, stride=2, padding=1)) == "3x3, s2, p1"
-    assert OPS["k_max_pool"].label(OPS["k_max_pool"].attrs(k=3)) == "k=3"
 
 
 def test_pools_have_no_params_and_zero_macs():
@@ -216,16 +182,12 @@ def test_kernel_larger_than_input_is_located():
     assert d.code == "E0305"
     assert (d.span.line, d.span.column) == (3, 30)  # at the kernel argument
     assert "4" in d.expected and "3" in d.found
-    d = diag((1, 2, 5), "k_max_pool(6)")
-    assert d.code == "E0305" and d.span.line == 3
 
 
 @pytest.mark.parametrize("shape,call,code", [
     ((1, 2, 8, 8), "max_pool2d(2, padding=2)", "E0301"),  # pad > kernel/2, as torch refuses
     ((2, 8), "max_pool2d(2)", "E0301"),
     ((1, 2, 8, 8), "avg_pool2d(0)", "E0301"),
-    ((1, 2, 8), "k_max_pool(2, dim=3)", "E0301"),
-    ((8, 8), "global_avg_pool", "E0301"),
 ])
 def test_bad_pool_calls(shape, call, code):
     assert diag(shape, call).code == code
@@ -603,9 +565,12 @@ def test_random_windows_equal_torch():
             assert min(outs) < 1 or (mode == "avg" and nd == 3 and any(
                 v < kk for v, kk in zip(seen, k))), (nd, mode, n, k, s, d, pads, ceil)
             continue
-        got = pool_nchw(x, k, s, d, pads, ceil, per_side, mode, include, divisor)
-        assert got.shape == tuple(want.shape), (nd, mode, n, k, s, d, pads, ceil)
-        assert_same_values(got, want.numpy(), what=str((nd, mode, n, k, s, d, pads, ceil)))
+        for by_windows in (False, True):  # one view per tap, or window by window per axis
+            got = pool_nchw(x, k, s, d, pads, ceil, per_side, mode, include, divisor,
+                            by_windows=by_windows)
+            what = str((nd, mode, n, k, s, d, pads, ceil, by_windows))
+            assert got.shape == tuple(want.shape), what
+            assert_same_values(got, want.numpy(), what=what)
         ran += 1
     assert ran > 250
 
@@ -753,3 +718,33 @@ def test_symbolic_sizes_with_new_attributes(call):
     for h, w in ((5, 6), (6, 5), (7, 9), (8, 8)):
         np_out, t_out, _ = compare_numpy_torch(prog, bind={"B": 1, "H": h, "W": w})
         assert np_out["y"].shape == t_out["y"].shape
+
+
+def test_huge_kernel_with_padding_far_past_the_input_reduces_by_windows():
+    """2**20 taps reach the input across three far-apart windows: reduced window by window
+    (ops/pool.py MAX_TAP_VIEWS), not one view per tap."""
+    big = 2 ** 20
+    x = _input((1, 2, 5), 4)
+    got = load((1, 2, 5), f"max_pool1d({big}, stride={big // 2}, padding=({big}, {big}))"
+               ).run({"x": x})["y"]
+    top = x.max(axis=2)
+    np.testing.assert_array_equal(got, np.stack([np.full_like(top, -np.inf), top, top], -1))
+    got = load((1, 2, 5), f"avg_pool1d({big}, stride={big // 2}, padding=({big}, {big}), "
+                          "count_include_pad=false)").run({"x": x})["y"]
+    mean = x.mean(axis=2)
+    assert_close(got, np.stack([np.zeros_like(mean), mean, mean], -1))
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_both_reductions_keep_channels_last_and_agree(nd):
+    rng = np.random.default_rng(nd)
+    shape = (2,) + (9, 8, 7)[:nd] + (4,)
+    x = np.moveaxis(rng.standard_normal(shape).astype(np.float32), -1, 1)  # channels-last
+    k, s, d = (3,) * nd, (2,) * nd, (2,) * nd
+    pads = ((1, 2),) * nd
+    for mode in ("max", "avg"):
+        dd = d if mode == "max" else (1,) * nd
+        a = pool_nchw(x, k, s, dd, pads, True, True, mode, False, by_windows=False)
+        b = pool_nchw(x, k, s, dd, pads, True, True, mode, False, by_windows=True)
+        assert_close(a, b, what=mode)
+        assert a.strides[1] < a.strides[-1] and b.strides[1] < b.strides[-1]

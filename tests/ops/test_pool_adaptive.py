@@ -1,6 +1,7 @@
-"""Tests of dslc/ops/pool_adaptive.py: adaptive average and max pooling (1-D, 2-D, 3-D) through
-the language against torch.nn.functional (torch's bins, overlapping bins, outputs larger than
-the input, size-1 axes, unbatched inputs, NaN), the generated PyTorch and diagnostics."""
+"""Tests of dslc/ops/pool_adaptive.py: adaptive average and max pooling (1-D, 2-D, 3-D), global
+average and k-max pooling through the language against torch (torch's bins, overlapping bins,
+outputs larger than the input, size-1 axes, unbatched inputs, NaN), the generated PyTorch and
+diagnostics."""
 
 from __future__ import annotations
 
@@ -113,3 +114,48 @@ def test_adaptive_avg_long_axis_many_bins():
     assert_close(got, want)
     got = load(x.shape, "adaptive_max_pool1d(150000)").run({"x": x})["y"]
     np.testing.assert_array_equal(got, F.adaptive_max_pool1d(torch.from_numpy(x), 150_000))
+
+
+# ---- global average and k-max -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 3, 9), (1, 2, 3, 4, 5)])
+def test_global_avg_pool(shape):
+    prog = load(shape, "global_avg_pool")
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = prog.run({"x": x})["y"]
+    assert got.shape == shape[:2] + (1,) * (len(shape) - 2)
+    want = torch.from_numpy(x).mean(dim=tuple(range(2, len(shape))), keepdim=True).numpy()
+    assert_close(got, want)
+    if len(shape) == 4:
+        assert_close(got, torch.nn.AdaptiveAvgPool2d(1)(torch.from_numpy(x)).numpy())
+    compare_numpy_torch(prog)
+
+
+@pytest.mark.parametrize("shape,k,dim", [((2, 4, 9), 3, -1), ((2, 5, 3), 2, 1),
+                                         ((3, 7), 7, -1), ((2, 6, 4), 1, 1)])
+def test_k_max_pool_keeps_order(shape, k, dim):
+    prog = load(shape, f"k_max_pool({k}, dim={dim})")
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    got = prog.run({"x": x})["y"]
+    t = torch.from_numpy(x)
+    want = t.gather(dim, t.topk(k, dim=dim).indices.sort(dim=dim).values).numpy()
+    np.testing.assert_array_equal(got, want)
+    compare_numpy_torch(prog)
+
+
+def test_k_max_pool_example_from_the_notes():
+    x = np.array([[[1, 5, 2, 4, 3]]], np.float32)
+    prog = load((1, 1, 5), "k_max_pool(3)")
+    np.testing.assert_array_equal(prog.run({"x": x})["y"], [[[5, 4, 3]]])
+
+
+def test_global_and_k_max_labels_and_diagnostics():
+    assert OPS["k_max_pool"].label(OPS["k_max_pool"].attrs(k=3)) == "k=3"
+    for shape, call, code in [((1, 2, 5), "k_max_pool(6)", "E0305"),
+                              ((1, 2, 8), "k_max_pool(2, dim=3)", "E0301"),
+                              ((8, 8), "global_avg_pool", "E0301")]:
+        with pytest.raises(DslcError) as exc:
+            load(shape, call)
+        d = exc.value.diagnostics[0]
+        assert d.code == code and d.span.line == 3
