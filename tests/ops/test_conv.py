@@ -12,7 +12,9 @@ import torch.nn.functional as F
 import dslc
 from dslc import dims as D
 from dslc.diagnostics import DslcError
-from dslc.ops.conv import conv2d_nchw, conv_nd
+from dslc.ops.base import ShapeError
+from dslc.ops.conv import conv2d_nchw, conv_nd, pad_input
+from dslc.ops.padding import fpad_order, resolve_padding
 from dslc.ops.registry import OPS
 from tests.helpers import assert_close, compare_numpy_torch
 
@@ -572,3 +574,44 @@ def test_conv3d_kernel_dtypes():
                    ((1, 1),) * 3, (1, 1, 1), 1)
     assert half.dtype == np.float16
     assert_close(half, want, rtol=1e-2, atol=1e-2, what="f16")
+
+
+def test_random_geometries_equal_torch():
+    """Seeded random 1/2/3-D convs (every padding form and mode, groups, strides, dilations,
+    tiny sizes) through the kernel against F.pad + F.convNd; both refuse the same ones."""
+    import random
+    rnd = random.Random(1)
+    checked = 0
+    for _ in range(150):
+        nd = rnd.randint(1, 3)
+        g = rnd.choice([1, 1, 2])
+        cin, cout = g * rnd.randint(1, 2), g * rnd.randint(1, 2)
+        size = tuple(rnd.randint(1, 6) for _ in range(nd))
+        k = tuple(rnd.randint(1, 4) for _ in range(nd))
+        d = tuple(rnd.randint(1, 3) for _ in range(nd))
+        form = rnd.choice(["int", "axis", "side", "same", "valid"])
+        s = (1,) * nd if form == "same" else tuple(rnd.randint(1, 3) for _ in range(nd))
+        pad = {"int": rnd.randint(0, 5), "axis": tuple(rnd.randint(0, 4) for _ in range(nd)),
+               "side": tuple(rnd.randint(0, 4) for _ in range(2 * nd))}.get(form, form)
+        mode = rnd.choice(["zeros", "reflect", "replicate", "circular"])
+        x = torch.randn((2, cin) + size, dtype=torch.float64)
+        w = torch.randn((cout, cin // g) + k, dtype=torch.float64)
+        pads = resolve_padding(pad, k, s, d, nd, "conv")
+        try:
+            xt = F.pad(x, fpad_order(pads), mode="constant" if mode == "zeros" else mode)
+            want = (F.conv1d, F.conv2d, F.conv3d)[nd - 1](xt, w, stride=s, dilation=d,
+                                                          groups=g).numpy()
+        except RuntimeError:
+            want = None
+        try:
+            xx, zero = x.numpy(), pads
+            if mode != "zeros":
+                xx, zero = pad_input(xx, pads, mode), ((0, 0),) * nd
+            got = conv_nd(xx, w.numpy(), None, s, zero, d, g)
+        except ShapeError:
+            got = None
+        assert (got is None) == (want is None), (nd, size, k, s, d, pad, mode)
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+            checked += 1
+    assert checked > 75

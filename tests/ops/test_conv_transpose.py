@@ -243,3 +243,33 @@ def test_patches_over_the_run_limit_are_refused_before_allocating():
     with pytest.raises(ShapeError) as exc:
         conv_transpose_nd(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1), (0, 0), 1)
     assert exc.value.code == "E0505"
+
+
+def test_random_geometries_equal_torch():
+    """Seeded random 1/2/3-D transposed convs (groups, strides, dilations, padding,
+    output_padding, tiny sizes) through the kernel against F.conv_transposeNd."""
+    import random
+    rnd = random.Random(2)
+    checked = 0
+    for _ in range(300):
+        nd = rnd.randint(1, 3)
+        g = rnd.choice([1, 1, 2])
+        cin, cout = g * rnd.randint(1, 2), g * rnd.randint(1, 2)
+        size = tuple(rnd.randint(1, 5) for _ in range(nd))
+        k = tuple(rnd.randint(1, 4) for _ in range(nd))
+        s = tuple(rnd.randint(1, 3) for _ in range(nd))
+        d = tuple(rnd.randint(1, 3) for _ in range(nd))
+        p = tuple(rnd.randint(0, 3) for _ in range(nd))
+        op = tuple(rnd.randint(0, 2) for _ in range(nd))
+        x = torch.randn((2, cin) + size, dtype=torch.float64)
+        w = torch.randn((cin, cout // g) + k, dtype=torch.float64)
+        try:
+            want = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1](
+                x, w, stride=s, padding=p, output_padding=op, dilation=d, groups=g).numpy()
+        except RuntimeError:
+            continue
+        got = conv_transpose_nd(x.numpy(), w.numpy(), None, s, tuple((q, q) for q in p), d,
+                                op, g)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        checked += 1
+    assert checked > 100
