@@ -1,0 +1,216 @@
+"""ONNX lowerings of the pools: max/avg pools 1-3d (dilation, ceil_mode, per-side and "same"
+padding, divisor_override), lp pools as torch computes them, adaptive avg/max pools 1-3d."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dslc import dims as D
+from dslc.backends.onnx_builder import Lower
+from dslc.backends.onnx_lower_conv import batched, onnx_pads
+from dslc.backends.onnx_lower_core import reduce
+from dslc.ops.pool import Window, per_axis
+from dslc.ops.pool_adaptive import _bins
+from dslc.types import numpy_dtype
+
+
+def _window(lw: Lower, nd: int, mode: str) -> Window:
+    return Window(lw.attrs, nd, f"{mode}_pool{nd}d")
+
+
+def _geometry(win: Window, pads, ceil_mode: bool) -> dict:
+    return dict(kernel_shape=list(win.k), strides=list(win.s), pads=onnx_pads(pads),
+                ceil_mode=int(ceil_mode))
+
+
+def _known(lw: Lower, nd: int) -> tuple[list[int], list[int]] | None:
+    """The spatial sizes of the input and the output, when all are fixed numbers."""
+    ins = [D.value(D.as_dim(d)) for d in lw.in_types[0].shape[-nd:]]
+    outs = [D.value(D.as_dim(d)) for d in lw.out_types[0].shape[-nd:]]
+    if any(v is None for v in ins + outs):
+        return None
+    return ins, outs
+
+
+def _full_windows(win: Window, sizes: list[int], outs: list[int]) -> tuple:
+    """(before, after) pads per axis that make every one of dslc's windows whole: the spec's
+    pads, the after pad grown until the last window (ceil mode's clipped one) fits. A pool
+    over the padded input without pads or ceil_mode then has exactly dslc's windows (torch
+    drops a ceil-mode window that would start past the padding, and so does the count o)."""
+    pads = []
+    for n, o, k, s, d, (lo, hi) in zip(sizes, outs, win.k, win.s, win.d, win.pads):
+        extra = max(0, (o - 1) * s + d * (k - 1) + 1 - (n + lo + hi))
+        pads.append((lo, hi + extra))
+    return tuple(pads)
+
+
+def _pad(lw: Lower, x: str, pads, value: str | None) -> str:
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    full = ((0, 0), (0, 0)) + tuple(pads)
+    return lw.op("Pad", [x, lw.ints(onnx_pads(full))] + ([value] if value else []),
+                 mode="constant")
+
+
+def _max(lw: Lower, nd: int, x: str, win: Window, known) -> str:
+    """MaxPool with dslc's windows. Fixed sizes, with ceil_mode or per-side padding (part of
+    the input in torch, F.pad with -inf): a -inf Pad that makes every window whole, then
+    MaxPool without pads or ceil_mode (ONNX's shape inference and onnxruntime differ from
+    torch on a ceil-mode window starting in the padding). Runtime sizes: MaxPool's own pads
+    and ceil_mode."""
+    dt = lw.in_types[0].dtype
+    dil = list(win.d)
+    if known is not None and (win.ceil_mode or win.pre_padded):
+        pads = _full_windows(win, *known)
+        x = _pad(lw, x, pads, lw.scalar(-np.inf, dt))
+        return lw.op("MaxPool", [x], dilations=dil,
+                     **_geometry(win, ((0, 0),) * nd, False))
+    pads = win.pads
+    if win.pre_padded:
+        x = _pad(lw, x, pads, lw.scalar(-np.inf, dt))
+        pads = ((0, 0),) * nd
+    return lw.op("MaxPool", [x], dilations=dil, **_geometry(win, pads, win.ceil_mode))
+
+
+def _counts(n: int, o: int, k: int, s: int, lo: int, hi: int, include: bool) -> np.ndarray:
+    """The elements torch's average pool divides each window by along one axis: the window
+    clipped to the padded input, or its input elements only (count_include_pad=false)."""
+    start = np.arange(o) * s - lo
+    end = np.minimum(start + k, n + hi)
+    if include:
+        return (end - start).astype(np.float64)
+    return np.maximum(np.minimum(end, n) - np.maximum(start, 0), 0).astype(np.float64)
+
+
+def _avg(lw: Lower, nd: int, x: str, win: Window, known, include: bool,
+         divisor: int | None) -> str:
+    """Average pooling with dslc's windows and divisors. Plain cases: AveragePool. With
+    ceil_mode, per-side padding or divisor_override (fixed sizes): a zero Pad that makes every
+    window whole, AveragePool (= window sum / kernel size), times a constant kernel size /
+    divisor per output position (torch's counts; 0 for a window of padding only)."""
+    plain = not (win.ceil_mode or win.pre_padded or divisor is not None)
+    if plain:
+        return lw.op("AveragePool", [x], count_include_pad=int(include),
+                     **_geometry(win, win.pads, False))
+    if known is None:
+        if win.pre_padded or divisor is not None:
+            raise lw.unsupported("per-side padding, ceil_mode or divisor_override over a "
+                                 "runtime-sized image", "bind the image size with --bind")
+        return lw.op("AveragePool", [x], count_include_pad=int(include),
+                     **_geometry(win, win.pads, True))
+    sizes, outs = known
+    y = lw.op("AveragePool", [_pad(lw, x, _full_windows(win, sizes, outs), None)],
+              count_include_pad=1, **_geometry(win, ((0, 0),) * nd, False))
+    kvol = math.prod(win.k)
+    if divisor is not None:
+        return lw.op("Mul", [y, lw.fscalar(kvol / divisor)])
+    counts = np.ones((), np.float64)
+    for n, o, k, s, (lo, hi) in zip(sizes, outs, win.k, win.s, win.pads):
+        counts = np.multiply.outer(counts, _counts(n, o, k, s, lo, hi, include))
+    scale = np.where(counts > 0, kvol / np.maximum(counts, 1), 0.0)
+    scale = scale.reshape((1, 1) + scale.shape).astype(numpy_dtype(lw.in_types[0].dtype))
+    return lw.op("Mul", [y, lw.const(scale, f"{lw.label}.counts")])
+
+
+def _max_pool(nd: int):
+    def lower(lw: Lower, node, ins):
+        win = _window(lw, nd, "max")
+        known = _known(lw, nd)
+        return [batched(lw, nd, ins[0], lambda x: _max(lw, nd, x, win, known))]
+    return lower
+
+
+def _avg_pool(nd: int):
+    def lower(lw: Lower, node, ins):
+        a = lw.attrs
+        win = _window(lw, nd, "avg")
+        known = _known(lw, nd)
+        divisor = getattr(a, "divisor_override", None)
+        return [batched(lw, nd, ins[0], lambda x: _avg(lw, nd, x, win, known,
+                                                       a.count_include_pad, divisor))]
+    return lower
+
+
+def _lp_pool(nd: int):
+    def lower(lw: Lower, node, ins):
+        """torch's F.lp_pool: (avg_pool(x^p) · kernel size)^(1/p) (a ceil-mode window
+        clipped by the input is scaled up to the full kernel, as torch); p = ±inf: the max of
+        |x| (the min for -inf). Not ONNX LpPool, which sums |x|^p."""
+        p = lw.attrs.norm_type
+        win = _window(lw, nd, "lp")
+        known = _known(lw, nd)
+
+        def make(x: str) -> str:
+            if math.isinf(p):
+                mag = lw.op("Abs", [x])
+                if p > 0:
+                    return _max(lw, nd, mag, win, known)
+                return lw.op("Neg", [_max(lw, nd, lw.op("Neg", [mag]), win, known)])
+            avg = _avg(lw, nd, lw.op("Pow", [x, lw.fscalar(p)]), win, known, True, None)
+            total = lw.op("Mul", [avg, lw.fscalar(math.prod(win.k))])
+            return lw.op("Pow", [total, lw.fscalar(1.0 / p)])
+        return [batched(lw, nd, ins[0], make)]
+    return lower
+
+
+def _bin_matrix(n: int, o: int, dtype) -> np.ndarray:
+    """[n, o]: column i averages torch's bin i of an axis of size n."""
+    lo, hi = _bins(n, o)
+    m = np.zeros((n, o), np.float64)
+    for i in range(o):
+        m[lo[i]:hi[i], i] = 1.0 / (hi[i] - lo[i])
+    return m.astype(dtype)
+
+
+def _along_last(lw: Lower, x: str, axis: int, rank: int, fn) -> str:
+    """fn(x with `axis` moved last), moved back (no Transpose when it is last already)."""
+    if axis == rank - 1:
+        return fn(x)
+    perm = list(range(rank))
+    perm[axis], perm[-1] = perm[-1], perm[axis]
+    return lw.op("Transpose", [fn(lw.op("Transpose", [x], perm=perm))], perm=perm)
+
+
+def _adaptive(nd: int, mode: str):
+    def lower(lw: Lower, node, ins):
+        """One spatial axis at a time: output 1 is ReduceMean/ReduceMax (any size); else,
+        for a fixed size, torch's bins as constants: the mean a MatMul with the [n, o]
+        averaging matrix, the max a Gather of each bin's elements (the last repeated up to
+        the longest bin) and a ReduceMax, exact for overlapping bins."""
+        t = lw.in_types[0]
+        rank = t.rank
+        outs = per_axis(lw.attrs.output_size, nd)
+        sizes = [D.value(D.as_dim(d)) for d in t.shape[-nd:]]
+        x = ins[0]
+        for i, (n, o) in enumerate(zip(sizes, outs)):
+            axis = rank - nd + i
+            if o == 1:
+                x = reduce(lw, "ReduceMean" if mode == "avg" else "ReduceMax", x, [axis], True)
+                continue
+            if n is None:
+                raise lw.unsupported(f"adaptive pooling of a runtime-sized axis to {o}",
+                                     "bind the size with --bind, or pool to 1")
+            if mode == "avg":
+                m = lw.const(_bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
+                x = _along_last(lw, x, axis, rank, lambda v, m=m: lw.op("MatMul", [v, m]))
+            else:
+                lo, hi = _bins(n, o)
+                longest = int((hi - lo).max())
+                idx = np.minimum(lo[:, None] + np.arange(longest), hi[:, None] - 1)
+                taken = lw.op("Gather", [x, lw.const(idx.astype(np.int64), f"{lw.label}.bins")],
+                              axis=axis)
+                x = reduce(lw, "ReduceMax", taken, [axis + 1], False)
+        return [x]
+    return lower
+
+
+LOWERINGS = {
+    # the 1-D and 2-D pools replace the core table's entries (registered after it)
+    **{f"max_pool{nd}d": _max_pool(nd) for nd in (1, 2, 3)},
+    **{f"avg_pool{nd}d": _avg_pool(nd) for nd in (1, 2, 3)},
+    **{f"lp_pool{nd}d": _lp_pool(nd) for nd in (1, 2, 3)},
+    **{f"adaptive_avg_pool{nd}d": _adaptive(nd, "avg") for nd in (1, 2, 3)},
+    **{f"adaptive_max_pool{nd}d": _adaptive(nd, "max") for nd in (1, 2, 3)},
+}
