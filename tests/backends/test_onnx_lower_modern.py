@@ -1,0 +1,184 @@
+"""ONNX lowerings of the ops added with issues 13 and later (dslc/backends/onnx_lower_conv.py,
+onnx_lower_pool.py, onnx_lower_pointwise.py, onnx_lower_modern.py): their registry examples at
+the opsets where the lowerings differ (17: no Mish, Reduce* axes as attributes; 19+: Pad
+"wrap"), ONNX shape inference against dslc's types, runtime-sized inputs, edge values the
+examples do not draw, and the located diagnostics where ONNX cannot say an op's form.
+
+The registry examples at the default opset run in test_onnx_export.py
+(test_op_example_equals_numpy_kernel); this file reuses its session and the registry's cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import dslc  # noqa: E402
+from dslc.backends import (  # noqa: E402
+    onnx_lower_conv,
+    onnx_lower_modern,
+    onnx_lower_pointwise,
+    onnx_lower_pool,
+)
+from dslc.backends.onnx_export import build_model  # noqa: E402
+from dslc.diagnostics import DslcError  # noqa: E402
+from dslc.ops.registry import ALL_OPS  # noqa: E402
+from tests.backends.test_onnx_export import _compare, _dims, _session  # noqa: E402
+
+NEW_TABLES = (onnx_lower_conv.LOWERINGS, onnx_lower_pool.LOWERINGS,
+              onnx_lower_pointwise.LOWERINGS, onnx_lower_modern.LOWERINGS)
+NEW_OPS = sorted({name for table in NEW_TABLES for name in table})
+
+
+def _new_examples():
+    return [pytest.param(op.name, i, id=f"{op.name}-{i}") for op in ALL_OPS
+            if op.name in NEW_OPS for i, ex in enumerate(op.examples) if not ex.train]
+
+
+def _case(name: str, index: int):
+    from tests.ops.test_registry import case
+
+    return case(name, index)
+
+
+def test_every_new_lowering_has_an_example():
+    """Each op these modules lower has a registry example the tests below run."""
+    with_examples = {op.name for op in ALL_OPS if any(not ex.train for ex in op.examples)}
+    assert set(NEW_OPS) <= with_examples, sorted(set(NEW_OPS) - with_examples)
+
+
+@pytest.mark.parametrize("name,index", _new_examples())
+def test_example_at_other_opsets(name, index):
+    """Opsets 17, 19 and 23: the full checker passes and onnxruntime equals the kernel."""
+    c = _case(name, index)
+    for opset in (17, 19, 23):
+        m = build_model(c.graph, c.params0, opset=opset)
+        onnx.checker.check_model(m, full_check=True)
+        got = _session(m).run(None, c.inputs)
+        for (out_name, want), g in zip(c.outputs.items(), got):
+            assert g.shape == want.shape and g.dtype == want.dtype, (opset, out_name)
+            np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"opset {opset}: {out_name}")
+
+
+@pytest.mark.parametrize("name,index", _new_examples())
+def test_shape_inference_agrees(name, index):
+    """ONNX's own inference, on the model stripped of dslc's types, gives every output the
+    shape dslc's checker gives it: fixed dims equal, named dims kept, or left open (ONNX does
+    no symbolic arithmetic: H + 2 - 2 after a Pad is a new unknown), never a different one."""
+    c = _case(name, index)
+    m = build_model(c.graph, c.params0)
+    want = {o.name: _dims(o) for o in m.graph.output}
+    del m.graph.value_info[:]
+    for out in m.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    inferred = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True,
+                                                 data_prop=True)
+    got = {o.name: _dims(o) for o in inferred.graph.output}
+    for out_name, dims in want.items():
+        assert len(got[out_name]) == len(dims), out_name
+        for a, b in zip(dims, got[out_name]):
+            if a is None or b is None or (isinstance(b, str) and b.startswith("unk__")):
+                assert not isinstance(a, int), f"{out_name}: dim {a} not inferred"
+                continue
+            assert a == b, f"{out_name}: ONNX infers {got[out_name]}, dslc {dims}"
+
+
+def _check_sizes(text: str, sizes: list[dict[str, int]], opset: int = 18):
+    prog = dslc.load("t.dl", text=text)
+    params = prog.init_params(1)
+    m = build_model(prog.graph, params, opset=opset)
+    onnx.checker.check_model(m, full_check=True)
+    sess = _session(m)
+    for bind in sizes:
+        _compare(prog, sess, params, bind, seed=2)
+
+
+def test_runtime_sized_images():
+    """Runtime H and W: conv with reflect padding, ceil-mode max pool and plain average pool
+    (their own pads and ceil_mode), lp pool, adaptive pools to 1, instance norm over a
+    runtime channel count: one model, two sizes."""
+    _check_sizes("""model m() {
+  input x: f32[B, C, H, W]
+  a = x -> instance_norm2d
+  b = a -> max_pool2d(3, stride=2, padding=1, ceil_mode=true)
+  c = b -> avg_pool2d(2, stride=1, padding=1, count_include_pad=false)
+  d = c -> lp_pool2d(2.0, 2, stride=1)
+  e = d -> adaptive_max_pool2d(1)
+  output y = e, z = x -> adaptive_avg_pool2d((1, 1))
+}""", [{"B": 2, "C": 3, "H": 9, "W": 8}, {"B": 1, "C": 5, "H": 12, "W": 11}])
+
+
+def test_runtime_sized_convs_at_opset_17_and_19():
+    """Circular padding: Slice + Concat before opset 19, Pad "wrap" from 19."""
+    text = """model m() {
+  input x: f32[B, 2, H, W]
+  y = x -> conv2d(3, 3, padding=(1, 2, 0, 1), padding_mode="circular")
+  output z = y -> conv_transpose2d(2, 3, stride=2, padding=1, output_padding=1)
+}"""
+    for opset in (17, 19):
+        _check_sizes(text, [{"B": 2, "H": 5, "W": 6}, {"B": 1, "H": 7, "W": 4}], opset=opset)
+    ops = {n.op_type for n in build_model(dslc.load("t.dl", text=text).graph,
+                                          dslc.load("t.dl", text=text).init_params(0),
+                                          opset=19).graph.node}
+    assert "Pad" in ops and "Concat" not in ops
+
+
+@pytest.mark.parametrize("spec,what", [
+    ("x -> avg_pool2d(3, stride=2, padding=(0, 1, 1, 1), ceil_mode=true)", "runtime-sized"),
+    ("x -> adaptive_avg_pool2d(3)", "runtime-sized axis"),
+    ("x -> adaptive_max_pool2d((2, 1))", "runtime-sized axis"),
+])
+def test_forms_onnx_cannot_say_at_runtime_sizes_are_located(spec, what):
+    prog = dslc.load("t.dl", text=f"model m() {{\n  input x: f32[B, 3, H, W]\n"
+                                  f"  output y = {spec}\n}}\n")
+    with pytest.raises(DslcError) as exc:
+        build_model(prog.graph, prog.init_params(0))
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0804" and what in d.message and d.span.line == 3, d
+    assert "--bind" in (d.hint or "")
+    # with the image size fixed, the same spec exports and runs
+    _check_sizes(f"model m() {{\n  input x: f32[B, 3, 7, 9]\n  output y = {spec}\n}}\n",
+                 [{"B": 2}])
+
+
+def test_edge_values_match_the_kernels():
+    """Values the examples do not draw: sign of NaN and -0.0 (0, as torch), log1p near 0
+    (no cancellation), softplus past its threshold, clamp with min > max (max everywhere)."""
+    prog = dslc.load("t.dl", text="""model m() {
+  input x: f32[6]
+  output s = x -> sign, l = x -> log1p, p = x -> softplus(2.0, 1.0), c = x -> clamp(2.0, 1.0)
+}""")
+    m = build_model(prog.graph, {})
+    x = np.array([np.nan, -0.0, 1e-7, -3e-6, 30.0, -2.0], np.float32)
+    got = dict(zip(["s", "l", "p", "c"], _session(m).run(None, {"x": x})))
+    want = prog.run({"x": x}, {})
+    np.testing.assert_array_equal(got["s"], want["s"])
+    assert not np.signbit(got["s"][1])
+    np.testing.assert_allclose(got["l"][:5], want["l"][:5], rtol=1e-6)
+    np.testing.assert_allclose(got["p"], want["p"], rtol=1e-6)
+    np.testing.assert_array_equal(got["c"][1:], want["c"][1:])
+
+
+def test_cumsum_accumulates_like_the_kernel():
+    """f32 running sums in f64, as the kernel (and torch's CPU cumsum): equal to the last
+    bit over many terms."""
+    prog = dslc.load("t.dl", text="model m() {\n  input x: f32[3, 4000]\n"
+                                  "  output y = x -> cumsum(1)\n}\n")
+    x = np.random.default_rng(0).standard_normal((3, 4000)).astype(np.float32)
+    got = _session(build_model(prog.graph, {})).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, prog.run({"x": x}, {})["y"])
+
+
+def test_new_forms_of_core_ops_give_the_kernels_numbers():
+    """conv1d/conv2d padding per side, "same" with padding_mode, and layer_norm over channels
+    (forms the first lowerings took as plain ones): exported, they equal dslc run."""
+    _check_sizes("""model m() {
+  input x: f32[B, 4, 6, 7]
+  a = x -> conv2d(4, (3, 2), padding="same", padding_mode="reflect")
+  b = a -> layer_norm(channels_first=true)
+  c = b -> conv2d(6, 3, stride=2, padding=(0, 1, 0, 1), padding_mode="replicate")
+  output y = c -> flatten(2) -> conv1d(2, 3, padding=(2, 0))
+}""", [{"B": 2}, {"B": 3}])
