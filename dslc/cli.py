@@ -6,14 +6,13 @@ import argparse
 import json
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dslc.atomic import write_atomic
-from dslc.diagnostics import Diagnostic, DslcError, Span, render_all
+from dslc.diagnostics import Diagnostic, DslcError, render_all
 
 EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
 
@@ -133,15 +132,9 @@ def cmd_compile(args) -> int:
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise DslcError(Diagnostic("E0601", f"{what} file not found", Span(path, 0, 0, 0, 0),
-                                   found=path)) from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DslcError(Diagnostic("E0602", f"cannot read {what} file: not a valid .npz",
-                                   Span(path, 0, 0, 0, 0), found=str(exc)[:200])) from None
+    from dslc.npz import read_npz
+
+    return read_npz(path, what)
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -8,7 +8,7 @@ import math
 import sympy
 
 from dslc import dims as D
-from dslc.diagnostics import Span, did_you_mean
+from dslc.diagnostics import Span, did_you_mean, did_you_mean_op
 from dslc.ir import Frame
 from dslc.limits import MAX_BLOCK_DEPTH
 from dslc.ops.registry import OPS
@@ -84,7 +84,7 @@ class Calls:
             return self.call_builtin(call, args, spans)
         candidates = list(OPS) + list(self.prog.definitions) + list(BUILTINS)
         raise self.err("E0203", f"unknown op or block '{name}'", call.func_span,
-                       hint=did_you_mean(name, candidates)
+                       hint=did_you_mean_op(name, candidates)
                        or "see docs/ops.md for the list of ops")
 
     def call_builtin(self, call: ast.Call, args, spans):

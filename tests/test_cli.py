@@ -120,3 +120,65 @@ def test_run_refuses_a_huge_input_before_allocating(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "E0505" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# ---- .npz files that are not archives of arrays: the real cause, never "allow_pickle" ------
+
+
+def _write_text(p):
+    p.write_text("weight = 1\n")
+
+
+def _write_truncated(p):
+    np.savez(p.with_name("full.npz"), x=np.zeros((2, 4), np.float32))
+    data = p.with_name("full.npz").read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _write_objects(p):
+    obj = np.empty(1, dtype=object)
+    obj[0] = {"evil": True}
+    np.savez(p, x=obj)
+
+
+def _write_npy(p):
+    with p.open("wb") as f:
+        np.save(f, np.zeros((2, 4), np.float32))
+
+
+def _write_raw_member(p):
+    import zipfile
+
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("x.txt", "hello")
+
+
+@pytest.mark.parametrize("make,message,found", [
+    (_write_text, "not an npz archive", "a text file"),
+    (lambda p: p.write_bytes(b""), "not an npz archive", "an empty file"),
+    (_write_npy, "not an npz archive", "a single .npy array"),
+    (lambda p: p.write_bytes(b"\x80\x04\x95 pickled"), "not an npz archive", "a Python pickle"),
+    (_write_truncated, "the zip archive is damaged", "File is not a zip file"),
+    (_write_objects, "array 'x' holds Python objects", "array 'x' of dtype object"),
+    (_write_raw_member, "member 'x.txt' is not a .npy array", "5 bytes of other data"),
+    (lambda p: p.mkdir(), "it is a directory", "a folder"),
+], ids=["text", "empty", "npy", "pickle", "truncated", "objects", "raw-member", "directory"])
+@pytest.mark.parametrize("flag", ["--inputs", "--params"])
+def test_bad_npz_names_its_real_cause(spec, tmp_path, capsys, make, message, found, flag):
+    bad = tmp_path / "bad.npz"
+    make(bad)
+    rc = main(["run", str(spec), "--bind", "B=2", flag, str(bad), "-o", str(tmp_path / "o.npz")])
+    err = capsys.readouterr().err
+    what = "inputs" if flag == "--inputs" else "parameters"
+    assert rc == 1, err
+    assert err.startswith(f"{bad}: error[E0602]: cannot read {what} file: {message}"), err
+    assert f"found: {found}" in err
+    assert "allow_pickle" not in err and "Traceback" not in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_missing_npz_is_not_found(spec, tmp_path, capsys):
+    rc = main(["run", str(spec), "--bind", "B=2", "--params", str(tmp_path / "none.npz"), "-o",
+               str(tmp_path / "o.npz")])
+    assert rc == 1
+    assert "error[E0601]: parameters file not found" in capsys.readouterr().err

@@ -180,3 +180,26 @@ def test_a_name_given_twice_with_as_is_refused_even_without_parameters():
              "  b = x -> linear(3) as act\n  output a, b\n}\n")
     d = exc.value.diagnostics[0]
     assert d.code == "E0206" and d.span.line == 4
+
+
+@pytest.mark.parametrize("name,candidates,want", [
+    ("conv_transpose2d", ["transpose", "conv2d", "conv1d"], None),
+    ("lienar", ["linear", "lstm"], "did you mean 'linear'?"),
+    ("conv2", ["conv2d", "conv1d", "gmm_conv"], "did you mean 'conv2d'?"),
+    ("maxpool2d", ["max_pool2d", "avg_pool2d", "max_pool1d"],
+     "did you mean 'max_pool2d' or 'max_pool1d'?"),
+    ("Relu", ["relu", "elu", "prelu"], "did you mean 'relu' or 'elu' or 'prelu'?"),
+    ("upsample", ["sample", "upsample_bilinear2d_vec"], None),
+])
+def test_op_suggestions_are_a_slip_away(name, candidates, want):
+    from dslc.diagnostics import did_you_mean_op
+
+    assert did_you_mean_op(name, candidates) == want
+
+
+def test_unknown_long_op_does_not_suggest_a_short_op_it_contains():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 3, 8, 8]\n output y = x -> conv_transposed_2d(4) }")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0203"
+    assert "transpose'" not in (d.hint or "")

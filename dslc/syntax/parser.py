@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast
+from dslc.syntax import ast, strings
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -67,9 +67,8 @@ def _span(file: str, meta_or_tok) -> Span:
     return Span(file, m.line, m.column, m.end_line, m.end_column)
 
 
-def _unescape(s: str) -> str:
-    body = s[1:-1]
-    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+def _unescape(file: str, tok: Token) -> str:
+    return strings.decode(str(tok), file, tok.line, tok.column)
 
 
 @v_args(meta=True)
@@ -88,7 +87,7 @@ class _ToAst(Transformer):
         return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs)
 
     def import_stmt(self, meta, ch):
-        return ast.Import(span=self.sp(meta), path=_unescape(ch[0]))
+        return ast.Import(span=self.sp(meta), path=_unescape(self.file, ch[0]))
 
     def _definition(self, kind, meta, ch):
         name, params, *body = ch
@@ -184,7 +183,8 @@ class _ToAst(Transformer):
 
     def assert_stmt(self, meta, ch):
         cond, msg = ch
-        return ast.Assert(span=self.sp(meta), cond=cond, message=_unescape(msg) if msg else None)
+        return ast.Assert(span=self.sp(meta), cond=cond,
+                          message=_unescape(self.file, msg) if msg else None)
 
     def tensor_type(self, meta, ch):
         dtype, *dims = ch
@@ -284,7 +284,7 @@ class _ToAst(Transformer):
                           text=text)
 
     def string(self, meta, ch):
-        return ast.String(span=self.sp(meta), value=_unescape(ch[0]))
+        return ast.String(span=self.sp(meta), value=_unescape(self.file, ch[0]))
 
     def true(self, meta, ch):
         return ast.Bool(span=self.sp(meta), value=True)
