@@ -8,7 +8,7 @@ import math
 import sympy
 
 from dslc import dims as D
-from dslc.diagnostics import Span, did_you_mean, did_you_mean_op
+from dslc.diagnostics import SOURCES, Span, did_you_mean, did_you_mean_op
 from dslc.ir import Frame
 from dslc.limits import MAX_BLOCK_DEPTH
 from dslc.ops.registry import OPS
@@ -192,25 +192,44 @@ class Calls:
 
 
     def match_type(self, decl: ast.InputDecl, t: TensorVal, span: Span, env: Env) -> None:
+        """A block input's declared type against the tensor given: the message names the
+        first axis (or the dtype, or the rank) that differs and shows both whole types."""
         want = decl.type
         if want.dtype not in DTYPES:
             raise self.err("E0217", f"unknown dtype '{want.dtype}'", want.dtype_span)
         problem = None
-        if want.dtype != t.type.dtype:
-            problem = "dtype"
-        elif len(want.dims) != t.type.rank:
-            problem = "rank"
-        else:
-            for dexpr, actual in zip(want.dims, t.type.shape):
-                if isinstance(dexpr, ast.Name) and env.get(dexpr.name) is None:
+        declared: list[str] = []
+        for i, dexpr in enumerate(want.dims):
+            actual = t.type.shape[i] if i < t.type.rank else None
+            if isinstance(dexpr, ast.Name) and env.get(dexpr.name) is None:
+                if actual is not None and problem is None:
                     env.vars[dexpr.name] = (norm_int(actual), dexpr.span)
-                    continue
-                v = self.eval(dexpr, env)
+                declared.append(dexpr.name)
+                continue
+            v = self.eval(dexpr, env)
+            shown = D.fmt(D.as_dim(v)) if is_int(v) else describe(v)
+            declared.append(shown)
+            if problem is None and actual is not None and len(want.dims) == t.type.rank and \
+                    want.dtype == t.type.dtype:
                 if not is_int(v) or D.equal(D.as_dim(v), actual) is not True:
-                    problem = "shape"
-                    break
+                    problem = (f"axis {i} is {D.fmt(actual)}, declared {shown}"
+                               + (f" (`{_source_text(dexpr.span)}`)"
+                                  if _source_text(dexpr.span) not in (shown, None) else ""))
+        if want.dtype != t.type.dtype:
+            problem = f"dtype is {t.type.dtype}, declared {want.dtype}"
+        elif len(want.dims) != t.type.rank:
+            problem = f"rank is {t.type.rank}, declared {len(want.dims)}"
         if problem:
             raise self.err("E0301", f"block input '{decl.name}' does not match its declared "
-                           f"type ({problem})", span,
-                           expected=f"{want.dtype}[...] as declared", found=str(t.type),
+                           f"type: {problem}", span,
+                           expected=f"{want.dtype}[{', '.join(declared)}] as declared",
+                           found=str(t.type),
                            notes=[("declared here", decl.span), ("value made here", t.origin)])
+
+
+def _source_text(span: Span) -> str | None:
+    """The text of a one-line span, as written (`width * 2`), for a diagnostic."""
+    line = SOURCES.line(span.file, span.line)
+    if line is None or span.end_line != span.line:
+        return None
+    return line[span.column - 1:span.end_column - 1]

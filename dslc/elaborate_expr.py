@@ -82,6 +82,13 @@ class Expressions:
             return self.eval_call(e.stage, env, (src, e.source.span))
         if isinstance(e, ast.Scan):
             return self.eval_scan(e, env)
+        if isinstance(e, ast.Conditional):
+            # Decided when the model is compiled, like an `if` statement; the other branch is
+            # never elaborated (it makes no layer and may even be ill-typed for these values).
+            cond = self.eval(e.cond, env, symbols)
+            if not isinstance(cond, bool):
+                cond = self.truth(cond, e.cond.span)
+            return self.eval(e.then if cond else e.orelse, env, symbols)
         raise self.err("E0299", "unsupported expression", e.span)  # pragma: no cover
 
     def eval_attribute(self, e: ast.Attribute, env: Env):

@@ -27,6 +27,7 @@ REGEX_WORDS = {
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/', '//', '%' or '@'",
     "COMP_OP": "a comparison",
+    "IFX": "'if'",
     "$END": "end of file",
 }
 STATEMENT_KEYWORDS = ("input", "output", "const", "repeat", "if", "assert")
@@ -52,9 +53,37 @@ def _grammar_text() -> str:
     return (Path(__file__).resolve().parents[2] / "grammar" / "dslc.lark").read_text("utf-8")
 
 
+class _ConditionalIf:
+    """Post-lexer: tells the `if` of `a if cond else b` (terminal IFX) from the `if` that starts
+    a statement. Newlines carry no meaning to the grammar, so one token of look-ahead cannot
+    tell `y = a if c else b` from `y = a` followed by `if c { ... }`. The rule, as in Python's
+    implicit line joining: an `if` inside ( ) or [ ] is a conditional (no statement lives
+    there), and so is one that follows a value on the same line; any other `if` starts a
+    statement. A conditional that spans lines goes in parentheses."""
+
+    always_accept = ("IF",)  # lexable where only IFX fits, so the post-lexer can rename it
+    VALUE_END = frozenset({"NAME", "NUMBER", "STRING", "RPAR", "RSQB", "TRUE", "FALSE"})
+
+    def process(self, stream):
+        depth = 0
+        prev = None
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(depth - 1, 0)
+            elif tok.type == "IF" and (depth > 0 or (
+                    prev is not None and prev.type in self.VALUE_END
+                    and prev.end_line == tok.line)):
+                tok = Token.new_borrow_pos("IFX", tok.value, tok)
+            prev = tok
+            yield tok
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                postlex=_ConditionalIf())
 
 
 def _span(file: str, meta_or_tok) -> Span:
@@ -224,6 +253,10 @@ class _ToAst(Transformer):
         return ("reverse", True)
 
     # ---- expressions
+    def conditional(self, meta, ch):
+        then, _, cond, orelse = ch
+        return ast.Conditional(span=self.sp(meta), cond=cond, then=then, orelse=orelse)
+
     def pipe(self, meta, ch):
         return ast.Pipe(span=self.sp(meta), source=ch[0], stage=ch[1])
 
@@ -517,6 +550,11 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
         return Diagnostic("E0103", f"'{prev}' is a keyword and cannot be used as a name",
                           _tok_span(file, prev), expected="a name", found=f"keyword '{prev}'",
                           hint=f"choose another name, e.g. '{prev}_'")
+    if text_tok == "else" and "{" in keys:
+        return Diagnostic("E0103", "unexpected keyword 'else': this 'if' starts a statement",
+                          span, expected=words, found=found,
+                          hint="a conditional `a if cond else b` that spans lines goes in "
+                          "parentheses, as in Python")
     if text_tok == "as":
         return Diagnostic("E0103", "unexpected 'as' here", span, expected=words, found=found,
                           hint=AS_HINT)
