@@ -14,7 +14,7 @@ from dslc.limits import MAX_BLOCK_DEPTH
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
 from dslc.types import DTYPES
-from dslc.values import Env, TensorVal, describe, is_int, norm_int
+from dslc.values import Env, TensorVal, UnknownValue, describe, is_int, norm_int
 
 # Functions of numbers that calls may name (the rest are ops and blocks).
 BUILTINS = ("len", "min", "max", "int", "float", "sqrt", "prod")
@@ -151,6 +151,7 @@ class Calls:
         for decl, t, s in zip(inputs, tensors, spans):
             if decl.type is not None:
                 self.match_type(decl, t, s, env)
+            self.warn_shadowing(decl.name, decl.span)
             env.vars[decl.name] = (t, s)
         pushed = False
         if self.flatten_block:
@@ -169,6 +170,7 @@ class Calls:
         self.block_depth += 1
         saved_target = self.target
         first_id = self.graph.new_id()
+        failed = self.failed_statements
         try:
             self.exec_body(d.body, env, is_model=False, outputs=outputs)
         finally:
@@ -176,6 +178,9 @@ class Calls:
             self.target = saved_target
             if pushed:
                 self.frames.pop()
+        if self.failed_statements > failed:
+            # The body reported its own errors; what the block returns is unknown.
+            raise UnknownValue(d.name)
         if not outputs:
             raise self.err("E0214", f"block '{d.name}' declares no output", d.name_span)
         # The caller's name wins for what the block returns (`h = h -> blk` reads as `h`), so

@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast, strings
+from dslc.syntax import ast, conditional, strings
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -54,29 +54,17 @@ def _grammar_text() -> str:
 
 
 class _ConditionalIf:
-    """Post-lexer: tells the `if` of `a if cond else b` (terminal IFX) from the `if` that starts
-    a statement. Newlines carry no meaning to the grammar, so one token of look-ahead cannot
-    tell `y = a if c else b` from `y = a` followed by `if c { ... }`. The rule, as in Python's
-    implicit line joining: an `if` inside ( ) or [ ] is a conditional (no statement lives
-    there), and so is one that follows a value on the same line; any other `if` starts a
-    statement. A conditional that spans lines goes in parentheses."""
+    """Post-lexer: gives the `if` of `a if cond else b` the terminal IFX, so the LALR parser
+    can tell it from the `if` that starts a statement (dslc/syntax/conditional.py decides
+    which is which, before the parse)."""
 
-    always_accept = ("IF",)  # lexable where only IFX fits, so the post-lexer can rename it
-    VALUE_END = frozenset({"NAME", "NUMBER", "STRING", "RPAR", "RSQB", "TRUE", "FALSE"})
+    always_accept = ("IF",)  # lexable where only IFX fits, so it can be renamed here
 
     def process(self, stream):
-        depth = 0
-        prev = None
+        positions = conditional.CONDITIONAL_IFS.get()
         for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
-                depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
-                depth = max(depth - 1, 0)
-            elif tok.type == "IF" and (depth > 0 or (
-                    prev is not None and prev.type in self.VALUE_END
-                    and prev.end_line == tok.line)):
+            if tok.type == "IF" and tok.start_pos in positions:
                 tok = Token.new_borrow_pos("IFX", tok.value, tok)
-            prev = tok
             yield tok
 
 
@@ -550,11 +538,6 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
         return Diagnostic("E0103", f"'{prev}' is a keyword and cannot be used as a name",
                           _tok_span(file, prev), expected="a name", found=f"keyword '{prev}'",
                           hint=f"choose another name, e.g. '{prev}_'")
-    if text_tok == "else" and "{" in keys:
-        return Diagnostic("E0103", "unexpected keyword 'else': this 'if' starts a statement",
-                          span, expected=words, found=found,
-                          hint="a conditional `a if cond else b` that spans lines goes in "
-                          "parentheses, as in Python")
     if text_tok == "as":
         return Diagnostic("E0103", "unexpected 'as' here", span, expected=words, found=found,
                           hint=AS_HINT)
@@ -608,6 +591,14 @@ def read_source(path: str | Path) -> str:
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse one `.dl` source; raises DslcError with a located E01xx diagnostic."""
+    token = conditional.CONDITIONAL_IFS.set(conditional.conditional_ifs(text))
+    try:
+        return _parse(text, file)
+    finally:
+        conditional.CONDITIONAL_IFS.reset(token)
+
+
+def _parse(text: str, file: str) -> ast.Module:
     SOURCES.add(file, text)
     if len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
         raise DslcError(Diagnostic("E0105", "source file too large", Span(file, 1, 1, 1, 2),
