@@ -47,8 +47,8 @@ STOP_AFTER = 200  # errors after which elaboration gives up looking for more
 FATAL_CODES = frozenset({"E0237", "E0241"})
 
 
-class _TooManyErrors(Exception):
-    pass
+class _Stop(Exception):
+    """Elaboration gives up: too many errors, or a limit was reached."""
 
 
 class Elaborator(Expressions, Calls, Scans, Warnings):
@@ -94,7 +94,7 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                 self.reported.add((d.code, d.span))
                 self.errors.append(d)
         if len(self.errors) >= STOP_AFTER:
-            raise _TooManyErrors
+            raise _Stop
 
     def all_diagnostics(self) -> list[Diagnostic]:
         """Errors (at most MAX_ERRORS) and warnings, in source order."""
@@ -158,7 +158,7 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                            hint=did_you_mean(unknown[0], [p.name for p in self.model.params]))
         try:
             self.exec_body(self.model.body, env, is_model=True)
-        except _TooManyErrors:
+        except _Stop:
             pass
         if self.errors:
             raise DslcError(self.all_diagnostics())
@@ -226,10 +226,10 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
             try:
                 self.exec_stmt(stmt, env, is_model, outputs)
             except DslcError as exc:
-                if any(d.code in FATAL_CODES for d in exc.diagnostics):
-                    raise
                 self.target = target
                 self.record(exc)
+                if any(d.code in FATAL_CODES for d in exc.diagnostics):
+                    raise _Stop from None
                 self.poison(stmt, env)
             except UnknownValue:
                 self.target = target

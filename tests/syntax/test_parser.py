@@ -62,3 +62,49 @@ def test_syntax_errors_are_located(src, code, line):
 def test_precedence():
     e = parse("model m { a = 1 + 2 * 3 - -4 }", "t.dl").definitions[0].body[0].value
     assert e.op == "-" and e.left.op == "+" and e.left.right.op == "*"
+
+
+# ---- conditional expressions -------------------------------------------------------------
+
+
+def _value(src_expr: str):
+    mod = parse(f"model m {{ input x: f32[B]\n y = {src_expr}\n output y }}", "t.dl")
+    return mod.definitions[0].body[1].value
+
+
+def test_conditional_binds_loosest_like_python():
+    e = _value("x -> relu if a or b else x -> gelu")
+    assert isinstance(e, ast.Conditional)
+    assert isinstance(e.then, ast.Pipe) and isinstance(e.orelse, ast.Pipe)
+    assert isinstance(e.cond, ast.BinOp) and e.cond.op == "or"
+    nested = _value("1 if a else 2 if b else 3")  # the else part nests to the right
+    assert isinstance(nested.orelse, ast.Conditional) and nested.then.value == 1
+    inner = _value("f(x, stride=2 if i == 0 else 1)")
+    assert isinstance(inner.kwargs[0].value, ast.Conditional)
+
+
+def test_if_statement_after_a_value_on_the_same_line_is_still_a_statement():
+    mod = parse("model m { input x: f32[B] h = x if k > 1 { h = x } else { h = x } "
+                "output h }", "t.dl")
+    kinds = [type(s).__name__ for s in mod.definitions[0].body]
+    assert kinds == ["InputDecl", "Assign", "If", "OutputDecl"]
+    # ...and a conditional may sit inside the statement's condition.
+    mod = parse("model m { input x: f32[B] if (a if c else b) > 1 and 2 if d else e { h = x } "
+                "output x }", "t.dl")
+    cond = mod.definitions[0].body[1].cond
+    assert isinstance(cond, ast.Conditional) and isinstance(cond.then, ast.BinOp)
+
+
+def test_conditional_may_span_lines_and_strings_or_comments_do_not_confuse_it():
+    mod = parse('model m { input x: f32[B]\n y = x\n   if k > 1   # "else" in a comment\n'
+                '   else x -> relu\n z = "if { else"\n output y }', "t.dl")
+    body = mod.definitions[0].body
+    assert isinstance(body[1].value, ast.Conditional)
+    assert body[2].value.value == "if { else"
+
+
+def test_conditional_without_else_is_a_syntax_error():
+    with pytest.raises(DslcError) as exc:
+        parse("model m { input x: f32[B]\n y = f(x if c)\n output y }", "t.dl")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0103" and d.span.line == 2 and "'else'" in (d.expected or "")
