@@ -97,7 +97,8 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
             raise _Stop
 
     def all_diagnostics(self) -> list[Diagnostic]:
-        """Errors (at most MAX_ERRORS) and warnings, in source order."""
+        """Errors (at most MAX_ERRORS) in source order, then the warnings in source order:
+        the first diagnostic of a failure is always its first error."""
         errors = sorted(self.errors, key=self.source_order)
         shown = errors[:MAX_ERRORS]
         if len(errors) > MAX_ERRORS:
@@ -109,7 +110,7 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                                        f"{at_least}{more} more error{'s' if more != 1 else ''}"
                                        f" not shown (the first {MAX_ERRORS} are)", None)],
                                    last.hint, last.severity)
-        return sorted(shown + self.warnings, key=self.source_order)
+        return shown + sorted(self.warnings, key=self.source_order)
 
     def source_order(self, d: Diagnostic) -> tuple:
         return (d.span.file != self.prog.root, d.span.file, d.span.line, d.span.column)
@@ -591,7 +592,7 @@ def elaborate_with_warnings(prog: Program, model: str | None = None,
                             hparams: dict[str, Any] | None = None
                             ) -> tuple[Graph, list[Diagnostic]]:
     """The model's graph and the warnings found on the way, in source order. Errors are
-    raised together (DslcError), with the warnings among them."""
+    raised together (DslcError), followed by the warnings."""
     d = pick_model(prog, model)
     e = Elaborator(prog, d, hparams or {})
     try:

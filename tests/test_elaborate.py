@@ -349,3 +349,26 @@ def test_warnings_are_sorted_in_source_order_and_located_at_the_name():
     assert (w2.code, w2.span.column, w2.span.end_column) == ("W0004", 28, 32)
     assert "eval_" in w2.message
     assert list(prog.init_params(0)) == ["eval_.weight", "eval_.bias"]
+
+
+def test_on_failure_errors_come_first_then_warnings():
+    with pytest.raises(DslcError) as exc:
+        load("model m { input x: f32[B, 4]\n  relu = x -> relu\n  y = relu -> nope\n"
+             "  output y }")
+    assert [(d.code, d.severity) for d in exc.value.diagnostics] == [
+        ("E0203", "error"), ("W0003", "warning")]
+
+
+@pytest.mark.parametrize("decl,problem,expected", [
+    ("f64[B, 4]", "dtype is f32, declared f64", "f64[B, 4] as declared"),
+    ("f32[B, 4, 1]", "rank is 2, declared 3", "f32[B, 4, 1] as declared"),
+    ("f32[N, w + 1]", "axis 1 is 4, declared 6 (`w + 1`)", "f32[N, 6] as declared"),
+])
+def test_typed_block_input_mismatch_says_what_differs(decl, problem, expected):
+    with pytest.raises(DslcError) as exc:
+        load(f"block b(w: int) {{ input x: {decl}\n output y = x }}\n"
+             "model m { input x: f32[B, 4]\n output y = x -> b(5) }")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0301"
+    assert d.message == f"block input 'x' does not match its declared type: {problem}"
+    assert d.expected == expected and d.found == "f32[B, 4]"
