@@ -3,9 +3,9 @@
 one token of look-ahead cannot tell `y = a if c else b` from `y = a` followed by an
 `if c { ... }` statement; reading ahead in the text can.
 
-The rule: from an `if`, read on (skipping strings, comments and the conditionals nested in it)
-to the first `else` or `{` outside brackets. An `else` first makes it a conditional; a `{`, a
-`}`, a `;` or the end of the file first makes it a statement.
+The rule: an `if` is a conditional when an `else` at its own bracket depth comes before any
+`{`, `}` or `;` (skipping strings, comments and the conditionals nested in it); otherwise it
+starts an if statement, whose condition always ends at a `{`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextvars
 import re
 
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[^\W\d]\w*|[()\[\]{};]')
-LOOK_AHEAD = 4096  # tokens read from one `if`; a longer condition is taken for a statement
 
 # The offsets found for the source being parsed, for the post-lexer (per thread and task, so
 # two parses never see each other's).
@@ -24,32 +23,29 @@ CONDITIONAL_IFS: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar
 
 def conditional_ifs(text: str) -> frozenset[int]:
     """Start offsets of the `if` words in `text` that begin the condition of an `a if c else
-    b` expression."""
-    tokens = [(m.group(), m.start()) for m in _TOKEN.finditer(text)
-              if m.group()[0] not in '"#']
-    found = set()
-    for i, (word, pos) in enumerate(tokens):
-        if word == "if" and _is_conditional(tokens, i):
-            found.add(pos)
-    return frozenset(found)
-
-
-def _is_conditional(tokens: list[tuple[str, int]], i: int) -> bool:
+    b` expression. One pass over the words, in linear time: the `if`s not yet decided wait on
+    a stack with their bracket depth; an `else` at the same depth decides the innermost one
+    (a conditional), a closing bracket decides those inside it (a conditional missing its
+    `else`, which the parser then reports), and `{`, `}` or `;` decide all that wait (if
+    statements)."""
+    found: set[int] = set()
+    waiting: list[tuple[int, int]] = []  # (offset, bracket depth) of undecided `if`s
     depth = 0
-    nested = 0  # conditionals inside this one's condition, each waiting for its `else`
-    for word, _ in tokens[i + 1:i + 1 + LOOK_AHEAD]:
+    for m in _TOKEN.finditer(text):
+        word = m.group()
+        if word[0] in '"#':
+            continue
         if word in ("(", "["):
             depth += 1
         elif word in (")", "]"):
-            depth -= 1
-            if depth < 0:  # the bracket around `a if c` closed: a conditional without else
-                return True
+            depth = max(depth - 1, 0)
+            while waiting and waiting[-1][1] > depth:
+                found.add(waiting.pop()[0])
         elif word == "if":
-            nested += 1
+            waiting.append((m.start(), depth))
         elif word == "else":
-            if nested == 0:
-                return True
-            nested -= 1
-        elif word in ("{", "}", ";") and depth == 0:
-            return False
-    return False
+            if waiting and waiting[-1][1] == depth:
+                found.add(waiting.pop()[0])
+        elif word in ("{", "}", ";"):
+            waiting.clear()
+    return frozenset(found)
