@@ -152,11 +152,11 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                          is_model=True)
         unknown = sorted(set(self.overrides) - {p.name for p in self.model.params})
         if unknown:
-            raise self.err("E0404", f"model '{self.model.name}' has no hyperparameter "
-                           f"'{unknown[0]}'", self.model.name_span,
-                           expected=", ".join(p.name for p in self.model.params) or "none",
-                           found=unknown[0],
-                           hint=did_you_mean(unknown[0], [p.name for p in self.model.params]))
+            names = [p.name for p in self.model.params]
+            self.record(self.err("E0404", f"model '{self.model.name}' has no hyperparameter "
+                                 f"'{unknown[0]}'", self.model.name_span,
+                                 expected=", ".join(names) or "none", found=unknown[0],
+                                 hint=did_you_mean(unknown[0], names)))
         try:
             self.exec_body(self.model.body, env, is_model=True)
         except _Stop:
@@ -177,26 +177,41 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
             if p.name in seen:
                 raise self.err("E0205", f"parameter '{p.name}' is declared twice", p.span)
             seen.add(p.name)
-            if p.type not in HPARAM_TYPES:
-                raise self.err("E0207", f"unknown parameter type '{p.type}'", p.type_span,
-                               expected=" | ".join(sorted(HPARAM_TYPES)), found=p.type,
-                               hint=did_you_mean(p.type, HPARAM_TYPES))
-            if p.name in given_kw:
-                # A model's values come from --set: blame the parameter's declaration.
-                value, span = given_kw[p.name], given_spans.get(
-                    p.name, p.span if is_model else call_span)
-            elif p.default is not None:
-                value, span = self.eval(p.default, env), p.default.span
-            else:
-                what = "model" if is_model else "block"
-                raise self.err("E0208", f"missing argument '{p.name}'", call_span,
-                               expected=f"a value for {what} parameter '{p.name}: {p.type}'",
-                               found="no value", notes=[("parameter declared here", p.span)])
-            value = self.coerce_param(p, value, span)
-            self.warn_shadowing(p.name, p.span, callable_too=False)
-            env.vars[p.name] = (value, p.span)
-            if is_model:
-                self.graph.hparams[p.name] = value
+            if not is_model:
+                self.bind_param(p, given_kw, given_spans, env, call_span, is_model)
+                continue
+            # A model's parameters are checked one by one: a bad one is reported and becomes
+            # Unknown, and the body is still checked.
+            try:
+                self.bind_param(p, given_kw, given_spans, env, call_span, is_model)
+            except DslcError as exc:
+                self.record(exc)
+                env.vars[p.name] = (Unknown(p.span), p.span)
+            except UnknownValue:
+                env.vars[p.name] = (Unknown(p.span), p.span)
+
+    def bind_param(self, p: ast.Param, given_kw: dict, given_spans: dict[str, Span], env: Env,
+                   call_span: Span, is_model: bool) -> None:
+        if p.type not in HPARAM_TYPES:
+            raise self.err("E0207", f"unknown parameter type '{p.type}'", p.type_span,
+                           expected=" | ".join(sorted(HPARAM_TYPES)), found=p.type,
+                           hint=did_you_mean(p.type, HPARAM_TYPES))
+        if p.name in given_kw:
+            # A model's values come from --set: blame the parameter's declaration.
+            value, span = given_kw[p.name], given_spans.get(
+                p.name, p.span if is_model else call_span)
+        elif p.default is not None:
+            value, span = self.eval(p.default, env), p.default.span
+        else:
+            what = "model" if is_model else "block"
+            raise self.err("E0208", f"missing argument '{p.name}'", call_span,
+                           expected=f"a value for {what} parameter '{p.name}: {p.type}'",
+                           found="no value", notes=[("parameter declared here", p.span)])
+        value = self.coerce_param(p, value, span)
+        self.warn_shadowing(p.name, p.span, callable_too=False)
+        env.vars[p.name] = (value, p.span)
+        if is_model:
+            self.graph.hparams[p.name] = value
 
     def coerce_param(self, p: ast.Param, value, span: Span):
         ok = {

@@ -8,6 +8,7 @@ import re
 
 from dslc import dims as D
 from dslc.diagnostics import SOURCES, Span
+from dslc.elaborate_call import BUILTINS
 from dslc.names import layer_key
 from dslc.ops.base import Op
 from dslc.ops.registry import OPS
@@ -35,17 +36,13 @@ class Warnings:
             self.warn("W0002", f"'{name}' names a value here, but `{name}` in an expression is "
                       "always the literal", at, found=f"a definition of '{name}'",
                       hint=f"choose another name, e.g. '{name}_'")
-        elif callable_too and (name in OPS or name in self.builtin_names()):
+        elif callable_too and (name in OPS or name in BUILTINS):
             what = "op" if name in OPS else "built-in function"
-            self.warn("W0003", f"'{name}' is also the name of an {what}; `{name}(...)` and "
+            article = "an" if what == "op" else "a"
+            self.warn("W0003", f"'{name}' is also the name of {article} {what}; `{name}(...)` and "
                       f"`-> {name}` still call the {what}, not this value", at,
                       found=f"a definition of '{name}'",
                       hint=f"choose another name, e.g. '{name}_out'")
-
-    def builtin_names(self) -> tuple[str, ...]:
-        from dslc.elaborate_call import BUILTINS
-
-        return BUILTINS
 
     def warn_renamed_label(self, name: str, span: Span) -> None:
         """W0004: a layer name that torch would refuse (an nn.Module attribute such as

@@ -372,3 +372,11 @@ def test_typed_block_input_mismatch_says_what_differs(decl, problem, expected):
     assert d.code == "E0301"
     assert d.message == f"block input 'x' does not match its declared type: {problem}"
     assert d.expected == expected and d.found == "f32[B, 4]"
+
+
+def test_a_bad_model_parameter_is_reported_with_the_errors_of_the_body():
+    with pytest.raises(DslcError) as exc:
+        load("model m(k: int = 1.5, n: int = 2) {\n input x: f32[B, 4]\n"
+             " h = x -> linear(k)\n y = x -> linear(n) -> nope\n output y }")
+    assert [(d.code, d.span.line) for d in exc.value.diagnostics] == [("E0209", 1),
+                                                                       ("E0203", 4)]
