@@ -20,7 +20,7 @@ import sympy
 
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
-from dslc.elaborate_call import Calls
+from dslc.elaborate_call import BUILTINS, Calls
 from dslc.elaborate_expr import Expressions
 from dslc.elaborate_scan import Scans
 from dslc.elaborate_warn import Warnings
@@ -249,7 +249,18 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                 self.poison(stmt, env)
             except UnknownValue:
                 self.target = target
+                self.report_unknown_callees(stmt)
                 self.poison(stmt, env)
+
+    def report_unknown_callees(self, stmt) -> None:
+        """A statement skipped for an Unknown value may still call an op that does not exist:
+        that error does not depend on any value, so it is reported (`-> lineer(10)` after a
+        block that failed)."""
+        for call in calls_in(stmt):
+            known = (call.func in self.prog.definitions or call.func in OPS
+                     or call.func in BUILTINS)
+            if not known:
+                self.record(self.unknown_callee(call))
 
     def poison(self, stmt, env: Env) -> None:
         self.failed_statements += 1
@@ -568,6 +579,35 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
                       module=module, params=dict(params or {}),
                       frames=tuple(f.path for f in self.frames))
         return self.graph.add(node)
+
+
+def calls_in(node) -> list[ast.Call]:
+    """The calls of a statement's own expressions, in source order: not those in nested
+    statement bodies (they run on their own), nor in the branches of a conditional (only one
+    is ever elaborated), nor a scan's cell (a block, checked as such)."""
+    out: list[ast.Call] = []
+
+    def walk(n) -> None:
+        if isinstance(n, list):
+            for x in n:
+                walk(x)
+            return
+        if not isinstance(n, ast.Node) or isinstance(n, (ast.Repeat, ast.If)):
+            return
+        if isinstance(n, ast.Conditional):
+            walk(n.cond)
+            return
+        if isinstance(n, ast.Call):
+            out.append(n)
+        for name in type(n).model_fields:
+            if isinstance(n, ast.Scan) and name == "cell":
+                walk(n.cell.args)
+                walk(n.cell.kwargs)
+                continue
+            walk(getattr(n, name))
+
+    walk(node)
+    return sorted(out, key=lambda c: (c.func_span.line, c.func_span.column))
 
 
 def defined_names(stmt) -> list[str]:

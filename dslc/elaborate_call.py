@@ -82,10 +82,13 @@ class Calls:
                                  label=call.label, label_span=call.span)
         if name in BUILTINS and piped is None:
             return self.call_builtin(call, args, spans)
+        raise self.unknown_callee(call)
+
+    def unknown_callee(self, call: ast.Call):
         candidates = list(OPS) + list(self.prog.definitions) + list(BUILTINS)
-        raise self.err("E0203", f"unknown op or block '{name}'", call.func_span,
-                       hint=did_you_mean_op(name, candidates)
-                       or "see docs/ops.md for the list of ops")
+        return self.err("E0203", f"unknown op or block '{call.func}'", call.func_span,
+                        hint=did_you_mean_op(call.func, candidates)
+                        or "see docs/ops.md for the list of ops")
 
     def call_builtin(self, call: ast.Call, args, spans):
         name = call.func

@@ -380,3 +380,13 @@ def test_a_bad_model_parameter_is_reported_with_the_errors_of_the_body():
              " h = x -> linear(k)\n y = x -> linear(n) -> nope\n output y }")
     assert [(d.code, d.span.line) for d in exc.value.diagnostics] == [("E0209", 1),
                                                                        ("E0203", 4)]
+
+
+def test_an_unknown_op_is_reported_even_where_its_input_failed():
+    with pytest.raises(DslcError) as exc:
+        load("block b { input x\n output y = x -> nope }\n"
+             "model m { input x: f32[B, 4]\n h = x -> b\n"
+             " y = (h -> relu if h.rank == 2 else h -> also_unknown) -> lineer(3)\n output y }")
+    # `also_unknown` sits in a branch of a conditional that is never decided: not reported
+    assert [(d.code, d.span.line, d.span.column) for d in exc.value.diagnostics] == [
+        ("E0203", 2, 18), ("E0203", 5, 57)]
