@@ -389,4 +389,4 @@ def test_an_unknown_op_is_reported_even_where_its_input_failed():
              " y = (h -> relu if h.rank == 2 else h -> also_unknown) -> lineer(3)\n output y }")
     # `also_unknown` sits in a branch of a conditional that is never decided: not reported
     assert [(d.code, d.span.line, d.span.column) for d in exc.value.diagnostics] == [
-        ("E0203", 2, 18), ("E0203", 5, 57)]
+        ("E0203", 2, 18), ("E0203", 5, 59)]
