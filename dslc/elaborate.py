@@ -6,11 +6,17 @@ counts depend on shapes (`if x.shape[1] != out { ... }`): structure cannot be kn
 types are. `dslc.interp.check` walks the finished graph again with the same rules, which keeps
 the "one interpreter loop" of DESIGN.md as an independent check of the result.
 
+A statement that fails is reported and elaboration goes on with the next one (exec_body):
+the names the failed statement defines become `Unknown`, and a later statement that reads one
+is skipped without a diagnostic of its own, so each independent mistake is reported once.
+Warnings (dslc/elaborate_warn.py) are collected on the way and returned with the graph.
+
 Reading the files (dslc/sources.py) and the values and scopes (dslc/values.py) come before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -104,12 +110,9 @@ class Elaborator(Expressions, Calls, Scans, Warnings):
         if len(errors) > MAX_ERRORS:
             more = len(errors) - MAX_ERRORS
             at_least = "at least " if len(errors) >= STOP_AFTER else ""
-            last = shown[-1]
-            shown[-1] = Diagnostic(last.code, last.message, last.span, last.expected,
-                                   last.found, list(last.notes) + [(
-                                       f"{at_least}{more} more error{'s' if more != 1 else ''}"
-                                       f" not shown (the first {MAX_ERRORS} are)", None)],
-                                   last.hint, last.severity)
+            note = (f"{at_least}{more} more error{'s' if more != 1 else ''} not shown (the "
+                    f"first {MAX_ERRORS} are)")
+            shown[-1] = dataclasses.replace(shown[-1], notes=[*shown[-1].notes, (note, None)])
         return shown + sorted(self.warnings, key=self.source_order)
 
     def source_order(self, d: Diagnostic) -> tuple:
