@@ -18,8 +18,10 @@ LITERALS = ("true", "false")
 # A `dense` op (linear) mixes the last axis only. Fed a tensor whose last axis is spatial, it
 # is almost always a forgotten `flatten`: these families make spatial axes...
 SPATIAL_FAMILIES = frozenset({"conv", "pool"})
-# ...and these keep them where they are, so the walk back to the maker goes through them.
-SAME_LAYOUT_FAMILIES = frozenset({"act", "norm", "reg", "arith"})
+# ...and an op of another family that keeps the rank keeps them where they are (activations,
+# norms, dropout, arithmetic, padding, upsampling), so the walk back to the maker goes through
+# it; these families rearrange or replace the axes, and end the walk.
+REARRANGING_FAMILIES = frozenset({"shape", "dense", "embed", "rnn", "attn", "graph", "loss"})
 WALK_LIMIT = 64  # nodes walked back from a dense op's input looking for its maker
 
 
@@ -59,7 +61,8 @@ class Warnings:
     def warn_dense_over_spatial(self, op: Op, tensors: list[TensorVal], span: Span) -> None:
         """W0001: a dense op over a tensor of rank > 2 whose last axis is spatial. Precisely:
         the input's rank is 3 or more and either it was made by a conv or pool op (looking
-        back through ops that keep the layout: activations, norms, dropout, arithmetic), or
+        back through ops that keep the rank and the layout: activations, norms, dropout,
+        arithmetic, padding, upsampling; not reshapes or permutes), or
         its rank is 4 or more and its last axis has size 1 (`[B, C, 1, 1]`). A `[B, T, F]`
         sequence (from an input, an embedding, attention, a recurrence) is not flagged."""
         if op.family != "dense" or not tensors:
@@ -91,11 +94,11 @@ class Warnings:
                 return None
             if op.family in SPATIAL_FAMILIES:
                 return node.op
-            if op.family not in SAME_LAYOUT_FAMILIES or not node.inputs:
+            if op.family in REARRANGING_FAMILIES or not node.inputs:
                 return None
             src = node.inputs[0]
             src_node = self.graph.nodes.get(src[0])
-            if src_node is None or src_node.types[src[1]].shape != node.types[ref[1]].shape:
+            if src_node is None or src_node.types[src[1]].rank != node.types[ref[1]].rank:
                 return None
             ref = src
         return None
