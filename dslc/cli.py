@@ -14,6 +14,7 @@ import numpy as np
 
 from dslc.atomic import write_atomic
 from dslc.diagnostics import Diagnostic, DslcError, render_all
+from dslc.npz import read_npz
 
 EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
 
@@ -57,7 +58,8 @@ def _parse_value(v: str, int_only: bool):
         return v
 
 
-def _load(args, path: str | None = None, after: str | None = None, show_warnings=True):
+def _load(args, path: str | None = None, after: str | None = None,
+          show_warnings: bool = True):
     """Load the spec; its warnings go to stderr, or fail the command under --Werror."""
     import dslc
 
@@ -147,9 +149,7 @@ def cmd_compile(args) -> int:
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    from dslc.npz import read_npz
-
-    return read_npz(path, what)
+    return read_npz(path, what)  # dslc/npz.py names the real cause of an unreadable file
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
