@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast, conditional, strings
+from dslc.syntax import ast, conditional, recovery, strings
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -590,7 +590,20 @@ def read_source(path: str | Path) -> str:
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one `.dl` source; raises DslcError with a located E01xx diagnostic."""
+    """Parse one `.dl` source; raises DslcError with located E01xx diagnostics: the first
+    syntax error, then at most one more per other definition (dslc/syntax/recovery.py)."""
+    SOURCES.add(file, text)
+    try:
+        return _parse_with_conditionals(text, file)
+    except DslcError as exc:
+        more = recovery.more_errors(text, exc.diagnostics[0],
+                                    lambda blanked: _parse_with_conditionals(blanked, file))
+        if not more:
+            raise
+        raise DslcError(exc.diagnostics + more) from None
+
+
+def _parse_with_conditionals(text: str, file: str) -> ast.Module:
     token = conditional.CONDITIONAL_IFS.set(conditional.conditional_ifs(text))
     try:
         return _parse(text, file)
@@ -599,7 +612,6 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 
 
 def _parse(text: str, file: str) -> ast.Module:
-    SOURCES.add(file, text)
     if len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
         raise DslcError(Diagnostic("E0105", "source file too large", Span(file, 1, 1, 1, 2),
                                    expected=f"at most {MAX_SOURCE_BYTES} bytes",

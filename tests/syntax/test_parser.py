@@ -108,3 +108,28 @@ def test_conditional_without_else_is_a_syntax_error():
         parse("model m { input x: f32[B]\n y = f(x if c)\n output y }", "t.dl")
     d = exc.value.diagnostics[0]
     assert d.code == "E0103" and d.span.line == 2 and "'else'" in (d.expected or "")
+
+
+# ---- recovery: one syntax error per definition -------------------------------------------
+
+
+def test_each_definition_reports_its_own_syntax_error_at_its_own_place():
+    src = ('block a { input x\n output y = x ) }\n'
+           'block b { input x\n h = x $ 2\n h = h ) \n output h }\n'
+           'model m { input x: f32[B]\n output y = "\\q" }\n')
+    with pytest.raises(DslcError) as exc:
+        parse(src, "t.dl")
+    got = [(d.code, d.span.line, d.span.column) for d in exc.value.diagnostics]
+    # line 5's `)` is a second error in block b: not reported
+    assert got == [("E0103", 2, 15), ("E0101", 4, 8), ("E0111", 8, 14)]
+
+
+@pytest.mark.parametrize("src", [
+    'block a { input x\n output y = "unterminated\n }\nblock b { h = ) }',
+    'block a { input x\n output y = x )\nblock b { h = ) }',      # a missing brace
+    'block a { input x\n output y = x ) }\n}\nblock b { h = ) }',  # a brace closing nothing
+])
+def test_recovery_stops_where_definitions_are_in_doubt(src):
+    with pytest.raises(DslcError) as exc:
+        parse(src, "t.dl")
+    assert len(exc.value.diagnostics) == 1
