@@ -52,3 +52,18 @@ def test_malformed_escape_is_located(literal, column, found, words):
 def test_import_and_assert_strings_are_decoded():
     mod = parse('model m { input x: f32[B]\n assert true, "d\\u00e9j\\u00e0"\n output x }', "t.dl")
     assert mod.definitions[0].body[1].message == "déjà"
+
+
+def test_strings_reach_the_model_and_the_generated_code_unchanged():
+    import dslc
+
+    src = ('model m(tag: string = "caf\\u00e9 \\"q\\"\\n\\t日") {\n'
+           '  input x: f32[B, 4]\n  output y = x -> linear(2) }\n')
+    prog = dslc.load("t.dl", text=src)
+    assert prog.graph.hparams["tag"] == 'café "q"\n\t日'
+    namespace: dict = {}
+    exec(compile(prog.to_torch_source(), "gen.py", "exec"), namespace)  # noqa: S102
+    import inspect
+
+    cls = next(v for v in namespace.values() if inspect.isclass(v) and v.__name__ == "M")
+    assert inspect.signature(cls.__init__).parameters["tag"].default == 'café "q"\n\t日'
