@@ -33,16 +33,17 @@ class Warnings:
         for a name that is also an op or built-in function (a call with that name still
         means the op). Hyperparameters skip W0003: they mirror torch's keyword arguments
         (`dropout: float`), and a call cannot reach them anyway."""
-        at = name_span(span, name)
         if name in LITERALS:
             self.warn("W0002", f"'{name}' names a value here, but `{name}` in an expression is "
-                      "always the literal", at, found=f"a definition of '{name}'",
+                      "always the literal", name_span(span, name),
+                      found=f"a definition of '{name}'",
                       hint=f"choose another name, e.g. '{name}_'")
         elif callable_too and (name in OPS or name in BUILTINS):
             what = "op" if name in OPS else "built-in function"
             article = "an" if what == "op" else "a"
             self.warn("W0003", f"'{name}' is also the name of {article} {what}; `{name}(...)` and "
-                      f"`-> {name}` still call the {what}, not this value", at,
+                      f"`-> {name}` still call the {what}, not this value",
+                      name_span(span, name),
                       found=f"a definition of '{name}'",
                       hint=f"choose another name, e.g. '{name}_out'")
 
