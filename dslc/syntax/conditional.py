@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextvars
 import re
 
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[^\W\d]\w*|[()\[\]{};]')
+# Strings, comments, words and the brackets that delimit expressions and bodies.
+WORDS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[^\W\d]\w*|[()\[\]{};]')
 
 # The offsets found for the source being parsed, for the post-lexer (per thread and task, so
 # two parses never see each other's).
@@ -31,7 +32,7 @@ def conditional_ifs(text: str) -> frozenset[int]:
     found: set[int] = set()
     waiting: list[tuple[int, int]] = []  # (offset, bracket depth) of undecided `if`s
     depth = 0
-    for m in _TOKEN.finditer(text):
+    for m in WORDS.finditer(text):
         word = m.group()
         if word[0] in '"#':
             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dslc.diagnostics import Diagnostic, DslcError
-from dslc.syntax.conditional import _TOKEN
+from dslc.syntax.conditional import WORDS
 
 # Errors at one token, after which the definitions around are still well delimited.
 RECOVERABLE = frozenset({"E0101", "E0103", "E0108", "E0110", "E0111"})
@@ -56,7 +56,7 @@ def definition_segments(text: str) -> list[tuple[int, int]] | None:
     definition (from its keyword to the next one's); None when a brace closes nothing."""
     starts = [0]
     depth = 0
-    for m in _TOKEN.finditer(text):
+    for m in WORDS.finditer(text):
         word = m.group()
         if word == "{":
             depth += 1
