@@ -133,3 +133,74 @@ def test_recovery_stops_where_definitions_are_in_doubt(src):
     with pytest.raises(DslcError) as exc:
         parse(src, "t.dl")
     assert len(exc.value.diagnostics) == 1
+
+
+def _canon(e) -> str:
+    """A fully parenthesised form of the expressions the property test generates."""
+    if isinstance(e, ast.Name):
+        return e.name
+    if isinstance(e, ast.Conditional):
+        return f"({_canon(e.then)} ? {_canon(e.cond)} : {_canon(e.orelse)})"
+    if isinstance(e, ast.Pipe):
+        return f"({_canon(e.source)} -> {e.stage.func})"
+    if isinstance(e, ast.BinOp):
+        return f"({_canon(e.left)} {e.op} {_canon(e.right)})"
+    if isinstance(e, ast.Call):
+        return f"{e.func}({', '.join(_canon(a) for a in e.args)})"
+    raise AssertionError(type(e))
+
+
+def test_conditionals_and_if_statements_parse_as_written_wherever_the_newlines_fall():
+    """Property: a random mix of conditionals (nested in every position, in parentheses, in
+    calls, in an if statement's condition) followed by if statements, with newlines anywhere
+    outside the conditionals' own tokens, parses to exactly the tree it was printed from."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = st.sampled_from(["a", "b", "c", "d"])
+    ws = st.sampled_from([" ", "\n", " \n  "])
+
+    def extend(children):
+        return st.one_of(
+            st.tuples(st.just("cond"), children, names, children),
+            st.tuples(st.just("pipe"), children, st.sampled_from(["relu", "gelu"])),
+            st.tuples(st.just("call"), children),
+            st.tuples(st.just("or"), names, names),
+        )
+
+    trees = st.recursive(names, extend, max_leaves=8)
+
+    def show(t, w, top=True) -> tuple[str, str]:
+        """(source text, canonical form)"""
+        if isinstance(t, str):
+            return t, t
+        kind = t[0]
+        if kind == "cond":
+            then, tc = show(t[1], w, False)
+            other, oc = show(t[3], w, False)
+            text = f"{then}{w}if {t[2]}{w}else {other}"
+            # At the top of a statement or a condition it needs no parentheses.
+            return (text if top else f"({text})"), f"({tc} ? {t[2]} : {oc})"
+        if kind == "pipe":
+            src, sc = show(t[1], w, False)
+            return f"({src}{w}-> {t[2]})", f"({sc} -> {t[2]})"
+        if kind == "call":
+            arg, ac = show(t[1], w, False)
+            return f"f({arg})", f"f({ac})"
+        return f"({t[1]} or {t[2]})", f"({t[1]} or {t[2]})"
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(trees, trees, ws)
+    def check(value, cond, w):
+        vsrc, vcanon = show(value, w)
+        csrc, ccanon = show(cond, w)
+        src = (f"model m {{ input x: f32[B]{w}y = {vsrc}{w}if {csrc} {{ z = {vsrc} }}"
+               f"{w}else if {csrc} {{ z = x }}{w}output y }}")
+        body = parse(src, "t.dl").definitions[0].body
+        assert [type(s).__name__ for s in body] == ["InputDecl", "Assign", "If", "OutputDecl"]
+        assert _canon(body[1].value) == vcanon
+        assert _canon(body[2].cond) == ccanon
+        assert _canon(body[2].body[0].value) == vcanon
+        assert _canon(body[2].orelse[0].cond) == ccanon
+
+    check()
