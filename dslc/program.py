@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dslc import interp
-from dslc.elaborate import elaborate
+from dslc.elaborate import elaborate_with_warnings
 from dslc.ir import Graph
 from dslc.sources import load_program
 
@@ -24,8 +24,9 @@ class Program:
 
     def __init__(self, graph: Graph, path: str, source: Graph | None = None,
                  passes: tuple[str, ...] = (), changes: list | None = None,
-                 folds: list | None = None):
+                 folds: list | None = None, warnings: list | None = None):
         self.graph = graph
+        self.warnings = list(warnings or [])  # Diagnostics with severity "warning"
         self.path = path
         self.source = source or graph
         self.passes = passes
@@ -121,7 +122,8 @@ def load(path: str | Path, model: str | None = None, opt_level: int = 1,
 
     names = pipeline(opt_level, passes)
     prog = load_program(path, text)
-    source = elaborate(prog, model, hparams)
+    source, warnings = elaborate_with_warnings(prog, model, hparams)
     interp.check(source)
     graph, changes, folds = optimize(source, names, after)
-    return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds)
+    return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds,
+                   warnings=warnings)
