@@ -150,3 +150,13 @@ GOLDEN_SPECS = ("lenet5", "resnet18", "lstm", "transformer_encoder", "gcn")
 def test_generated_code_is_golden(name, golden):
     prog = dslc.load(Path(__file__).resolve().parents[2] / "specs" / f"{name}.dl")
     golden(f"codegen/{name}.py", prog.to_torch_source())
+
+
+def test_comments_quote_this_programs_text_not_a_later_load():
+    first = dslc.load("same.dl", text="model same {\n  input x: f32[B, 4]\n"
+                      "  output y = x -> linear(2) as head\n}\n")
+    before = first.to_torch_source()
+    dslc.load("same.dl", text="model same {\n  input x: f32[B, 4]\n"
+              "  output y = x -> linear(3) as other\n}\n")
+    assert first.to_torch_source() == before
+    assert "# same.dl:3: output y = x -> linear(2) as head" in before
