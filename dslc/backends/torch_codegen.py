@@ -457,8 +457,26 @@ def generate(graph: Graph, source_file: str | None = None, folds=(),
             if t.rank == 4 and t.is_float:
                 v = input_vars[name]
                 lines.append(f"        {v} = {v}.contiguous(memory_format=torch.channels_last)")
+    lines += ["        " + ln for ln in _constraint_lines(graph, dim_names)]
     lines += ["        " + b for b in body]
     return "\n".join(lines) + "\n"
+
+
+def _constraint_lines(graph: Graph, dim_names: dict[str, str]) -> list[str]:
+    """The facts about input sizes the checker could not decide (the spec's asserts, exact
+    divisions of dims): the generated module checks them as `dslc run` does, with the same
+    words, instead of running on with wrong sizes."""
+    lines = []
+    for c in graph.constraints:
+        try:
+            test = (D.py_divisible(c.expr, dim_names) if c.kind == "integer"
+                    else D.py_condition(c.expr, dim_names))
+        except ValueError:  # a condition Python cannot state: dslc run still checks it
+            continue
+        where = f"{_safe_text(Path(c.span.file).name)}:{c.span.line}"
+        lines += [f"if not ({test}):",
+                  f"    raise ValueError({(c.message + ' (' + where + ')')!r})"]
+    return lines
 
 
 def _py_value(v) -> str:
