@@ -57,11 +57,13 @@ def lowerings() -> dict[str, Lowering]:
         onnx_lower_attention,
         onnx_lower_core,
         onnx_lower_graph,
+        onnx_lower_loss,
         onnx_lower_seq,
     )
 
     table: dict[str, Lowering] = {}
-    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph):
+    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph,
+                onnx_lower_loss):
         table.update(mod.LOWERINGS)
     return table
 
