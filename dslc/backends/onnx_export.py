@@ -178,6 +178,7 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         used.add(out_name)
         b.outputs.append(value_info(out_name, t, state.bindings))
     b.value_info = [v for v in b.value_info if v.name not in used]
+    _drop_unused_constants(state, b)
     model = helper.make_model(
         b.make_graph(), producer_name="dslc", producer_version="0.1.0", doc_string=doc,
         opset_imports=[helper.make_opsetid("", opset)])
@@ -190,6 +191,23 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         props["dslc.bind"] = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items()))
     helper.set_model_props(model, props)
     return model
+
+
+def _drop_unused_constants(state, b) -> None:
+    """A lowering may make a constant it ends up not using (a shared small constant, say):
+    leave out initializers no node of any graph reads."""
+    read: set[str] = set()
+
+    def walk(nodes):
+        for n in nodes:
+            read.update(n.input)
+            for attr in n.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g.node)
+    walk(b.nodes)
+    read.update(o.name for o in b.outputs)
+    for name in [k for k in state.initializers if k not in read]:
+        del state.initializers[name]
 
 
 def _rename(b, old: str, new: str) -> None:

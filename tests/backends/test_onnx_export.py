@@ -64,6 +64,17 @@ def _compare(prog, sess, params, bind, seed=0):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def _read_names(nodes) -> set[str]:
+    """Every value a node reads, in Loop bodies too."""
+    out: set[str] = set()
+    for n in nodes:
+        out.update(n.input)
+        for attr in n.attribute:
+            if attr.g.node:
+                out |= _read_names(attr.g.node)
+    return out
+
+
 @pytest.mark.parametrize("stem,model", CASES, ids=[f"{s}-{m}" if m else s for s, m in CASES])
 def test_zoo_model_equals_dslc_run(stem, model):
     prog = _load(stem, model)
@@ -75,6 +86,9 @@ def test_zoo_model_equals_dslc_run(stem, model):
     for name in syms:  # runtime dims stay symbolic, with their names
         assert any(d.dim_param == name for i in onnx_model.graph.input
                    for d in i.type.tensor_type.shape.dim), name
+    read = _read_names(onnx_model.graph.node) | {o.name for o in onnx_model.graph.output}
+    unread = [i.name for i in onnx_model.graph.initializer if i.name not in read]
+    assert not unread, f"initializers no node reads: {unread}"
     sess = _session(data)
     for sizes in SIZES:
         bind = {s: sizes[s] for s in syms}
