@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.ir import Graph, IRNode
+from dslc.types import FLOAT_DTYPES as FLOAT
 from dslc.types import TensorType, numpy_dtype
 
 # dslc dtype -> ONNX element type. bf16 is computed in float32 by NumPy; ONNX has BFLOAT16.
@@ -169,7 +170,18 @@ class Lower:
             arr = np.asarray(self.state.params[key])
             self.state.names.add(key)
             self.state.initializers[key] = numpy_helper.from_array(arr, key)
+        # A float parameter meets the input in the input's precision (an f16 or f64 model
+        # keeps f32 parameter files, as the generated module's .half() would cast them).
+        want = self._compute_dtype()
+        if spec.dtype in FLOAT and want is not None and want != spec.dtype:
+            return self.cast(key, want)
         return key
+
+    def _compute_dtype(self) -> str | None:
+        for t in self.in_types:
+            if t.dtype in FLOAT:
+                return t.dtype
+        return None
 
     def has_param(self, local: str) -> bool:
         return local in self.node.params

@@ -519,3 +519,31 @@ def test_model_over_the_protobuf_limit(tmp_path, capsys, monkeypatch):
     out = tmp_path / "m.onnx"
     err = _fails(capsys, "E0807", SPECS / "mlp.dl", "-o", out, out=out)
     assert "--set" in err
+
+
+@pytest.mark.parametrize("dtype,rtol", [("f64", 1e-6), ("f16", 2e-2)])
+def test_other_float_precisions(dtype, rtol):
+    """Parameters stay f32 in the file (state_dict values) and are cast to the input's
+    precision where they meet it; outputs have the spec's dtype. (onnxruntime's CPU provider
+    has no float64 Conv or LSTM: the float64 model has attention instead.)"""
+    conv = "conv2d(4, 3, padding=1) -> " if dtype == "f16" else ""
+    seq = ("y, hn, cn = lstm(s, 6)" if dtype == "f16"
+           else "y = s -> layer_norm -> multihead_attention(2, causal=true)")
+    text = f"""model p() {{
+  input x: {dtype}[B, 3, 8, 8]
+  input s: {dtype}[B, T, 4]
+  h = x -> {conv}batch_norm -> relu -> flatten -> linear(5)
+  {seq}
+  output h, y
+}}"""
+    prog = dslc.load("p.dl", text=text)
+    params = prog.init_params(0)
+    m = build_model(prog.graph, params)
+    onnx.checker.check_model(m, full_check=True)
+    sess = _session(m)
+    inputs = prog.random_inputs(0, {"B": 2, "T": 3})
+    want = prog.run(inputs, params, bind={"B": 2, "T": 3})
+    for (name, w), g in zip(want.items(), sess.run(None, inputs)):
+        assert str(g.dtype) == {"f64": "float64", "f16": "float16"}[dtype], name
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol,
+                                   atol=rtol, err_msg=name)
