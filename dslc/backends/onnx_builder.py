@@ -120,9 +120,16 @@ class Lower:
         self.out_types = [self._bound(t) for t in node.types]
         self.opset = self.state.opset
         self.made: list[onnx.NodeProto] = []  # the nodes this lowering appended, in order
+        # A layer is named by its module (`conv1` of `layer1.0.conv1`), other ops by the value
+        # the statement assigns, under the innermost block or repeat iteration.
         frame = node.frames[-1] if node.frames else ""
-        self.label = f"{frame}/{node.name}" if frame else node.name
-        self.doc = f"{location(node.span)} {node.op}"
+        what = node.name
+        if node.module and node.params and any(p.persistent for p in node.params.values()):
+            what = node.module[len(frame) + 1:] if node.module.startswith(frame + ".") \
+                else node.module
+        self.label = f"{frame}/{what}" if frame else what
+        self.loc = location(node.span)
+        self.doc = f"{self.loc} {node.op}"
 
     def _bound(self, t: TensorType) -> TensorType:
         if not self.state.bindings:
@@ -137,7 +144,7 @@ class Lower:
         strings in `inputs` are omitted optional inputs."""
         b = into or self.b
         outs = [self.state.unique(f"{self.label}/{op_type}") for _ in range(n_out)]
-        name = self.state.unique_node(f"{self.label}/{op_type}")
+        name = self.state.unique_node(f"{self.label}/{op_type}@{self.loc}")
         node = helper.make_node(op_type, inputs, outs, name=name, doc_string=self.doc,
                                 **{k: v for k, v in attrs.items() if v is not None})
         b.nodes.append(node)

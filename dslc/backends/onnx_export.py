@@ -2,18 +2,21 @@
 
 Built with the `onnx` package alone (never through torch). Design decisions:
 
-- Lowerings live here and in the family modules `onnx_lower_*.py`, as one plain table keyed
-  by IR op name, not in the op files: `onnx` is an optional dependency (`pip install
-  dslc[onnx]`), imported only when a model is exported, and the op files are the ops' own.
-  An op without an entry is a located E0802 ("no ONNX lowering for op X"), never a traceback.
+- (The lead's decision.) Lowerings live here and in the family modules `onnx_lower_*.py`, as
+  one plain table keyed by IR op name, not in the op files (DESIGN.md's "one place per op"
+  notwithstanding): `onnx` is an optional dependency (`pip install dslc[onnx]`), imported only
+  when a model is exported, and the op files were being edited by several contributors at
+  once. An op without an entry is a located E0802 ("no ONNX lowering for op X"), never a
+  traceback.
 - A lowering is `fn(lw: Lower, node: IRNode, ins: list[str]) -> list[str]`: it appends ONNX
   nodes through `lw` (one node, or a small pattern documented in docs/onnx.md) and returns
   the ONNX value names of the IR node's outputs.
 - Names: parameters are initializers named by their state_dict keys; ONNX nodes are named
-  `<frame>/<value>/<OpType>` where <frame> is the innermost block/repeat path of the IR node
-  (`layer1.0/conv1/Conv`), so Netron groups a repeat's iterations; every node's doc_string is
-  the spec location `file:line:col op`. The IR value a node computes is named
-  `<frame>/<value>` (graph inputs and outputs keep the spec's names).
+  `<frame>/<layer or value>/<OpType>@<file:line:col>` where <frame> is the innermost
+  block/repeat path of the IR node (`layer1.0/conv1/Conv@cnn.dl:32:12`), so a repeat's
+  iterations and a block's layers read as one group; every node's doc_string is the spec
+  location and op. The value an IR node computes is `<frame>/<layer or value>` (graph inputs
+  and outputs keep the spec's names).
 - Dims: symbols bound nowhere stay symbolic (`dim_param` B, T, N, E), derived dims (B*T, T-2)
   are left unnamed; shapes that depend on runtime dims are computed from the inputs' shapes
   (Shape, then integer arithmetic), once per model.

@@ -209,6 +209,9 @@ def test_cli_writes_a_model_that_equals_dslc_run(tmp_path):
     assert any(n.startswith("layer1.0/") for n in names), names[:20]
     assert all(re.match(r"(resnet18|cnn)\.dl:\d+:\d+ \w+", n.doc_string) for n in m.graph.node
                if n.doc_string), [n.doc_string for n in m.graph.node][:5]
+    assert all(re.search(r"@(resnet18|cnn)\.dl:\d+:\d+", n.name) for n in m.graph.node
+               if n.doc_string), names[:5]
+    assert len(set(names)) == len(names), "node names are unique"
 
 
 def test_cli_params_file_and_bind(tmp_path):
