@@ -65,6 +65,7 @@ def lowerings() -> dict[str, Lowering]:
         onnx_lower_modern,
         onnx_lower_pointwise,
         onnx_lower_pool,
+        onnx_lower_resample,
         onnx_lower_seq,
     )
 
@@ -73,7 +74,7 @@ def lowerings() -> dict[str, Lowering]:
     # every padding form.
     for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph,
                 onnx_lower_loss, onnx_lower_conv, onnx_lower_pool, onnx_lower_pointwise,
-                onnx_lower_modern):
+                onnx_lower_modern, onnx_lower_resample):
         table.update(mod.LOWERINGS)
     return table
 

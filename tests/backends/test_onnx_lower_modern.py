@@ -1,8 +1,8 @@
 """ONNX lowerings of the ops added with issues 13 and later (dslc/backends/onnx_lower_conv.py,
-onnx_lower_pool.py, onnx_lower_pointwise.py, onnx_lower_modern.py): their registry examples at
-the opsets where the lowerings differ (17: no Mish, Reduce* axes as attributes; 19+: Pad
-"wrap"), ONNX shape inference against dslc's types, runtime-sized inputs, edge values the
-examples do not draw, and the located diagnostics where ONNX cannot say an op's form.
+onnx_lower_pool.py, onnx_lower_pointwise.py, onnx_lower_modern.py, onnx_lower_resample.py):
+their registry examples at the opsets where the lowerings differ (17: no Mish, Reduce* axes as
+attributes; 19+: Pad "wrap"), ONNX shape inference against dslc's types, runtime-sized inputs,
+edge values the examples do not draw, and the located diagnostics where ONNX cannot say a form.
 
 The registry examples at the default opset run in test_onnx_export.py
 (test_op_example_equals_numpy_kernel); this file reuses its session and the registry's cases."""
@@ -21,6 +21,7 @@ from dslc.backends import (  # noqa: E402
     onnx_lower_modern,
     onnx_lower_pointwise,
     onnx_lower_pool,
+    onnx_lower_resample,
 )
 from dslc.backends.onnx_export import build_model  # noqa: E402
 from dslc.diagnostics import DslcError  # noqa: E402
@@ -28,8 +29,10 @@ from dslc.ops.registry import ALL_OPS  # noqa: E402
 from tests.backends.test_onnx_export import _compare, _dims, _session  # noqa: E402
 
 NEW_TABLES = (onnx_lower_conv.LOWERINGS, onnx_lower_pool.LOWERINGS,
-              onnx_lower_pointwise.LOWERINGS, onnx_lower_modern.LOWERINGS)
-NEW_OPS = sorted({name for table in NEW_TABLES for name in table})
+              onnx_lower_pointwise.LOWERINGS, onnx_lower_modern.LOWERINGS,
+              onnx_lower_resample.LOWERINGS)
+# The resampling ops arrive from another branch: only those the registry has are tested.
+NEW_OPS = sorted({name for table in NEW_TABLES for name in table} & {op.name for op in ALL_OPS})
 
 
 def _new_examples():
@@ -182,3 +185,24 @@ def test_new_forms_of_core_ops_give_the_kernels_numbers():
   c = b -> conv2d(6, 3, stride=2, padding=(0, 1, 0, 1), padding_mode="replicate")
   output y = c -> flatten(2) -> conv1d(2, 3, padding=(2, 0))
 }""", [{"B": 2}, {"B": 3}])
+
+
+RESAMPLE = pytest.mark.skipif("interpolate" not in {op.name for op in ALL_OPS},
+                              reason="the resampling ops (branch resample) are not merged")
+
+
+@RESAMPLE
+def test_runtime_sized_resampling():
+    """A U-Net style decoder over runtime H and W: upsampling to a skip connection's size
+    (Resize with sizes from the input's Shape), a bilinear scale factor, reflect and circular
+    pads, pixel shuffles and channel shuffle; at opsets 17 (circular by Slice + Concat) and
+    19 (Pad wrap), two sizes each."""
+    text = """model m() {
+  input x: f32[B, 8, H, W]
+  u = x -> max_pool2d(2) -> interpolate(size=(x.shape[2], x.shape[3]))
+  p = u + x -> pad((1, 2, 0, 1), mode="reflect") -> pad((1, 1, 1, 1), mode="circular")
+  b = x -> interpolate(scale_factor=2.0, mode="bilinear") -> pixel_unshuffle(2)
+  output y = p -> channel_shuffle(2) -> pixel_shuffle(2), z = b
+}"""
+    for opset in (17, 19):
+        _check_sizes(text, [{"B": 2, "H": 6, "W": 4}, {"B": 1, "H": 8, "W": 10}], opset=opset)
