@@ -26,13 +26,35 @@ SPECS = ROOT / "specs"
 SIZES = ({"B": 2, "T": 3, "N": 5, "E": 9, "S": 3, "H": 8, "W": 8},
          {"B": 3, "T": 5, "N": 7, "E": 13, "S": 4, "H": 10, "W": 10})
 BIG = ("vgg16", "alexnet")
-# gan.dl holds two models.
-CASES = [(Path(p).stem, None) for p in sorted(glob.glob(str(SPECS / "*.dl")))
-         if Path(p).stem != "gan"] + [("gan", "generator"), ("gan", "discriminator")]
+try:  # the big specs beyond the notes run at the spec tests' small sizes
+    from tests.specs.zoo_sizes import SMALL_HPARAMS
+except ImportError:  # a checkout without those specs
+    SMALL_HPARAMS = {}
+
+
+# Models whose convolutions run over a runtime length: ONNX's Conv inference does no symbolic
+# arithmetic (T + 4 - 4 is a new unknown), so their length axis stays open after each conv
+# (never a different dim: that is still checked).
+OPEN_LENGTH = ("wavenet_tcn",)
+
+
+def _cases() -> list[tuple[str, str | None]]:
+    """(file stem, model) per model of every spec; model None for a file's only model."""
+    from dslc.sources import load_program
+
+    out = []
+    for p in sorted(glob.glob(str(SPECS / "*.dl"))):
+        models = [d.name for d in load_program(p).models_in(p)]
+        out += [(Path(p).stem, m if len(models) > 1 else None) for m in models]
+    return out
+
+
+CASES = _cases()
 
 
 def _load(stem: str, model: str | None, opt: int = 1):
-    return dslc.load(SPECS / f"{stem}.dl", model=model, opt_level=opt)
+    return dslc.load(SPECS / f"{stem}.dl", model=model, opt_level=opt,
+                     hparams=SMALL_HPARAMS.get(model or stem))
 
 
 def _symbols(prog) -> list[str]:
@@ -147,6 +169,8 @@ def test_onnx_shape_inference_agrees_with_dslc(stem, model):
             assert a == b, f"{name}: ONNX infers {i}, dslc {w}"
             known += 1
     assert known > 0
+    if stem in OPEN_LENGTH:
+        return
     # Inference finds almost every dim: only the step axis after a Loop stays open.
     assert unknown <= max(2, known // 10), (unknown, known)
 
