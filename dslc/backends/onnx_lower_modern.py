@@ -46,7 +46,8 @@ def _standardise(lw: Lower, x: str, axes: list[int], eps: float) -> str:
 def _instance_norm(lw: Lower, node, ins):
     """Running statistics (track_running_stats, eval): BatchNormalization with them. Else
     InstanceNormalization (scale 1, bias 0) and the affine parameters after it (torch's
-    affine may lack a bias); a runtime channel count (no parameters then) by ReduceMean."""
+    affine may lack a bias); a runtime channel count (no parameters then) and f64 (which
+    onnxruntime's InstanceNormalization lacks) by ReduceMean."""
     a = lw.attrs
     t = lw.in_types[0]
     x = ins[0]
@@ -59,8 +60,8 @@ def _instance_norm(lw: Lower, node, ins):
             lw.const(np.zeros(c, dt), f"{lw.label}.zeros")
         return [lw.op("BatchNormalization", [x, scale, bias, lw.param("running_mean"),
                                              lw.param("running_var")], epsilon=a.eps)]
-    if not t.shape[1].is_Integer:
-        return [_standardise(lw, x, list(range(2, t.rank)), a.eps)]
+    if not t.shape[1].is_Integer or t.dtype == "f64":
+        return [_affine(lw, _standardise(lw, x, list(range(2, t.rank)), a.eps), t.rank)]
     c = int(t.shape[1])
     dt = numpy_dtype(t.dtype)
     y = lw.op("InstanceNormalization", [x, lw.const(np.ones(c, dt), f"{lw.label}.ones"),
@@ -71,16 +72,20 @@ def _instance_norm(lw: Lower, node, ins):
 
 def _group_norm(lw: Lower, node, ins):
     """Reshape [B, G, rest], InstanceNormalization over rest (scale 1, bias 0), Reshape back,
-    per-channel weight and bias. Not GroupNormalization: opset 18's scales per group and
+    per-channel weight and bias (f64: the ReduceMean pattern over rest). Not
+    GroupNormalization: opset 18's scales per group and
     opset 21's per channel, and opset 17 has none."""
     a = lw.attrs
     t = lw.in_types[0]
     g = a.num_groups
     dt = numpy_dtype(t.dtype)
     rows = lw.reshape(ins[0], [0, g, -1])
-    y = lw.op("InstanceNormalization", [rows, lw.const(np.ones(g, dt), f"{lw.label}.ones"),
-                                        lw.const(np.zeros(g, dt), f"{lw.label}.zeros")],
-              epsilon=a.eps)
+    if t.dtype == "f64":  # onnxruntime's InstanceNormalization has no float64 kernel
+        y = _standardise(lw, rows, [2], a.eps)
+    else:
+        y = lw.op("InstanceNormalization", [rows, lw.const(np.ones(g, dt), f"{lw.label}.ones"),
+                                            lw.const(np.zeros(g, dt), f"{lw.label}.zeros")],
+                  epsilon=a.eps)
     return [_affine(lw, lw.reshape(y, t.shape), t.rank)]
 
 

@@ -60,7 +60,13 @@ def _selu(lw: Lower, node, ins):
 
 
 def _celu(lw: Lower, node, ins):
-    return [lw.op("Celu", [ins[0]], alpha=lw.attrs.alpha)]
+    """Celu (float32 only in ONNX); other precisions alpha · Elu(x / alpha), the same
+    function."""
+    alpha = lw.attrs.alpha
+    if lw.in_types[0].dtype == "f32":
+        return [lw.op("Celu", [ins[0]], alpha=alpha)]
+    scaled = lw.op("Div", [ins[0], lw.fscalar(alpha)])
+    return [lw.op("Mul", [lw.op("Elu", [scaled], alpha=1.0), lw.fscalar(alpha)])]
 
 
 def _softplus(lw: Lower, node, ins):

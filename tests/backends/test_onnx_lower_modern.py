@@ -206,3 +206,35 @@ def test_runtime_sized_resampling():
 }"""
     for opset in (17, 19):
         _check_sizes(text, [{"B": 2, "H": 6, "W": 4}, {"B": 1, "H": 8, "W": 10}], opset=opset)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("f64", 1e-6), ("f16", 2e-2)])
+def test_other_float_precisions(dtype, rtol):
+    """The new ops on f16 and f64 inputs: outputs in the input's precision, equal to the
+    kernels (f16 to its precision; the kernels compute it in f32). Celu is float32-only in
+    ONNX and onnxruntime has no f64 InstanceNormalization: both have f64 patterns.
+    (onnxruntime has no f64 Conv or AveragePool: the f64 model leaves them out.)"""
+    conv = "conv2d(4, 3, padding=(1, 0, 1, 1), padding_mode=\"reflect\") -> " \
+        if dtype == "f16" else ""
+    avg = "avg_pool2d(2, padding=(0, 1, 1, 0), ceil_mode=true) -> " if dtype == "f16" else ""
+    text = f"""model p() {{
+  input x: {dtype}[B, 4, 8, 8]
+  input s: {dtype}[B, 6, 4]
+  a = x -> {conv}group_norm(2) -> hardswish -> max_pool2d(3, stride=2, ceil_mode=true)
+  b = a -> {avg}instance_norm2d(affine=true) -> layer_norm(channels_first=true)
+  c = b -> layer_scale(channels_first=true) -> adaptive_avg_pool2d(2) -> adaptive_max_pool2d(1)
+  d = s -> rms_norm -> softplus(2.0, 1.0) -> mish -> glu -> selu -> celu(0.5) -> silu
+  e = d -> logsigmoid -> softmin -> cumsum(1) -> topk(1) -> clamp(-0.5, 0.5) -> relu6
+  f = s -> hardtanh -> hardsigmoid -> softsign -> abs -> sqrt -> log1p -> exp -> rsqrt
+  output c, e, g = f -> reciprocal -> square -> sign
+}}"""
+    prog = dslc.load("p.dl", text=text)
+    params = prog.init_params(0)
+    m = build_model(prog.graph, params)
+    onnx.checker.check_model(m, full_check=True)
+    inputs = prog.random_inputs(0, {"B": 2})
+    want = prog.run(inputs, params, bind={"B": 2})
+    for (name, w), g in zip(want.items(), _session(m).run(None, inputs)):
+        assert g.dtype == w.dtype, name
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol,
+                                   atol=rtol, err_msg=name)
