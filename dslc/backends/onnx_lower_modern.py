@@ -90,14 +90,23 @@ def _group_norm(lw: Lower, node, ins):
 
 
 def _rms_norm(lw: Lower, node, ins):
-    """x · 1/Sqrt(ReduceMean(x²) + eps) over the normalised trailing axes, · weight (the
-    kernel's order); eps left out is the machine epsilon of the statistics' dtype (torch)."""
+    """RMSNormalization from opset 23 (statistics in float32, as the kernel's for f16 and
+    f32); before it, and for f64, the pattern x · 1/Sqrt(ReduceMean(x²) + eps) over the
+    normalised trailing axes, · weight (the kernel's order). eps left out is the machine
+    epsilon of the statistics' dtype (torch)."""
     a = lw.attrs
     t = lw.in_types[0]
     ns = a.normalized_shape
     k = len(ns) if isinstance(ns, tuple) else 1
     eps = float(np.finfo(_work(lw)).eps) if a.eps is None else a.eps
     x = ins[0]
+    if lw.opset >= 23 and t.dtype in ("f16", "f32"):
+        if a.elementwise_affine:
+            scale = lw.param("weight")
+        else:
+            shape = [int(d) for d in t.shape[t.rank - k:]]
+            scale = lw.const(np.ones(shape, numpy_dtype(t.dtype)), f"{lw.label}.ones")
+        return [lw.op("RMSNormalization", [x, scale], axis=-k, epsilon=eps, stash_type=1)]
     ms = reduce(lw, "ReduceMean", lw.op("Mul", [x, x]), list(range(t.rank - k, t.rank)), True)
     inv = lw.op("Reciprocal", [lw.op("Sqrt", [lw.op("Add", [ms, lw.fscalar(eps)])])])
     y = lw.op("Mul", [x, inv])
