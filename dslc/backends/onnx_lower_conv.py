@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dslc.backends.onnx_builder import Lower
-from dslc.ops.conv import _tup
 from dslc.ops.conv_transpose import transposed_pads
 from dslc.ops.padding import Pads, resolve_padding
+from dslc.ops.pool import per_axis
 
 # torch's padding_mode -> ONNX Pad's mode ("wrap" from opset 19).
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
@@ -71,7 +71,7 @@ def _conv(nd: int):
         does), then a Conv without pads."""
         a = lw.attrs
         w, b, k = _weights(lw, ins)
-        s, d = _tup(a.stride, nd), _tup(a.dilation, nd)
+        s, d = per_axis(a.stride, nd), per_axis(a.dilation, nd)
         pads = resolve_padding(a.padding, tuple(k), s, d, nd, node.op)
         mode = a.padding_mode
 
@@ -95,10 +95,10 @@ def _conv_transpose(nd: int):
         the leftover is a zero Pad at the far end before the bias is added."""
         a = lw.attrs
         w, b, k = _weights(lw, ins)
-        s, d = _tup(a.stride, nd), _tup(a.dilation, nd)
+        s, d = per_axis(a.stride, nd), per_axis(a.dilation, nd)
         crop = transposed_pads(a.padding, tuple(k), s, d, nd, node.op)
         pads, extra = [], []
-        for (lo, hi), op in zip(crop, _tup(a.output_padding, nd)):
+        for (lo, hi), op in zip(crop, per_axis(a.output_padding, nd)):
             cut = min(hi, op)
             pads.append((lo, hi - cut))
             extra.append(op - cut)

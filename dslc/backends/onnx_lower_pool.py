@@ -12,7 +12,6 @@ from dslc.backends.onnx_builder import Lower
 from dslc.backends.onnx_lower_conv import batched, onnx_pads
 from dslc.backends.onnx_lower_core import reduce
 from dslc.ops.pool import Window, per_axis
-from dslc.ops.pool_adaptive import _bins
 from dslc.types import numpy_dtype
 
 
@@ -155,9 +154,16 @@ def _lp_pool(nd: int):
     return lower
 
 
-def _bin_matrix(n: int, o: int, dtype) -> np.ndarray:
+def bins(n: int, o: int) -> tuple[np.ndarray, np.ndarray]:
+    """torch's adaptive bins along an axis of size n: output i covers floor(i·n/o) ..
+    ceil((i+1)·n/o) (overlapping where o does not divide n)."""
+    i = np.arange(o)
+    return (i * n) // o, -(-((i + 1) * n) // o)
+
+
+def bin_matrix(n: int, o: int, dtype) -> np.ndarray:
     """[n, o]: column i averages torch's bin i of an axis of size n."""
-    lo, hi = _bins(n, o)
+    lo, hi = bins(n, o)
     m = np.zeros((n, o), np.float64)
     for i in range(o):
         m[lo[i]:hi[i], i] = 1.0 / (hi[i] - lo[i])
@@ -193,10 +199,10 @@ def _adaptive(nd: int, mode: str):
                 raise lw.unsupported(f"adaptive pooling of a runtime-sized axis to {o}",
                                      "bind the size with --bind, or pool to 1")
             if mode == "avg":
-                m = lw.const(_bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
+                m = lw.const(bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
                 x = _along_last(lw, x, axis, rank, lambda v, m=m: lw.op("MatMul", [v, m]))
             else:
-                lo, hi = _bins(n, o)
+                lo, hi = bins(n, o)
                 longest = int((hi - lo).max())
                 idx = np.minimum(lo[:, None] + np.arange(longest), hi[:, None] - 1)
                 taken = lw.op("Gather", [x, lw.const(idx.astype(np.int64), f"{lw.label}.bins")],

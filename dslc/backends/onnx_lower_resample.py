@@ -10,7 +10,7 @@ from dslc import dims as D
 from dslc.backends.onnx_builder import Lower
 from dslc.backends.onnx_lower_conv import onnx_pads
 from dslc.backends.onnx_lower_core import reduce
-from dslc.backends.onnx_lower_pool import _bin_matrix
+from dslc.backends.onnx_lower_pool import bin_matrix
 from dslc.types import numpy_dtype
 
 _BIG = 2 ** 62
@@ -107,7 +107,7 @@ def _area(lw: Lower, x: str, n_outs: list) -> str:
                                  "bind the size with --bind")
         if n == o:
             continue
-        m = lw.const(_bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
+        m = lw.const(bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
         if axis == rank - 1:
             x = lw.op("MatMul", [x, m])
             continue

@@ -52,9 +52,14 @@ def _cases() -> list[tuple[str, str | None]]:
 CASES = _cases()
 
 
+# randn_like draws in eval too (ONNX's RandomNormalLike its own numbers): the denoising
+# autoencoder runs with its corruption off, as in tests/specs/test_zoo.py.
+HPARAMS = {"denoising_autoencoder": {"corrupt": False}, **SMALL_HPARAMS}
+
+
 def _load(stem: str, model: str | None, opt: int = 1):
     return dslc.load(SPECS / f"{stem}.dl", model=model, opt_level=opt,
-                     hparams=SMALL_HPARAMS.get(model or stem))
+                     hparams=HPARAMS.get(model or stem))
 
 
 def _symbols(prog) -> list[str]:
@@ -171,8 +176,10 @@ def test_onnx_shape_inference_agrees_with_dslc(stem, model):
     assert known > 0
     if stem in OPEN_LENGTH:
         return
-    # Inference finds almost every dim: only the step axis after a Loop stays open.
-    assert unknown <= max(2, known // 10), (unknown, known)
+    # Inference finds almost every dim: only the step axis after a Loop stays open (on its
+    # outputs and what is computed from them: up to two values per Loop).
+    loops = sum(n.op_type == "Loop" for n in m.graph.node)
+    assert unknown <= max(2, 2 * loops, known // 10), (unknown, known)
 
 
 # One model per family of lowerings, exported at every opset the command allows.
