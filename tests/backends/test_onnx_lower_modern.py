@@ -100,18 +100,20 @@ def _check_sizes(text: str, sizes: list[dict[str, int]], opset: int = 18):
 
 
 def test_runtime_sized_images():
-    """Runtime H and W: conv with reflect padding, ceil-mode max pool and plain average pool
-    (their own pads and ceil_mode), lp pool, adaptive pools to 1, instance norm over a
+    """Runtime H and W: ceil-mode max and average pools and a plain average pool (their own
+    pads and ceil_mode), lp pool, adaptive pools to 1, instance norm over a
     runtime channel count: one model, two sizes."""
     _check_sizes("""model m() {
   input x: f32[B, C, H, W]
   a = x -> instance_norm2d
   b = a -> max_pool2d(3, stride=2, padding=1, ceil_mode=true)
   c = b -> avg_pool2d(2, stride=1, padding=1, count_include_pad=false)
-  d = c -> lp_pool2d(2.0, 2, stride=1)
+  c2 = c -> avg_pool2d(3, stride=2, padding=1, ceil_mode=true)
+  d = c2 -> lp_pool2d(2.0, 2, stride=1, ceil_mode=true)
   e = d -> adaptive_max_pool2d(1)
   output y = e, z = x -> adaptive_avg_pool2d((1, 1))
-}""", [{"B": 2, "C": 3, "H": 9, "W": 8}, {"B": 1, "C": 5, "H": 12, "W": 11}])
+}""", [{"B": 2, "C": 3, "H": 9, "W": 8}, {"B": 1, "C": 5, "H": 12, "W": 11},
+       {"B": 1, "C": 2, "H": 14, "W": 13}])
 
 
 def test_runtime_sized_convs_at_opset_17_and_19():
