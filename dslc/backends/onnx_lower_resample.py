@@ -118,9 +118,43 @@ def _area(lw: Lower, x: str, n_outs: list) -> str:
     return x
 
 
+def _factors(a, nd: int) -> list[float | None]:
+    """The scale factor torch maps each axis's coordinates by (None: in/out)."""
+    if a.scale_factor is None or a.recompute_scale_factor:
+        return [None] * nd
+    return list(a.scale_factor) if isinstance(a.scale_factor, tuple) else [a.scale_factor] * nd
+
+
+def _nearest_gather(lw: Lower, x: str, outs: list) -> str | None:
+    """Nearest modes over fixed sizes, unless every axis is an integer upscale (where
+    Resize's x / scale picks exactly the kernel's pixels): a Gather per axis with the
+    kernel's own source indices (dslc.ops.resample.axis_taps), so a pixel edge within float
+    rounding of an index is decided as dslc (and torch) decide it. None: Resize is exact."""
+    from dslc.ops.resample import axis_taps, legacy_nearest
+
+    a = lw.attrs
+    t = lw.in_types[0]
+    sizes = [D.value(D.as_dim(d)) for d in t.shape[2:]]
+    out_sizes = [D.value(D.as_dim(d)) for d in outs]
+    if None in sizes or None in out_sizes:
+        return None
+    factors = _factors(a, len(sizes))
+    if all(o % n == 0 and f in (None, o // n) for n, o, f in zip(sizes, out_sizes, factors)):
+        return None
+    ft = np.promote_types(numpy_dtype(t.dtype), np.float32).type
+    legacy = legacy_nearest(t.rank, out_sizes)
+    for i, (n, o, f) in enumerate(zip(sizes, out_sizes, factors)):
+        idx = axis_taps(a.mode, n, o, False, f, ft, legacy)[0][0]
+        if o == n and np.array_equal(idx, np.arange(n)):
+            continue
+        x = lw.op("Gather", [x, lw.const(idx.astype(np.int64), f"{lw.label}.index")], axis=2 + i)
+    return x
+
+
 def _interpolate(lw: Lower, node, ins):
     """Resize: nearest with coordinate_transformation_mode asymmetric and nearest_mode floor
-    (torch's floor(dst · scale)); nearest-exact half_pixel with round_prefer_ceil; linear
+    (torch's floor(dst · scale); over fixed sizes only for integer upscales, else a Gather
+    of the kernel's indices); nearest-exact half_pixel with round_prefer_ceil; linear
     modes half_pixel or align_corners; bicubic cubic_coeff_a -0.75, exclude_outside 0.
     A scale factor is passed as Resize's scales (ONNX maps by 1/scale, as torch), a size or
     recompute_scale_factor as its sizes (in/out); an axis whose size a linear mode keeps is
@@ -131,6 +165,10 @@ def _interpolate(lw: Lower, node, ins):
     outs = list(lw.out_types[0].shape[2:])
     if a.mode == "area":
         return [_area(lw, ins[0], outs)]
+    if a.mode.startswith("nearest"):
+        picked = _nearest_gather(lw, ins[0], outs)
+        if picked is not None:
+            return [picked if picked != ins[0] else lw.op("Identity", [picked])]
     align = bool(a.align_corners)
     kw = dict(mode=_RESIZE_MODES[a.mode])
     if a.mode == "nearest":
@@ -142,8 +180,7 @@ def _interpolate(lw: Lower, node, ins):
         if a.mode == "bicubic":
             kw.update(cubic_coeff_a=-0.75, exclude_outside=0)
     if a.scale_factor is not None and not a.recompute_scale_factor:
-        factors = list(a.scale_factor) if isinstance(a.scale_factor, tuple) else \
-            [a.scale_factor] * nd
+        factors = _factors(a, nd)
         for i, (n, o) in enumerate(zip(t.shape[2:], outs)):
             if a.mode in ("linear", "bilinear", "trilinear") and D.equal(
                     D.as_dim(n), D.as_dim(o)) is True:

@@ -240,3 +240,23 @@ def test_other_float_precisions(dtype, rtol):
         assert g.dtype == w.dtype, name
         np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol,
                                    atol=rtol, err_msg=name)
+
+
+@RESAMPLE
+@pytest.mark.parametrize("call,resize", [
+    ('interpolate(scale_factor=3.0)', True),  # integer upscale: Resize picks the same pixels
+    ('interpolate(size=(80, 90))', True),
+    ('interpolate(scale_factor=1.7)', False),  # the kernel's indices, gathered
+    ('interpolate(size=(61, 37), mode="nearest-exact")', False),
+    ('interpolate(scale_factor=(1.1, 0.7))', False),  # torch copies a kept size (legacy path)
+])
+def test_nearest_picks_the_kernels_pixels(call, resize):
+    """Nearest modes over fixed sizes: Resize only where it is exact, else Gathers of the
+    kernel's source indices; equal to the kernel on images past torch's small-image path."""
+    prog = dslc.load("t.dl", text=f"model m() {{\n  input x: f32[B, 2, 40, 30]\n"
+                                  f"  output y = x -> {call}\n}}\n")
+    m = build_model(prog.graph, {})
+    onnx.checker.check_model(m, full_check=True)
+    ops = {n.op_type for n in m.graph.node}
+    assert ("Resize" in ops) == resize and ("Gather" in ops) != resize, ops
+    _compare(prog, _session(m), {}, {"B": 2})
