@@ -26,7 +26,15 @@ from dslc.backends import (  # noqa: E402
 from dslc.backends.onnx_export import build_model  # noqa: E402
 from dslc.diagnostics import DslcError  # noqa: E402
 from dslc.ops.registry import ALL_OPS  # noqa: E402
-from tests.backends.test_onnx_export import _compare, _dims, _session  # noqa: E402
+from tests.backends.test_onnx_export import (  # noqa: E402
+    SIZES,
+    SPECS,
+    _compare,
+    _dims,
+    _load,
+    _session,
+    _symbols,
+)
 
 NEW_TABLES = (onnx_lower_conv.LOWERINGS, onnx_lower_pool.LOWERINGS,
               onnx_lower_pointwise.LOWERINGS, onnx_lower_modern.LOWERINGS,
@@ -260,3 +268,23 @@ def test_nearest_picks_the_kernels_pixels(call, resize):
     ops = {n.op_type for n in m.graph.node}
     assert ("Resize" in ops) == resize and ("Gather" in ops) != resize, ops
     _compare(prog, _session(m), {}, {"B": 2})
+
+
+# Zoo models built from the newer ops (branch arch), at the opsets where their lowerings differ
+# (18, the default, runs in test_onnx_export.py's zoo test).
+MODERN_ZOO = ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "r3d_18", "unet",
+              "wavenet_tcn")
+MODERN_PRESENT = [s for s in MODERN_ZOO if (SPECS / f"{s}.dl").exists()]
+
+
+@pytest.mark.skipif(not MODERN_PRESENT, reason="the zoo specs of branch arch are not merged")
+@pytest.mark.parametrize("opset", [17, 19, 23])
+def test_modern_zoo_at_other_opsets(opset):
+    """At the zoo tests' small sizes: the full checker passes and onnxruntime equals dslc
+    run, batch (and length) dims symbolic."""
+    for stem in MODERN_PRESENT:
+        prog = _load(stem, None)
+        params = prog.init_params(1)
+        m = build_model(prog.graph, prog.fold_params(params), opset=opset)
+        onnx.checker.check_model(m, full_check=True)
+        _compare(prog, _session(m), params, {s: SIZES[0][s] for s in _symbols(prog)}, seed=4)
