@@ -86,19 +86,16 @@ def _counts(n: int, o: int, k: int, s: int, lo: int, hi: int, include: bool) -> 
 def _avg(lw: Lower, nd: int, x: str, win: Window, known, include: bool,
          divisor: int | None) -> str:
     """Average pooling with dslc's windows and divisors. Plain cases: AveragePool. With
-    ceil_mode, per-side padding or divisor_override (fixed sizes): a zero Pad that makes every
-    window whole, AveragePool (= window sum / kernel size), times a constant kernel size /
-    divisor per output position (torch's counts; 0 for a window of padding only)."""
+    ceil_mode, per-side padding or divisor_override over fixed sizes: a zero Pad that makes
+    every window whole, AveragePool (= window sum / kernel size), times a constant kernel
+    size / divisor per output position (torch's counts; 0 for a window of padding only).
+    Runtime sizes: _avg_runtime."""
     plain = not (win.ceil_mode or win.pre_padded or divisor is not None)
     if plain:
         return lw.op("AveragePool", [x], count_include_pad=int(include),
                      **_geometry(win, win.pads, False))
     if known is None:
-        if win.pre_padded or divisor is not None:
-            raise lw.unsupported("per-side padding, ceil_mode or divisor_override over a "
-                                 "runtime-sized image", "bind the image size with --bind")
-        return lw.op("AveragePool", [x], count_include_pad=int(include),
-                     **_geometry(win, win.pads, True))
+        return _avg_runtime(lw, nd, x, win, include, divisor)
     sizes, outs = known
     y = lw.op("AveragePool", [_pad(lw, x, _full_windows(win, sizes, outs), None)],
               count_include_pad=1, **_geometry(win, ((0, 0),) * nd, False))
@@ -111,6 +108,42 @@ def _avg(lw: Lower, nd: int, x: str, win: Window, known, include: bool,
     scale = np.where(counts > 0, kvol / np.maximum(counts, 1), 0.0)
     scale = scale.reshape((1, 1) + scale.shape).astype(numpy_dtype(lw.in_types[0].dtype))
     return lw.op("Mul", [y, lw.const(scale, f"{lw.label}.counts")])
+
+
+def _avg_runtime(lw: Lower, nd: int, x: str, win: Window, include: bool,
+                 divisor: int | None) -> str:
+    """Average pooling over runtime sizes. Symmetric padding: AveragePool's own pads and
+    ceil_mode (onnxruntime clips and drops ceil-mode windows as torch). Per-side padding: a
+    zero Pad first, then AveragePool without pads (the clipped count of a ceil-mode window is
+    then torch's, the padding included); count_include_pad=false divides the window sums by
+    the same pool of a padded ones tensor (the input elements each window holds; a window of
+    padding only gives 0 / 0.5 = 0). divisor_override: whole windows' sums / divisor (with
+    ceil_mode a clipped window has no fixed count: E0804)."""
+    kvol = math.prod(win.k)
+    nopad = ((0, 0),) * nd
+    if divisor is not None:
+        if win.ceil_mode:
+            raise lw.unsupported("divisor_override with ceil_mode over a runtime-sized image",
+                                 "bind the image size with --bind")
+        y = lw.op("AveragePool", [_pad(lw, x, win.pads, None)], count_include_pad=1,
+                  **_geometry(win, nopad, False))
+        return lw.op("Mul", [y, lw.fscalar(kvol / divisor)])
+    if not win.pre_padded:
+        return lw.op("AveragePool", [x], count_include_pad=int(include),
+                     **_geometry(win, win.pads, win.ceil_mode))
+    geo = _geometry(win, nopad, win.ceil_mode)
+    y = lw.op("AveragePool", [_pad(lw, x, win.pads, None)], count_include_pad=1, **geo)
+    if include:
+        return y
+    from onnx import helper
+
+    from dslc.backends.onnx_builder import ELEM
+
+    dt = lw.in_types[0].dtype
+    ones = lw.op("ConstantOfShape", [lw.op("Shape", [x])],
+                 value=helper.make_tensor("value", ELEM[dt], [1], [1]))
+    share = lw.op("AveragePool", [_pad(lw, ones, win.pads, None)], count_include_pad=1, **geo)
+    return lw.op("Div", [y, lw.op("Max", [share, lw.fscalar(0.5 / kvol)])])
 
 
 def _max_pool(nd: int):

@@ -109,19 +109,23 @@ def _check_sizes(text: str, sizes: list[dict[str, int]], opset: int = 18):
 
 def test_runtime_sized_images():
     """Runtime H and W: ceil-mode max and average pools and a plain average pool (their own
-    pads and ceil_mode), lp pool, adaptive pools to 1, instance norm over a
-    runtime channel count: one model, two sizes."""
+    pads and ceil_mode), per-side and "same" average pools (a zero Pad first; the input
+    elements counted by pooling ones), divisor_override, lp pool, adaptive pools to 1,
+    instance norm over a runtime channel count: one model, three sizes."""
     _check_sizes("""model m() {
   input x: f32[B, C, H, W]
   a = x -> instance_norm2d
   b = a -> max_pool2d(3, stride=2, padding=1, ceil_mode=true)
   c = b -> avg_pool2d(2, stride=1, padding=1, count_include_pad=false)
   c2 = c -> avg_pool2d(3, stride=2, padding=1, ceil_mode=true)
-  d = c2 -> lp_pool2d(2.0, 2, stride=1, ceil_mode=true)
+  c3 = c2 -> avg_pool2d(2, padding=(1, 0, 0, 1), ceil_mode=true, count_include_pad=false)
+  c4 = c3 -> avg_pool2d(2, stride=1, padding="same") -> avg_pool2d(2, divisor_override=3)
+  c5 = c4 -> avg_pool2d(3, stride=2, padding=(2, 0, 1, 2), ceil_mode=true)
+  d = c5 -> lp_pool2d(2.0, 2, stride=1, ceil_mode=true)
   e = d -> adaptive_max_pool2d(1)
   output y = e, z = x -> adaptive_avg_pool2d((1, 1))
-}""", [{"B": 2, "C": 3, "H": 9, "W": 8}, {"B": 1, "C": 5, "H": 12, "W": 11},
-       {"B": 1, "C": 2, "H": 14, "W": 13}])
+}""", [{"B": 2, "C": 3, "H": 21, "W": 18}, {"B": 1, "C": 5, "H": 24, "W": 23},
+       {"B": 1, "C": 2, "H": 26, "W": 25}])
 
 
 def test_runtime_sized_convs_at_opset_17_and_19():
@@ -140,7 +144,7 @@ def test_runtime_sized_convs_at_opset_17_and_19():
 
 
 @pytest.mark.parametrize("spec,what", [
-    ("x -> avg_pool2d(3, stride=2, padding=(0, 1, 1, 1), ceil_mode=true)", "runtime-sized"),
+    ("x -> avg_pool2d(3, stride=2, ceil_mode=true, divisor_override=2)", "runtime-sized"),
     ("x -> adaptive_avg_pool2d(3)", "runtime-sized axis"),
     ("x -> adaptive_max_pool2d((2, 1))", "runtime-sized axis"),
 ])
