@@ -31,7 +31,7 @@ PAD_MODES = ("constant", "reflect", "replicate", "circular")
 class PadAttrs(Attrs):
     pad: tuple[int, ...]  # F.pad order: (last_left, last_right, prev_left, prev_right, ...)
     mode: str = "constant"
-    value: float | None = None  # constant mode only (torch refuses it with the others)
+    value: float | None = None  # constant mode only (torch refuses others but 0)
 
 
 def _pad_pairs(a: PadAttrs, rank: int) -> list[tuple[int, int, int]]:
@@ -41,7 +41,7 @@ def _pad_pairs(a: PadAttrs, rank: int) -> list[tuple[int, int, int]]:
         raise ShapeError("pad mode must be one of " + ", ".join(PAD_MODES),
                          expected=" or ".join(repr(m) for m in PAD_MODES), found=repr(a.mode),
                          attr="mode", code="E0360")
-    if a.value is not None and a.mode != "constant":
+    if a.value and a.mode != "constant":  # torch lets value=0 through, and ignores it
         raise ShapeError(f"pad mode {a.mode!r} takes no value (only 'constant' fills one)",
                          expected="no value, or mode='constant'", found=f"value={a.value!r}",
                          attr="value", code="E0360")
@@ -177,7 +177,7 @@ PAD = Op(
     numpy=lambda a, xs, ctx: [pad_array(xs[0], a.pad, a.mode, a.value)],
     torch_call=_pad_call,
     label=lambda a: f"{a.mode} {fmt_value(a.pad)}"
-                    + (f" = {a.value:g}" if a.value is not None else ""),
+                    + (f" = {a.value:g}" if a.value and a.mode == "constant" else ""),
     examples=(
         Example({"pad": (1, 2)}, (tensor("f32", 2, 3, 5),)),
         Example({"pad": (1, 0, 2, 3), "value": 1.5}, (tensor("f32", 2, 3, 4, 5),)),
