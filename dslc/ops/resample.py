@@ -38,7 +38,7 @@ def _pad_pairs(a: PadAttrs, rank: int) -> list[tuple[int, int, int]]:
     """(axis, left, right) per padded axis, checking what F.pad checks before it looks at
     sizes. Pairs run from the last axis backwards, as F.pad reads them."""
     if a.mode not in PAD_MODES:
-        raise ShapeError("pad mode must be one of " + ", ".join(PAD_MODES),
+        raise ShapeError("mode must be one of " + ", ".join(PAD_MODES),
                          expected=" or ".join(repr(m) for m in PAD_MODES), found=repr(a.mode),
                          attr="mode", code="E0360")
     if a.value and a.mode != "constant":  # torch lets value=0 through, and ignores it
@@ -47,13 +47,13 @@ def _pad_pairs(a: PadAttrs, rank: int) -> list[tuple[int, int, int]]:
                          attr="value", code="E0360")
     n = len(a.pad)
     if n % 2:
-        raise ShapeError("pad needs a (left, right) pair per padded axis",
+        raise ShapeError("needs a (left, right) pair per padded axis",
                          expected="an even number of values", found=f"{n} values {a.pad}",
                          attr="pad", code="E0360")
     k = n // 2
     if a.mode == "constant":
         if k > rank:
-            raise ShapeError(f"pad gives {k} (left, right) pairs for a rank-{rank} input",
+            raise ShapeError(f"{k} (left, right) pairs for a rank-{rank} input",
                              expected=f"at most {rank} pairs ({2 * rank} values)",
                              found=f"{n} values {a.pad}", attr="pad", code="E0360")
     elif not (1 <= k <= 3 and rank in (k + 1, k + 2)):
@@ -266,7 +266,7 @@ def _scaled_dim(size: D.Dim, scale: float, axis: int) -> D.Dim:
     frac = Fraction(scale)  # a float is a binary fraction: exact
     if frac.numerator.bit_length() > EXACT_SCALE_BITS:
         raise ShapeError(
-            f"the output size of spatial axis {axis} (runtime size {D.fmt(size)}) times "
+            f"the output size of axis {axis} (runtime size {D.fmt(size)}) times "
             f"scale_factor {scale!r} depends on float64 rounding and cannot be written as a "
             "dim", expected="a fixed size on that axis, `size=`, or a scale factor exact in "
             "binary (2, 0.5, 1.5, 0.75, ...)", found=f"scale_factor={scale!r}",
@@ -274,15 +274,15 @@ def _scaled_dim(size: D.Dim, scale: float, axis: int) -> D.Dim:
     return sympy.floor(size * sympy.Rational(frac.numerator, frac.denominator))
 
 
-def _interp_plan(a: InterpolateAttrs, x: TensorType, name: str) -> list[D.Dim]:
+def _interp_plan(a: InterpolateAttrs, x: TensorType) -> list[D.Dim]:
     """Check the call as F.interpolate does and give the output's spatial dims."""
     if a.mode not in INTERP_MODES:
-        raise ShapeError(f"{name} mode must be one of " + ", ".join(INTERP_MODES),
+        raise ShapeError("mode must be one of " + ", ".join(INTERP_MODES),
                          expected=" or ".join(repr(m) for m in INTERP_MODES),
                          found=repr(a.mode), attr="mode", code="E0363")
     need_float(x)
     if x.rank not in (3, 4, 5):
-        raise ShapeError(f"{name} needs an [N, C, ...] input with 1 to 3 spatial axes",
+        raise ShapeError("needs an [N, C, ...] input with 1 to 3 spatial axes",
                          expected="rank 3, 4 or 5", found=f"{x} (rank {x.rank})", arg=0)
     ranks = INTERP_MODES[a.mode]
     if x.rank not in ranks:
@@ -298,7 +298,7 @@ def _interp_plan(a: InterpolateAttrs, x: TensorType, name: str) -> list[D.Dim]:
                                   "trilinear", found=f"align_corners with mode {a.mode!r}",
                          attr="align_corners", code="E0363")
     if (a.size is None) == (a.scale_factor is None):
-        raise ShapeError(f"{name} needs exactly one of size and scale_factor",
+        raise ShapeError("needs exactly one of size and scale_factor",
                          expected="size=... or scale_factor=...",
                          found="both" if a.size is not None else "neither",
                          attr="size" if a.size is not None else None, code="E0362")
@@ -318,9 +318,9 @@ def _interp_plan(a: InterpolateAttrs, x: TensorType, name: str) -> list[D.Dim]:
             raise ShapeError("scale_factor must be positive", expected="> 0",
                              found=fmt_value(a.scale_factor), attr="scale_factor",
                              code="E0362")
-        d = _scaled_dim(D.as_dim(n), s, axis)
+        d = _scaled_dim(D.as_dim(n), s, axis + 2)
         if d.is_Integer and int(d) < 1:
-            raise ShapeError(f"scale_factor {s!r} leaves spatial axis {axis} empty",
+            raise ShapeError(f"scale_factor {s!r} leaves axis {axis + 2} empty",
                              expected="an output size >= 1 (floor(size * scale_factor))",
                              found=f"floor({D.fmt(n)} * {s!r}) = {int(d)}",
                              attr="scale_factor", code="E0362")
@@ -328,12 +328,9 @@ def _interp_plan(a: InterpolateAttrs, x: TensorType, name: str) -> list[D.Dim]:
     return out
 
 
-def _interp_shape(name: str):
-    def shape(a: InterpolateAttrs, ins):
-        x = ins[0]
-        out = _interp_plan(a, x, name)
-        return [x.with_shape(tuple(x.shape[:2]) + tuple(out))]
-    return shape
+def _interp_shape(a: InterpolateAttrs, ins):
+    x = ins[0]
+    return [x.with_shape(tuple(x.shape[:2]) + tuple(_interp_plan(a, x)))]
 
 
 # The index rules below are torch's (UpSample.h: area_pixel_compute_scale,
@@ -542,7 +539,7 @@ def _interp_op(name: str, doc: str, examples: tuple[Example, ...]) -> Op:
         doc=doc,
         attrs=InterpolateAttrs,
         positional=("size", "scale_factor", "mode"),
-        shape=_interp_shape(name),
+        shape=_interp_shape,
         numpy=_interp_kernel,
         torch_call=_interp_call,
         macs=_interp_macs,
@@ -615,11 +612,10 @@ def _divided(d: D.Dim, k: int, what: str, x: TensorType, attr: str) -> D.Dim:
     return d / k
 
 
-def _need_min_rank(x: TensorType, rank: int, what: str) -> None:
-    if x.rank < rank:
-        raise ShapeError(f"{what} needs an input of rank >= {rank}",
-                         expected=f"rank >= {rank} ([..., C, H, W])" if rank == 3 else
-                         f"rank >= {rank} ([N, C, ...])", found=f"{x} (rank {x.rank})", arg=0)
+def _need_rank3(x: TensorType, form: str) -> None:
+    if x.rank < 3:
+        raise ShapeError("needs an input of rank 3 or more", expected=f"rank >= 3 ({form})",
+                         found=f"{x} (rank {x.rank})", arg=0)
 
 
 def _kernel_divides(n: int, k: int, what: str) -> None:
@@ -632,7 +628,7 @@ def _ps_shape(a: PixelShuffleAttrs, ins):
     x = ins[0]
     r = a.upscale_factor
     _positive(r, "upscale_factor")
-    _need_min_rank(x, 3, "pixel_shuffle")
+    _need_rank3(x, "[..., C·r², H, W]")
     c, h, w = x.shape[-3:]
     c = _divided(c, r * r, "the channel axis (-3)", x, "upscale_factor")
     return [x.with_shape(tuple(x.shape[:-3]) + (c, h * r, w * r))]
@@ -652,7 +648,7 @@ def _pu_shape(a: PixelUnshuffleAttrs, ins):
     x = ins[0]
     r = a.downscale_factor
     _positive(r, "downscale_factor")
-    _need_min_rank(x, 3, "pixel_unshuffle")
+    _need_rank3(x, "[..., C, H·r, W·r]")
     c, h, w = x.shape[-3:]
     h = _divided(h, r, "the height axis (-2)", x, "downscale_factor")
     w = _divided(w, r, "the width axis (-1)", x, "downscale_factor")
@@ -673,7 +669,7 @@ def pixel_unshuffle_array(x: np.ndarray, r: int) -> np.ndarray:
 def _cs_shape(a: ChannelShuffleAttrs, ins):
     x = ins[0]
     _positive(a.groups, "groups")
-    _need_min_rank(x, 3, "channel_shuffle")
+    _need_rank3(x, "[N, C, ...]")
     _divided(x.shape[1], a.groups, "the channel axis (1)", x, "groups")
     return [x]
 
