@@ -11,6 +11,7 @@ one axis at a time (gathers and weighted sums; no per-pixel loops).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -18,8 +19,9 @@ import numpy as np
 import sympy
 
 from dslc import dims as D
+from dslc.limits import MAX_DIM
 from dslc.ops.base import Attrs, Example, Op, ShapeError, fmt_value, need_float
-from dslc.types import TensorType, tensor
+from dslc.types import TensorType, numpy_dtype, tensor
 
 B = D.symbol("B")  # a runtime batch size in the Examples
 
@@ -100,6 +102,12 @@ def _pad_shape(a: PadAttrs, ins):
         raise ShapeError(f"{a.mode} padding does not take bool tensors (torch has no such "
                          "kernel)", expected="a numeric tensor", found=str(x), arg=0,
                          code="E0302")
+    if a.value is not None and not x.is_float:
+        info = np.iinfo(numpy_dtype(x.dtype)) if x.dtype != "bool" else None
+        if not math.isfinite(a.value) or (info and not info.min <= a.value <= info.max):
+            raise ShapeError(f"the fill value does not fit the input's dtype ({x.dtype})",
+                             expected=f"a finite value in the range of {x.dtype}",
+                             found=f"value={a.value!r}", attr="value", code="E0360")
     shape = list(x.shape)
     for axis, left, right in pairs:
         n = D.value(D.as_dim(shape[axis]))
@@ -314,11 +322,16 @@ def _interp_plan(a: InterpolateAttrs, x: TensorType) -> list[D.Dim]:
     scales = _spatial_list(a.scale_factor, nd, "scale_factor", x)
     out = []
     for axis, (n, s) in enumerate(zip(spatial, scales)):
-        if not s > 0:
-            raise ShapeError("scale_factor must be positive", expected="> 0",
+        if not (s > 0 and math.isfinite(s)):
+            raise ShapeError("scale_factor must be positive and finite", expected="> 0",
                              found=fmt_value(a.scale_factor), attr="scale_factor",
                              code="E0362")
         d = _scaled_dim(D.as_dim(n), s, axis + 2)
+        if d.is_Integer and int(d) > MAX_DIM:
+            raise ShapeError(f"scale_factor {s!r} makes axis {axis + 2} too large",
+                             expected=f"an output size <= {MAX_DIM}",
+                             found=f"floor({D.fmt(n)} * {s!r}) = {int(d)}",
+                             attr="scale_factor", code="E0362")
         if d.is_Integer and int(d) < 1:
             raise ShapeError(f"scale_factor {s!r} leaves axis {axis + 2} empty",
                              expected="an output size >= 1 (floor(size * scale_factor))",

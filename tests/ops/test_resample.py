@@ -97,6 +97,14 @@ def test_pad_constant_value_converts_as_torch_does(value, dtype):
     np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("value", ["1e30", "1e400", "-3e9"])
+def test_pad_fill_value_must_fit_an_integer_tensor(value):
+    with pytest.raises(RuntimeError):
+        F.pad(torch.zeros(2, 4, dtype=torch.int32), (1, 1), value=float(value))
+    d = diag(f"input i: i32[B, 4]\noutput y = i -> pad((1, 1), value={value})")
+    assert d.code == "E0360" and "i32" in d.message
+
+
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_pad_integer_tensors(mode):
     x = RNG.integers(0, 100, (2, 3, 5)).astype(np.int64)
@@ -390,6 +398,10 @@ def test_interpolate_errors():
     assert d.code == "E0362" and "floor(8 * 0.1) = 0" in d.found
     d = diag(base + "interpolate(scale_factor=-2)")
     assert d.code == "E0362"
+    d = diag(base + "interpolate(scale_factor=1e400)")
+    assert d.code == "E0362" and "finite" in d.message
+    d = diag(base + "interpolate(scale_factor=1e300)")
+    assert d.code == "E0362" and "too large" in d.message
     d = diag(base + "interpolate(size=4, recompute_scale_factor=true)")
     assert d.code == "E0362"
     d = diag("input x: i64[B, 3, 8, 8]\noutput y = x -> interpolate(scale_factor=2)")
