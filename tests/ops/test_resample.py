@@ -18,6 +18,7 @@ from dslc.ops.resample import (
     channel_shuffle_array,
     interpolate_array,
     pad_array,
+    pad_source_index,
     pixel_shuffle_array,
     pixel_unshuffle_array,
     scaled_size,
@@ -85,6 +86,19 @@ def test_pad_kernel_matches_torch(mode, shape, pad, dtype):
     ref = F.pad(torch.from_numpy(x), pad, mode=mode).numpy()
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("mode,shape,pad", [c for c in PAD_CASES if c[0] != "constant"])
+def test_pad_kernel_equals_its_plain_gather(mode, shape, pad):
+    """The kernel slices the unchanged run and gathers only the borders; the plain version
+    gathers every output position through pad_source_index."""
+    x = randn(*shape)
+    want = x
+    for i in range(len(pad) // 2):
+        axis = x.ndim - 1 - i
+        want = np.take(want, pad_source_index(mode, want.shape[axis], pad[2 * i], pad[2 * i + 1]),
+                       axis=axis)
+    np.testing.assert_array_equal(pad_array(x, pad, mode), want)
 
 
 @pytest.mark.parametrize("value", [1.5, -2.0, 0.0])
