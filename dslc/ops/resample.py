@@ -228,7 +228,7 @@ PAD = Op(
 # Modes and the input rank each takes (torch raises NotImplementedError for the others).
 INTERP_MODES: dict[str, tuple[int, ...]] = {
     "nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,), "bilinear": (4,),
-    "bicubic": (4,), "trilinear": (5,),
+    "bicubic": (4,), "trilinear": (5,), "area": (3, 4, 5),
 }
 LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
 # Bits of a scale factor's binary numerator for which `size * scale` is exact in float64 for
@@ -453,6 +453,25 @@ def legacy_nearest(rank: int, out_sizes: list[int]) -> bool:
     return rank == 4 and sum(out_sizes) <= 128
 
 
+def area_axis(y: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Mode 'area' on one axis: torch's adaptive average pooling, output o the mean of input
+    [floor(o·n/n_out), ceil((o+1)·n/n_out)), summed then divided as torch does. Gathered a
+    window offset at a time; an offset past a window's end adds nothing (np.where, not a
+    zero weight: 0 · inf would be nan)."""
+    n = y.shape[axis]
+    o = np.arange(n_out)
+    start = o * n // n_out
+    end = -(-(o + 1) * n // n_out)
+    shape = [1] * y.ndim
+    shape[axis] = n_out
+    acc = np.take(y, start, axis=axis)
+    for k in range(1, int((end - start).max())):
+        inside = (start + k < end).reshape(shape)
+        acc += np.where(inside, np.take(y, np.minimum(start + k, end - 1), axis=axis), 0)
+    acc /= (end - start).astype(y.dtype).reshape(shape)
+    return acc
+
+
 def interpolate_array(x: np.ndarray, out_sizes: list[int], mode: str, align: bool,
                       scales: list[float | None]) -> np.ndarray:
     """x [N, C, *in] -> [N, C, *out_sizes], torch's rule on each spatial axis in turn."""
@@ -461,6 +480,9 @@ def interpolate_array(x: np.ndarray, out_sizes: list[int], mode: str, align: boo
     legacy = legacy_nearest(x.ndim, out_sizes)
     for k, (n_out, s) in enumerate(zip(out_sizes, scales)):
         axis = 2 + k
+        if mode == "area":
+            y = area_axis(y, axis, n_out)
+            continue
         shape = [1] * y.ndim
         shape[axis] = n_out
         taps = axis_taps(mode, y.shape[axis], n_out, align, s, ft, legacy)
@@ -490,6 +512,7 @@ def _interp_kernel(a: InterpolateAttrs, xs, ctx):
             [a.scale_factor] * nd
         sizes = [scaled_size(n, s) for n, s in zip(x.shape[2:], factors)]
         # recompute_scale_factor: torch forgets the factor and maps coordinates by in/out
+        # (area pools, and uses no scale at all)
         scales = [None] * nd if a.recompute_scale_factor else factors
     align = bool(a.align_corners)
     return [interpolate_array(x, sizes, a.mode, align, scales)]
@@ -515,10 +538,12 @@ def _interp_call(a: InterpolateAttrs, args, ctx, ins) -> str:
 
 # MACs: one multiply-add per tap of each output element, as torch's kernel gathers them:
 # 2 per spatial axis for the linear modes (4 bilinear, 8 trilinear), 16 for bicubic; nearest
-# modes only copy (0).
+# modes only copy (0); area (average pooling) adds each input element about once.
 def _interp_macs(a: InterpolateAttrs, ins, outs):
     if a.mode.startswith("nearest"):
         return D.const(0)
+    if a.mode == "area":  # adaptive average pooling: about one add per input element
+        return ins[0].numel()
     nd = ins[0].rank - 2
     taps = 16 if a.mode == "bicubic" else 2 ** nd
     return outs[0].numel() * taps
@@ -559,6 +584,9 @@ INTERP_EXAMPLES = (
             (tensor("f32", 1, 2, 3, 4, 6),)),
     Example({"size": (2, 5, 1), "mode": "trilinear", "align_corners": True},
             (tensor("f32", 2, 1, 3, 4, 3),)),
+    Example({"size": 3, "mode": "area"}, (tensor("f32", 2, 3, 8),)),
+    Example({"scale_factor": (0.6, 1.5), "mode": "area"}, (tensor("f32", B, 2, 7, 5),)),
+    Example({"size": (2, 3, 4), "mode": "area"}, (tensor("f64", 1, 2, 5, 3, 9),)),
 )
 
 
@@ -587,9 +615,10 @@ _INTERP_DOC = (
     "coordinates map by 1/scale_factor, unless recompute_scale_factor=true (then by "
     "in/out, as with `size`). mode: nearest (torch's floor(dst · scale) rule), "
     "nearest-exact (rounds to the nearest source pixel), linear (rank 3), bilinear and "
-    "bicubic (A = -0.75; rank 4), trilinear (rank 5); align_corners only with the last four "
-    "(default false). No antialias and no 'area' (that is adaptive_avg_pool). MACs: 2 per "
-    "spatial axis (bicubic 16) per output element; nearest modes 0."
+    "bicubic (A = -0.75; rank 4), trilinear (rank 5), area (adaptive average pooling, as "
+    "torch sends it); align_corners only with linear, bilinear, bicubic and trilinear "
+    "(default false). No antialias. MACs: 2 per spatial axis (bicubic 16) per output "
+    "element; area one per input element; nearest modes 0."
 )
 
 INTERPOLATE = _interp_op("interpolate", _INTERP_DOC, INTERP_EXAMPLES)

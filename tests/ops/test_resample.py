@@ -195,7 +195,7 @@ def test_pad_checks_runtime_sizes_when_it_runs():
 # ---- interpolate: the index rules ----------------------------------------------------------
 
 MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,),
-              "bilinear": (4,), "bicubic": (4,), "trilinear": (5,)}
+              "bilinear": (4,), "bicubic": (4,), "trilinear": (5,), "area": (3, 4, 5)}
 
 
 def interp_kernel(x: np.ndarray, **attrs) -> np.ndarray:
@@ -223,7 +223,7 @@ def _sweep():
     for mode, ranks in MODE_RANKS.items():
         for rank in ranks:
             nd = rank - 2
-            aligns = [None] if mode.startswith("nearest") else [False, True]
+            aligns = [None] if mode.startswith("nearest") or mode == "area" else [False, True]
             for align in aligns:
                 for i in range(8):
                     ins = tuple(int(v) for v in rng.integers(1, 10, nd))
@@ -291,6 +291,25 @@ def test_linear_modes_for_every_size_pair(mode, rank, align):
             attrs = {"size": (1,) * (rank - 3) + (n_out,), "mode": mode, "align_corners": align}
             np.testing.assert_allclose(interp_kernel(x, **attrs), torch_interp(x, **attrs),
                                        rtol=1e-5, atol=1e-5, err_msg=f"{n_in} -> {n_out}")
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5])
+def test_area_for_every_size_pair(rank):
+    """Area is adaptive average pooling: windows [floor(o·n/m), ceil((o+1)·n/m))."""
+    for n_in in range(1, 14):
+        x = randn(2, 3, *((2,) * (rank - 3)), n_in)
+        for n_out in range(1, 20):
+            attrs = {"size": (2,) * (rank - 3) + (n_out,), "mode": "area"}
+            np.testing.assert_allclose(interp_kernel(x, **attrs), torch_interp(x, **attrs),
+                                       rtol=1e-5, atol=1e-6, err_msg=f"{n_in} -> {n_out}")
+
+
+def test_area_keeps_an_infinite_value_in_its_own_window():
+    x = np.zeros((1, 1, 7), np.float32)
+    x[0, 0, 3] = np.inf
+    got = interp_kernel(x, size=3, mode="area")
+    np.testing.assert_array_equal(got, torch_interp(x, size=3, mode="area"))
+    assert np.isinf(got[0, 0, 1]) and np.isfinite(got[0, 0, [0, 2]]).all()
 
 
 def test_nearest_edge_cases_of_torch():
@@ -392,8 +411,10 @@ def test_interpolate_macs():
 
 def test_interpolate_errors():
     base = "input x: f32[B, 3, 8, 8]\noutput y = x -> "
-    d = diag(base + "interpolate(scale_factor=2, mode=\"area\")")
-    assert d.code == "E0363" and d.found == "'area'"
+    d = diag(base + "interpolate(scale_factor=2, mode=\"cubic\")")
+    assert d.code == "E0363" and d.found == "'cubic'"
+    d = diag(base + "interpolate(scale_factor=0.5, mode=\"area\", align_corners=false)")
+    assert d.code == "E0363"
     d = diag(base + "interpolate(scale_factor=2, mode=\"linear\")")
     assert d.code == "E0363" and "nearest" in d.expected and "bilinear" in d.expected
     d = diag(base + "interpolate(scale_factor=2, align_corners=false)")
@@ -426,7 +447,8 @@ def test_interpolate_errors():
     assert d.code == "E0364" and "H" in d.message
     # torch refuses the same calls
     x = torch.zeros(1, 3, 8, 8)
-    for kw in ({"scale_factor": 2, "mode": "area", "align_corners": False},
+    for kw in ({"scale_factor": 2, "mode": "cubic"},
+               {"scale_factor": 0.5, "mode": "area", "align_corners": False},
                {"scale_factor": 2, "mode": "linear"}, {"scale_factor": 2, "align_corners": False},
                {}, {"size": 4, "scale_factor": 2}, {"size": (4, 4, 4)}, {"size": (0, 4)},
                {"scale_factor": 0.1}, {"size": 4, "recompute_scale_factor": True}):
