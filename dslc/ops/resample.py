@@ -44,7 +44,7 @@ def _pad_pairs(a: PadAttrs, rank: int) -> list[tuple[int, int, int]]:
                          expected=" or ".join(repr(m) for m in PAD_MODES), found=repr(a.mode),
                          attr="mode", code="E0360")
     if a.value and a.mode != "constant":  # torch lets value=0 through, and ignores it
-        raise ShapeError(f"pad mode {a.mode!r} takes no value (only 'constant' fills one)",
+        raise ShapeError(f"mode {a.mode!r} takes no fill value (only 'constant' fills one)",
                          expected="no value, or mode='constant'", found=f"value={a.value!r}",
                          attr="value", code="E0360")
     n = len(a.pad)
@@ -449,7 +449,11 @@ def legacy_nearest(rank: int, out_sizes: list[int]) -> bool:
     """Whether torch's CPU kernel takes its vectorised nearest path for this call: a 4-D
     input (contiguous, as NumPy hands it over) with out_h + out_w <= 128
     (_use_vectorized_kernel_cond_2d). That path copies when a size is kept and halves the
-    index when it doubles, whatever the scale factor; the generic one always maps by it."""
+    index when it doubles, whatever the scale factor; the generic one always maps by it.
+    torch also takes it for a channels-last input with more than 3 channels, whatever the
+    size: a generated module fed such a tensor (a permuted NHWC one) can then pick other
+    pixels than the NumPy run when out_h + out_w > 128 and a scale factor keeps or doubles a
+    size (1.1 on 5, say)."""
     return rank == 4 and sum(out_sizes) <= 128
 
 
