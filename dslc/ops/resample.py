@@ -518,6 +518,10 @@ def _interp_kernel(a: InterpolateAttrs, xs, ctx):
         # recompute_scale_factor: torch forgets the factor and maps coordinates by in/out
         # (area pools, and uses no scale at all)
         scales = [None] * nd if a.recompute_scale_factor else factors
+    if min(sizes) < 1:  # a runtime dim can make it so (size=H - 4, scale 0.5 on H = 1)
+        raise ShapeError("the output would have an empty spatial axis",
+                         expected="output sizes >= 1", found=f"{sizes} from input "
+                         f"{list(x.shape)}", code="E0362")
     align = bool(a.align_corners)
     return [interpolate_array(x, sizes, a.mode, align, scales)]
 

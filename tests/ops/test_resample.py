@@ -387,6 +387,17 @@ def test_interpolate_with_runtime_dims():
     assert "F.interpolate(x, size=(skip.shape[2], skip.shape[3]), mode='bicubic')" in src
 
 
+def test_interpolate_checks_runtime_sizes_when_it_runs():
+    prog = load("input x: f32[B, 2, H, 4]\n"
+                "a = x -> interpolate(scale_factor=0.5)\n"
+                "b = x -> interpolate(size=(H - 2, 3), mode=\"bilinear\")\n"
+                "output a, b")
+    out = prog.run({"x": randn(1, 2, 5, 4)}, {})
+    assert out["a"].shape == (1, 2, 2, 2) and out["b"].shape == (1, 2, 3, 3)
+    d = run_error(prog, {"x": randn(1, 2, 1, 4)})
+    assert d.code == "E0507" and "empty" in d.message
+
+
 def test_upsample_equals_nn_upsample():
     prog = load("input x: f32[2, 3, 5, 4]\n"
                 "output y = x -> upsample(scale_factor=1.5, mode=\"bicubic\")")
