@@ -476,13 +476,39 @@ def area_axis(y: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     return acc
 
 
+def gather(y: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """np.take(y, idx, axis), with runs of consecutive indices copied as slices when there
+    are few: an integer upscale (size 2 -> 4: 0 0 1 1 ...) is k strided runs, copied 2x faster
+    than np.take's gather per element along the last axis."""
+    n_out = len(idx)
+    k = max(1, n_out // y.shape[axis])
+    if y.ndim - 1 != axis or n_out % y.shape[axis]:
+        return np.take(y, idx, axis=axis)
+    phases = [idx[r::k] for r in range(k)]
+    cuts = [np.flatnonzero(np.diff(ph) != 1) + 1 for ph in phases]
+    if sum(len(c) + 1 for c in cuts) > 4 * k:
+        return np.take(y, idx, axis=axis)
+    out = np.empty(y.shape[:axis] + (n_out,), y.dtype)
+    for r, (ph, cut) in enumerate(zip(phases, cuts)):
+        bounds = [0, *cut.tolist(), len(ph)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            out[..., r + a * k:r + (b - 1) * k + 1:k] = y[..., ph[a]:ph[a] + b - a]
+    return out
+
+
 def interpolate_array(x: np.ndarray, out_sizes: list[int], mode: str, align: bool,
                       scales: list[float | None]) -> np.ndarray:
     """x [N, C, *in] -> [N, C, *out_sizes], torch's rule on each spatial axis in turn."""
     ft = np.promote_types(x.dtype, np.float32).type
     y = x if mode.startswith("nearest") else x.astype(ft, copy=False)
     legacy = legacy_nearest(x.ndim, out_sizes)
-    for k, (n_out, s) in enumerate(zip(out_sizes, scales)):
+    order = list(range(len(out_sizes)))
+    if out_sizes[-1] >= x.shape[-1]:
+        # The last axis first while the others still have their input sizes: its gather is
+        # the costly one (the others copy whole rows). Only rounding depends on the order.
+        order = order[-1:] + order[:-1]
+    for k in order:
+        n_out, s = out_sizes[k], scales[k]
         axis = 2 + k
         if mode == "area":
             y = area_axis(y, axis, n_out)
@@ -491,11 +517,11 @@ def interpolate_array(x: np.ndarray, out_sizes: list[int], mode: str, align: boo
         shape[axis] = n_out
         taps = axis_taps(mode, y.shape[axis], n_out, align, s, ft, legacy)
         if taps[0][1] is None:
-            y = np.take(y, taps[0][0], axis=axis)
+            y = gather(y, taps[0][0], axis)
             continue
         acc = None
         for idx, w in taps:
-            term = np.take(y, idx, axis=axis)  # a new array: scaled and summed in place
+            term = gather(y, idx, axis)  # a new array: scaled and summed in place
             term *= w.reshape(shape)
             if acc is None:
                 acc = term

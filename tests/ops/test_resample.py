@@ -15,7 +15,9 @@ from dslc.ops.base import RunCtx, ShapeError
 from dslc.ops.registry import OPS
 from dslc.ops.resample import (
     InterpolateAttrs,
+    axis_taps,
     channel_shuffle_array,
+    gather,
     interpolate_array,
     pad_array,
     pad_source_index,
@@ -310,6 +312,17 @@ def test_area_keeps_an_infinite_value_in_its_own_window():
     got = interp_kernel(x, size=3, mode="area")
     np.testing.assert_array_equal(got, torch_interp(x, size=3, mode="area"))
     assert np.isinf(got[0, 0, 1]) and np.isfinite(got[0, 0, [0, 2]]).all()
+
+
+@pytest.mark.parametrize("n_in,n_out", [(4, 8), (5, 15), (3, 3), (6, 4), (4, 9), (1, 5)])
+@pytest.mark.parametrize("mode", ["nearest", "linear", "bicubic"])
+def test_gather_equals_np_take(n_in, n_out, mode):
+    """The run-copying gather the kernels use is np.take, on every tap of every mode."""
+    x = randn(2, 3, n_in)
+    for idx, _w in axis_taps(mode, n_in, n_out, False, None, np.float32):
+        np.testing.assert_array_equal(gather(x, idx, 2), np.take(x, idx, axis=2))
+        np.testing.assert_array_equal(gather(x[:, :, None], idx, 3),
+                                      np.take(x[:, :, None], idx, axis=3))
 
 
 def test_nearest_edge_cases_of_torch():
