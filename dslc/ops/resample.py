@@ -651,7 +651,10 @@ _INTERP_DOC = (
     "nearest-exact (rounds to the nearest source pixel), linear (rank 3), bilinear and "
     "bicubic (A = -0.75; rank 4), trilinear (rank 5), area (adaptive average pooling, as "
     "torch sends it); align_corners only with linear, bilinear, bicubic and trilinear "
-    "(default false). No antialias. MACs: 2 per spatial axis (bicubic 16) per output "
+    "(default false). No antialias. Pixels and weights are those of torch's CPU kernels "
+    "(its AVX2/AVX512 builds, which fuse a multiply-add in the source index; the baseline "
+    "build can pick another pixel where an index lands on a pixel edge). "
+    "MACs: 2 per spatial axis (bicubic 16) per output "
     "element; area one per input element; nearest modes 0."
 )
 
