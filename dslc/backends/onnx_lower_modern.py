@@ -73,8 +73,8 @@ def _instance_norm(lw: Lower, node, ins):
 def _group_norm(lw: Lower, node, ins):
     """Reshape [B, G, rest], InstanceNormalization over rest (scale 1, bias 0), Reshape back,
     per-channel weight and bias (f64: the ReduceMean pattern over rest). Not
-    GroupNormalization: opset 18's scales per group and
-    opset 21's per channel, and opset 17 has none."""
+    GroupNormalization: opset 18's scales per group, opset 21's per channel, and opset 17
+    has none."""
     a = lw.attrs
     t = lw.in_types[0]
     g = a.num_groups
