@@ -45,6 +45,26 @@ def _full_windows(win: Window, sizes: list[int], outs: list[int]) -> tuple:
     return tuple(pads)
 
 
+def _ceil_trim(lw: Lower, nd: int, y: str, win: Window) -> str:
+    """Over runtime sizes, ceil_mode is MaxPool's/AveragePool's own: onnxruntime drops a last
+    window that would start in the padding (as torch), but ONNX's shape inference does not,
+    so a fixed axis where that happens is Sliced to dslc's size (no-op at run time) for the
+    inferred shapes to agree."""
+    if not win.ceil_mode:
+        return y
+    sizes = [D.value(D.as_dim(d)) for d in lw.in_types[0].shape[-nd:]]
+    outs = [D.value(D.as_dim(d)) for d in lw.out_types[0].shape[-nd:]]
+    axes, ends = [], []
+    for i, (n, o, k, s, d, (lo, hi)) in enumerate(zip(sizes, outs, win.k, win.s, win.d,
+                                                     win.pads)):
+        if n is not None and o is not None and -(-(n + lo + hi - d * (k - 1) - 1) // s) + 1 > o:
+            axes.append(2 + i)
+            ends.append(o)
+    if not axes:
+        return y
+    return lw.op("Slice", [y, lw.ints([0] * len(axes)), lw.ints(ends), lw.ints(axes)])
+
+
 def _pad(lw: Lower, x: str, pads, value: str | None) -> str:
     if not any(lo or hi for lo, hi in pads):
         return x
@@ -58,19 +78,58 @@ def _max(lw: Lower, nd: int, x: str, win: Window, known) -> str:
     the input in torch, F.pad with -inf): a -inf Pad that makes every window whole, then
     MaxPool without pads or ceil_mode (ONNX's shape inference and onnxruntime differ from
     torch on a ceil-mode window starting in the padding). Runtime sizes: MaxPool's own pads
-    and ceil_mode."""
+    and ceil_mode. A window of padding only is -inf in torch and the lowest float in
+    onnxruntime: put back by a Where (_padding_only)."""
     dt = lw.in_types[0].dtype
     dil = list(win.d)
     if known is not None and (win.ceil_mode or win.pre_padded):
         pads = _full_windows(win, *known)
-        x = _pad(lw, x, pads, lw.scalar(-np.inf, dt))
-        return lw.op("MaxPool", [x], dilations=dil,
-                     **_geometry(win, ((0, 0),) * nd, False))
-    pads = win.pads
-    if win.pre_padded:
-        x = _pad(lw, x, pads, lw.scalar(-np.inf, dt))
-        pads = ((0, 0),) * nd
-    return lw.op("MaxPool", [x], dilations=dil, **_geometry(win, pads, win.ceil_mode))
+        y = lw.op("MaxPool", [_pad(lw, x, pads, lw.scalar(-np.inf, dt))], dilations=dil,
+                  **_geometry(win, ((0, 0),) * nd, False))
+    else:
+        pads, padded = win.pads, x
+        if win.pre_padded:
+            padded = _pad(lw, x, pads, lw.scalar(-np.inf, dt))
+            pads = ((0, 0),) * nd
+        y = lw.op("MaxPool", [padded], dilations=dil, **_geometry(win, pads, win.ceil_mode))
+    empty = _padding_only(lw, nd, x, win, known)
+    if empty is not None:
+        y = lw.op("Where", [empty, lw.scalar(-np.inf, dt), y])
+    return y if known is not None else _ceil_trim(lw, nd, y, win)
+
+
+def _padding_only(lw: Lower, nd: int, x: str, win: Window, known) -> str | None:
+    """bool, True at the outputs whose window holds padding only (None: there are none).
+    Fixed sizes: a constant from the windows' taps (along any axis a window with no tap in
+    the input holds no input element). Runtime sizes, with padding or ceil_mode: the same
+    pooling of a tensor of zeros (its padding -1, or MaxPool's own lowest float) below 0."""
+    if known is not None:
+        sizes, outs = known
+        mask = np.zeros((), bool)
+        for n, o, k, s, d, (lo, _) in zip(sizes, outs, win.k, win.s, win.d, win.pads):
+            taps = (np.arange(o) * s - lo)[:, None] + np.arange(k) * d
+            axis_empty = ~((taps >= 0) & (taps < n)).any(axis=1)
+            mask = np.logical_or.outer(mask, axis_empty)
+        if not mask.any():
+            return None
+        return lw.const(mask.reshape((1, 1) + mask.shape), f"{lw.label}.padding_only")
+    if not (win.ceil_mode or any(lo or hi for lo, hi in win.pads)):
+        return None
+    from onnx import helper
+
+    from dslc.backends.onnx_builder import ELEM
+
+    dt = lw.in_types[0].dtype
+    zeros = lw.op("ConstantOfShape", [lw.op("Shape", [x])],
+                  value=helper.make_tensor("value", ELEM[dt], [1], [0]))
+    if win.pre_padded:  # as the values: padded first (with -1), pooled without pads
+        marks = _pad(lw, zeros, win.pads, lw.scalar(-1, dt))
+        pooled = lw.op("MaxPool", [marks], dilations=list(win.d),
+                       **_geometry(win, ((0, 0),) * nd, win.ceil_mode))
+    else:  # MaxPool's own padding is the lowest float: below 0 too
+        pooled = lw.op("MaxPool", [zeros], dilations=list(win.d),
+                       **_geometry(win, win.pads, win.ceil_mode))
+    return lw.op("Less", [pooled, lw.scalar(0, dt)])
 
 
 def _counts(n: int, o: int, k: int, s: int, lo: int, hi: int, include: bool) -> np.ndarray:
@@ -95,7 +154,7 @@ def _avg(lw: Lower, nd: int, x: str, win: Window, known, include: bool,
         return lw.op("AveragePool", [x], count_include_pad=int(include),
                      **_geometry(win, win.pads, False))
     if known is None:
-        return _avg_runtime(lw, nd, x, win, include, divisor)
+        return _ceil_trim(lw, nd, _avg_runtime(lw, nd, x, win, include, divisor), win)
     sizes, outs = known
     y = lw.op("AveragePool", [_pad(lw, x, _full_windows(win, sizes, outs), None)],
               count_include_pad=1, **_geometry(win, ((0, 0),) * nd, False))

@@ -292,3 +292,65 @@ def test_modern_zoo_at_other_opsets(opset):
         m = build_model(prog.graph, prog.fold_params(params), opset=opset)
         onnx.checker.check_model(m, full_check=True)
         _compare(prog, _session(m), params, {s: SIZES[0][s] for s in _symbols(prog)}, seed=4)
+
+
+def _random_pool(rng) -> tuple[str, str, dict]:
+    """One random pool call (max/avg/lp, 1-3-D, kernel, stride, dilation, symmetric or
+    per-side padding, ceil_mode, count_include_pad, divisor_override) on an input whose
+    spatial axes are fixed or the runtime dim H."""
+    nd = int(rng.integers(1, 4))
+    op = str(rng.choice(["max", "avg", "lp"]))
+    k = tuple(int(v) for v in rng.integers(1, 4, nd))
+    args = [f"kernel={k}", f"stride={tuple(int(v) for v in rng.integers(1, 4, nd))}",
+            f"ceil_mode={'true' if rng.random() < 0.5 else 'false'}"]
+    if op == "lp":
+        args.insert(0, str(float(rng.choice([1.0, 2.0, 3.0]))))
+    else:
+        form = int(rng.integers(0, 3))
+        if form == 1:
+            args.append(f"padding={tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)}")
+        elif form == 2:
+            args.append(f"padding={tuple(int(v) for v in rng.integers(0, 3, 2 * nd))}")
+        if op == "max" and rng.random() < 0.5:
+            args.append(f"dilation={tuple(int(v) for v in rng.integers(1, 3, nd))}")
+        if op == "avg" and rng.random() < 0.5:
+            args.append("count_include_pad=false")
+        if op == "avg" and nd > 1 and rng.random() < 0.3:
+            args.append("divisor_override=3")
+    dims = ["B", "2"] + ["H" if rng.random() < 0.3 else str(int(rng.integers(3, 9)))
+                         for _ in range(nd)]
+    bind = {"B": 2} | ({"H": int(rng.integers(4, 9))} if "H" in dims else {})
+    return f"{op}_pool{nd}d({', '.join(args)})", ", ".join(dims), bind
+
+
+def test_random_pool_configurations():
+    """120 random pool calls (seeded): each one the checker accepts and the kernel runs
+    exports, passes the full checker and equals the kernel in onnxruntime (windows of
+    padding only, dropped ceil-mode windows, clipped counts included), or is the located
+    E0804 (divisor_override with ceil_mode over a runtime size)."""
+    rng = np.random.default_rng(0)
+    compared = refused = 0
+    for _ in range(120):
+        call, dims, bind = _random_pool(rng)
+        try:
+            prog = dslc.load("t.dl", text=f"model m() {{\n  input x: f32[{dims}]\n"
+                                          f"  output y = x -> {call}\n}}\n")
+            inputs = prog.random_inputs(0, bind)
+            if call.startswith("lp"):  # real roots of the odd powers
+                inputs = {k: np.abs(v) + 0.1 for k, v in inputs.items()}
+            want = prog.run(inputs, {}, bind=bind)["y"]
+        except DslcError:  # a configuration torch refuses too
+            continue
+        try:
+            m = build_model(prog.graph, {})
+        except DslcError as exc:
+            d = exc.diagnostics[0]
+            assert d.code == "E0804" and "divisor_override" in d.message and "H" in dims, call
+            refused += 1
+            continue
+        onnx.checker.check_model(m, full_check=True)
+        got = _session(m).run(None, inputs)[0]
+        assert got.shape == want.shape, (call, dims, bind)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{call} {dims}")
+        compared += 1
+    assert compared >= 80 and refused <= 10, (compared, refused)
