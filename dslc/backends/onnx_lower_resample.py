@@ -95,18 +95,18 @@ def _area(lw: Lower, x: str, n_outs: list) -> str:
     else MatMul with the [n, o] averaging bins (the axis Transposed last)."""
     t = lw.in_types[0]
     rank = t.rank
-    for i, o in enumerate(n_outs):
+    for i, out in enumerate(n_outs):
         axis = 2 + i
+        if D.equal(D.as_dim(t.shape[axis]), D.as_dim(out)) is True:
+            continue  # the same size: each bin one element
         n = D.value(D.as_dim(t.shape[axis]))
-        o = D.value(D.as_dim(o))
+        o = D.value(D.as_dim(out))
         if o == 1:
             x = reduce(lw, "ReduceMean", x, [axis], True)
             continue
         if n is None or o is None:
             raise lw.unsupported("mode 'area' over a runtime-sized axis",
                                  "bind the size with --bind")
-        if n == o:
-            continue
         m = lw.const(bin_matrix(n, o, numpy_dtype(t.dtype)), f"{lw.label}.bins")
         if axis == rank - 1:
             x = lw.op("MatMul", [x, m])
