@@ -354,3 +354,91 @@ def test_random_pool_configurations():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{call} {dims}")
         compared += 1
     assert compared >= 80 and refused <= 10, (compared, refused)
+
+
+def _random_conv(rng) -> tuple[str, str, dict]:
+    """One random conv or transposed conv: 1-3-D, kernel, stride, dilation, groups, padding
+    per axis, per side or "same", padding_mode, output_padding."""
+    nd = int(rng.integers(1, 4))
+    k = tuple(int(v) for v in rng.integers(1, 4, nd))
+    s = tuple(int(v) for v in rng.integers(1, 3, nd))
+    d = tuple(int(v) for v in rng.integers(1, 3, nd))
+    args = [str(2 * int(rng.integers(1, 3))), str(k), f"stride={s}", f"dilation={d}",
+            f"groups={int(rng.choice([1, 2]))}"]
+    transposed = rng.random() < 0.4
+    form = int(rng.integers(0, 4))
+    if form == 1:
+        args.append(f"padding={tuple(int(v) for v in rng.integers(0, 3, nd))}")
+    elif form == 2:
+        args.append(f"padding={tuple(int(v) for v in rng.integers(0, 3, 2 * nd))}")
+    elif form == 3 and not transposed:
+        args.append('padding="same"')
+    if transposed:
+        outp = tuple(int(rng.integers(0, max(a, b))) for a, b in zip(s, d))
+        args.append(f"output_padding={outp}")
+    elif rng.random() < 0.5:
+        args.append(f'padding_mode="{rng.choice(["reflect", "replicate", "circular"])}"')
+    dims = ["B", "4"] + ["H" if rng.random() < 0.3 else str(int(rng.integers(3, 8)))
+                         for _ in range(nd)]
+    bind = {"B": 2} | ({"H": int(rng.integers(4, 8))} if "H" in dims else {})
+    name = f"conv_transpose{nd}d" if transposed else f"conv{nd}d"
+    return f"{name}({', '.join(args)})", ", ".join(dims), bind
+
+
+_INTERP_MODES = {1: ["nearest", "nearest-exact", "linear", "area"],
+                 2: ["nearest", "nearest-exact", "bilinear", "bicubic", "area"],
+                 3: ["nearest", "nearest-exact", "trilinear", "area"]}
+
+
+def _random_interpolate(rng) -> tuple[str, str, dict]:
+    """One random interpolate: mode, size or scale factor (recompute_scale_factor),
+    align_corners, fixed or runtime spatial axes."""
+    nd = int(rng.integers(1, 4))
+    mode = str(rng.choice(_INTERP_MODES[nd]))
+    args = [f'mode="{mode}"']
+    if rng.random() < 0.5:
+        args.append(f"size={tuple(int(v) for v in rng.integers(1, 12, nd))}")
+    else:
+        factors = (0.5, 0.6, 0.75, 1.0, 1.5, 1.7, 2.0, 2.5, 3.0)
+        args.append(f"scale_factor={tuple(float(rng.choice(factors)) for _ in range(nd))}")
+        if rng.random() < 0.3:
+            args.append("recompute_scale_factor=true")
+    if mode in ("linear", "bilinear", "bicubic", "trilinear") and rng.random() < 0.5:
+        args.append("align_corners=true")
+    dims = ["B", "2"] + ["H" if rng.random() < 0.25 else str(int(rng.integers(1, 9)))
+                         for _ in range(nd)]
+    bind = {"B": 2} | ({"H": int(rng.integers(2, 9))} if "H" in dims else {})
+    return f"interpolate({', '.join(args)})", ", ".join(dims), bind
+
+
+@pytest.mark.parametrize("make,refusal", [(_random_conv, None),
+                                          pytest.param(_random_interpolate, "mode 'area'",
+                                                       marks=RESAMPLE)])
+def test_random_configurations(make, refusal):
+    """80 random convs and interpolations (seeded): each one the checker accepts and the
+    kernel runs exports, passes the full checker and equals the kernel in onnxruntime, or
+    (interpolate) is the located E0804 for mode area over a runtime-sized axis."""
+    rng = np.random.default_rng(1)
+    compared = 0
+    for _ in range(80):
+        call, dims, bind = make(rng)
+        try:
+            prog = dslc.load("t.dl", text=f"model m() {{\n  input x: f32[{dims}]\n"
+                                          f"  output y = x -> {call}\n}}\n")
+            inputs = prog.random_inputs(0, bind)
+            params = prog.init_params(0)
+            want = prog.run(inputs, {k: v.copy() for k, v in params.items()}, bind=bind)["y"]
+        except DslcError:  # a configuration torch refuses too
+            continue
+        try:
+            m = build_model(prog.graph, params)
+        except DslcError as exc:
+            d = exc.diagnostics[0]
+            assert refusal and d.code == "E0804" and refusal in d.message, (call, d.message)
+            continue
+        onnx.checker.check_model(m, full_check=True)
+        got = _session(m).run(None, inputs)[0]
+        assert got.shape == want.shape, (call, dims, bind)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{call} {dims}")
+        compared += 1
+    assert compared >= 50, compared
