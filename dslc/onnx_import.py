@@ -87,6 +87,7 @@ class Importer:
         self.unsupported: dict[str, list[str]] = {}  # op type -> node names
         self.taken: set[str] = set(RESERVED)
         self.labels: set[str] = set()
+        self.paths: dict[str, str] = {}  # layer label -> the initializers' module path
         self.dim_names: dict[str, str] = {}
         self.shapes: dict[str, list[sympy.Expr | None]] = {}
         self.dtypes: dict[str, str] = {}
@@ -129,10 +130,12 @@ class Importer:
             prefixes.add(head)
         if len(prefixes) != 1:
             return None
-        label = re.sub(r"[^\w]", "_", prefixes.pop())
+        path = prefixes.pop()
+        label = re.sub(r"[^\w]", "_", path)
         if not re.match(r"^[A-Za-z_]\w*$", label) or label in self.labels or (
                 label in RESERVED or keyword.iskeyword(label)):
             return None
+        self.paths[label] = path  # the module path, which repeats are recognised by
         return label
 
     def take_label(self, label: str | None, kind: str) -> str:

@@ -1,7 +1,168 @@
-"""ONNX import: repeated chains of statements -> a `block` and a `repeat` (placeholder)."""
+"""ONNX import: repeated chains of statements -> one `block` and a labelled `repeat`.
+
+torch names the weights of `nn.Sequential(Block(), Block())` `layer1.0.conv1.weight`,
+`layer1.1.conv1.weight`, ...: the iterations of a repeat. The statements between the first
+layer of `layer1.0` and the first of `layer1.1` are iteration 0, and so on. Iterations
+0..k-1 become `layer1: repeat k { h = h -> layer1_block }` when each is a chain with one input
+and one output and all are the same statements up to variable names (same ops, attributes,
+parameter shapes), so the keys stay torch's (`layer1.0.conv1.weight`). Iterations that differ
+(a ResNet stage's first block, with its downsample) stay plain statements.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, replace
 
-def find_repeats(imp, stmts, out_vars, defined):
-    return [], stmts
+from dslc.onnx_import import Importer, Stmt
+
+_PATH = re.compile(r"^([A-Za-z_][\w.]*?)\.(\d+)\.(.+)$")
+_IDENT = re.compile(r"(?<![\w.\"])([A-Za-z_]\w*)")
+
+
+@dataclass
+class Block:
+    name: str
+    input: str
+    output: str
+    stmts: list[Stmt]
+
+
+def _split_path(imp: Importer, st: Stmt):
+    path = imp.paths.get(st.label or "")
+    m = _PATH.match(path) if path else None
+    return (m.group(1), int(m.group(2)), m.group(3)) if m else None
+
+
+def _refs(st: Stmt, defined: set[str]) -> list[str]:
+    names = [m for m in _IDENT.findall(re.sub(r'"[^"]*"', '""', st.expr)) if m in defined]
+    return names + ([st.first] if st.first else [])
+
+
+def _region_io(stmts, lo, hi, defined, out_vars):
+    inside = {t for st in stmts[lo:hi] for t in st.targets}
+    ins = []
+    for st in stmts[lo:hi]:
+        for r in _refs(st, defined):
+            if r not in inside and r not in ins:
+                ins.append(r)
+    later = {r for st in stmts[hi:] for r in _refs(st, defined)} | set(out_vars)
+    outs = [t for st in stmts[lo:hi] for t in st.targets if t in later]
+    return ins, outs
+
+
+def _signature(imp: Importer, stmts, lo, hi, defined, in_var):
+    """The statements with variables numbered by definition and labels relative to the
+    iteration: equal signatures are the same computation on the same shapes."""
+    names = {in_var: "@in"}
+    sig = []
+    for st in stmts[lo:hi]:
+        def canon(m):
+            return names.get(m.group(1), m.group(1))
+        expr = _IDENT.sub(canon, st.expr)
+        first = names.get(st.first, st.first) if st.first else None
+        for t in st.targets:
+            names[t] = f"@{len(names)}"
+        parts = _split_path(imp, st) if st.label else None
+        rest = parts[2] if parts else st.label
+        shapes = tuple((k, v.shape, str(v.dtype)) for k, v in sorted(st.params.items()))
+        sig.append((expr, first, rest, shapes, len(st.targets)))
+    return sig
+
+
+def _uses_dims(imp: Importer, stmts, lo, hi) -> bool:
+    dims = set(imp.dim_names.values()) | {c.split(":")[0].split()[1] for c in imp.consts}
+    return any(set(_IDENT.findall(st.expr)) & dims or ".shape[" in st.expr
+               for st in stmts[lo:hi])
+
+
+def _rename_io(body: list[Stmt], in_var: str, out_var: str) -> tuple[str, str, list[Stmt]]:
+    """The block's input and output read as `x` and `y` (a block is a scope of its own)."""
+    names = {t for st in body for t in st.targets} | {in_var}
+    new = {in_var: "x" if "x" not in names else in_var,
+           out_var: "y" if "y" not in names else out_var}
+
+    def sub(text: str) -> str:
+        return _IDENT.sub(lambda m: new.get(m.group(1), m.group(1)), text)
+    out = [replace(st, expr=sub(st.expr), first=new.get(st.first, st.first) if st.first
+                   else None, targets=[new.get(t, t) for t in st.targets]) for st in body]
+    return new[in_var], new[out_var], out
+
+
+def find_repeats(imp: Importer, stmts: list[Stmt], out_vars: list[str],
+                 defined: set[str]) -> tuple[list[Block], list[Stmt]]:
+    firsts: dict[str, dict[int, int]] = {}
+    for k, st in enumerate(stmts):
+        parts = _split_path(imp, st) if st.label else None
+        if parts:
+            firsts.setdefault(parts[0], {}).setdefault(parts[1], k)
+    blocks: list[Block] = []
+    replaced: list[tuple[int, int, Stmt]] = []
+    for prefix, iters in firsts.items():
+        found = _repeat(imp, stmts, prefix, iters, defined, out_vars)
+        if found is not None:
+            lo, hi, stmt, block = found
+            if all(hi <= a or lo >= b for a, b, _ in replaced):
+                replaced.append((lo, hi, stmt))
+                blocks.append(block)
+    if not replaced:
+        return [], stmts
+    body, k = [], 0
+    for lo, hi, stmt in sorted(replaced, key=lambda r: r[0]):
+        body += stmts[k:lo] + [stmt]
+        k = hi
+    body += stmts[k:]
+    return blocks, body
+
+
+def _repeat(imp, stmts, prefix, iters, defined, out_vars):
+    n = 0
+    while n in iters:
+        n += 1
+    if n < 2:
+        return None
+    starts = [iters[i] for i in range(n)]
+    ranges = [(starts[i], starts[i + 1]) for i in range(n - 1)]
+    last_len = ranges[-1][1] - ranges[-1][0]
+    ranges.append((starts[-1], min(starts[-1] + last_len, len(stmts))))
+    sigs, ios = [], []
+    for lo, hi in ranges:
+        ins, outs = _region_io(stmts, lo, hi, defined, out_vars)
+        if len(ins) != 1 or len(outs) != 1 or _uses_dims(imp, stmts, lo, hi):
+            break
+        if any(_split_path(imp, st) and _split_path(imp, st)[:2] != (prefix, len(sigs))
+               for st in stmts[lo:hi] if st.label):
+            break
+        if ios and ios[-1][1] != ins[0]:
+            break
+        sig = _signature(imp, stmts, lo, hi, defined, ins[0])
+        if sigs and sig != sigs[0]:
+            break
+        sigs.append(sig)
+        ios.append((ins[0], outs[0]))
+    count = len(sigs)
+    label = re.sub(r"\W", "_", prefix)
+    if count < 2 or label in imp.labels or label in imp.taken:
+        return None
+    imp.labels.add(label)
+    lo, hi = ranges[0][0], ranges[count - 1][1]
+    name = imp.fresh(f"{label}_block")
+    first_in, last_out = ios[0][0], ios[count - 1][1]
+    body = []
+    for st in stmts[ranges[0][0]:ranges[0][1]]:
+        parts = _split_path(imp, st) if st.label else None
+        inner = re.sub(r"\W", "_", parts[2]) if parts else st.label
+        body.append(replace(st, label=inner))
+    block = Block(name, *_rename_io(body, first_in, ios[0][1]))
+    params = {}
+    for i in range(count):
+        for st in stmts[ranges[i][0]:ranges[i][1]]:
+            parts = _split_path(imp, st) if st.label else None
+            if parts and st.params:
+                inner = re.sub(r"\W", "_", parts[2])
+                for k, v in st.params.items():
+                    params[f"{label}.{i}.{inner}.{k}"] = v
+    raw = [f"  {last_out} = {first_in}",
+           f"  {label}: repeat {count} {{ {last_out} = {last_out} -> {name} }}"]
+    stmt = Stmt([last_out], first_in, None, None, {}, "", {"raw": raw, "block_params": params})
+    return lo, hi, stmt, block

@@ -50,8 +50,12 @@ def _chains(stmts: list[Stmt], outputs: list[str], defined: set[str]) -> list[tu
         uses[o] = uses.get(o, 0) + 1
     lines: list[tuple[str, list]] = []  # (targets text, [head, stage, stage, ...])
     for i, st in enumerate(stmts):
+        if st.meta.get("raw"):
+            lines.append(("", st.meta["raw"]))
+            continue
         head_is_prev = (
             lines and st.first is not None and len(stmts[i - 1].targets) == 1
+            and not stmts[i - 1].meta.get("raw")
             and stmts[i - 1].targets[0] == st.first and uses.get(st.first, 0) == 1)
         if head_is_prev:
             lines[-1] = (", ".join(st.targets), lines[-1][1] + [_stage(st)])
@@ -63,6 +67,8 @@ def _chains(stmts: list[Stmt], outputs: list[str], defined: set[str]) -> list[tu
 
 
 def _format(targets: str, parts: list[str]) -> list[str]:
+    if not targets:  # written already (a repeat)
+        return parts
     one = f"  {targets} = " + " -> ".join(parts)
     if len(one) <= _WRAP and len(parts) <= 4:
         return [one]
@@ -83,8 +89,12 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
     lines = [f"# Imported from {_file_name(imp.path)} by `dslc import` ({_producer(imp)}).",
              "# Its parameters are the .npz written with it: dslc run --params FILE.npz", ""]
     for blk in blocks:
-        lines += blk.text
-        lines.append("")
+        lines.append(f"block {blk.name} {{")
+        lines.append(f"  input {blk.input}")
+        for targets, parts in _chains(blk.stmts, [blk.output], defined):
+            lines += _format(targets, parts)
+        lines.append(f"  output {blk.output}")
+        lines += ["}", ""]
     lines.append(f"model {imp.model_name} {{")
     for _, decl in imp.inputs:
         lines.append(f"  {decl}")
@@ -101,7 +111,7 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
             prefix = st.extra_prefix if hasattr(st, "extra_prefix") else st.label
             for k, v in st.params.items():
                 params[f"{prefix}.{k}"] = v
-        for key, v in getattr(st, "block_params", {}).items():
+        for key, v in st.meta.get("block_params", {}).items():
             params[key] = v
     seen: set[str] = set()
     for (onnx_name, var) in outputs:
