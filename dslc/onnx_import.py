@@ -23,7 +23,14 @@ import sympy
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.onnx_import_values import (
-    DTYPES, Const, Dims, Tensor, Value, Zeros, dim_text, parse_dim_param,
+    DTYPES,
+    Const,
+    Dims,
+    Tensor,
+    Value,
+    Zeros,
+    dim_text,
+    parse_dim_param,
 )
 
 # The opsets whose semantics the handlers follow (the default domain). Older files use
@@ -512,7 +519,8 @@ def _verify(imp: Importer, spec: str, params: dict[str, np.ndarray]) -> None:
             _span(imp.path), found=f"{first.code}: {first.message}",
             notes=[(line, None) for line in spec.splitlines()[max(0, first.span.line - 2):
                                                               first.span.line + 1]])) from None
-    keys = {k: tuple(int(d) for d in s.shape) for k, (_n, _l, s) in prog.source.param_keys().items()}
+    keys = {k: tuple(int(d) for d in s.shape)
+            for k, (_n, _l, s) in prog.source.param_keys().items()}
     got = {k: tuple(v.shape) for k, v in params.items()}
     if keys != got:
         missing = sorted(set(keys) - set(got))

@@ -3,7 +3,7 @@ that writes the dslc statement (patterns such as MatMul+Add -> `linear` are matc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import sympy
@@ -11,10 +11,21 @@ import sympy
 from dslc import dims as D
 from dslc.onnx_import import Importer, ImportProblem
 from dslc.onnx_import_values import (
-    Const, Dims, Tensor, Value, Zeros, dim_text, dims_value, make_dims,
+    Const,
+    Dims,
+    Tensor,
+    Value,
+    Zeros,
+    dim_text,
+    dims_value,
+    make_dims,
 )
 
 POISON = "<unsupported>"
+# Ops computed on sizes and constants (also when they carry symbolic dims).
+DIMS_OPS = frozenset({"Constant", "Shape", "ConstantOfShape", "Expand", "Identity", "Cast",
+                      "CastLike", "Squeeze", "Unsqueeze", "Reshape", "Concat", "Gather",
+                      "Slice", "Mul", "Add", "Sub", "Div", "Max", "Min"})
 Handler = Callable[[Importer, object, list, dict], list]
 HANDLERS: dict[str, Handler] = {}
 
@@ -47,6 +58,10 @@ def visit(imp: Importer, node) -> None:
         return
     ins = [imp.get(n) for n in node.input]
     if any(isinstance(v, Tensor) and v.var == POISON for v in ins):
+        # Downstream of a node that failed: still name every op that would fail too, so
+        # one run lists them all.
+        if node.op_type not in HANDLERS and node.op_type not in DIMS_OPS:
+            imp.unsupported.setdefault(node.op_type, []).append(name)
         _poison(imp, node)
         return
     attrs = attrs_of(imp, node)
@@ -496,7 +511,7 @@ def _kw(**items) -> str:
 
 @handles("Conv")
 def _conv(imp, node, ins, attrs):
-    x, w = ins[0], ins[1]
+    w = ins[1]
     b = ins[2] if len(ins) > 2 else None
     if not isinstance(w, Const) or (b is not None and not isinstance(b, Const)):
         raise ImportProblem("a Conv whose weight is computed at run time")

@@ -16,8 +16,9 @@ An ONNX graph mixes three kinds of value, and the importer treats each different
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import sympy

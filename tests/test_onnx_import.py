@@ -180,3 +180,152 @@ def test_parameter_count_equals_torch(exported, name):
     model, _path, spec, _npz, _rc = exported[name]
     summary = dslc.load(spec).summary()
     assert int(summary["params"]) == sum(p.numel() for p in model.parameters())
+
+
+# ---- hand-built graphs: folding, unsupported ops and bad input ---------------------------
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _save(model, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def _graph_model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run_import(tmp_path, path, *extra):
+    spec, npz = tmp_path / "out.dl", tmp_path / "out.npz"
+    rc = main(["import", str(path), "-o", str(spec), *extra])
+    return rc, spec, npz
+
+
+def test_constant_subgraph_weights_are_folded(tmp_path, capsys):
+    """Weights stored as Constant nodes and computed through Transpose/ConstantOfShape/Add,
+    and a reshape target built by Shape -> Gather -> Concat, fold to a plain spec."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["w_t"], value=numpy_helper.from_array(w.T.copy())),
+        helper.make_node("Transpose", ["w_t"], ["w"], perm=[1, 0]),
+        helper.make_node("Constant", [], ["bshape"],
+                         value=numpy_helper.from_array(np.array([6], dtype=np.int64))),
+        helper.make_node("ConstantOfShape", ["bshape"], ["b0"],
+                         value=numpy_helper.from_array(np.array([0.25], dtype=np.float32))),
+        helper.make_node("Add", ["b0", "b0"], ["b"]),
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Constant", [], ["i0"],
+                         value=numpy_helper.from_array(np.array([0], dtype=np.int64))),
+        helper.make_node("Gather", ["s", "i0"], ["batch"], axis=0),
+        helper.make_node("Constant", [], ["rest"],
+                         value=numpy_helper.from_array(np.array([2, 3], dtype=np.int64))),
+        helper.make_node("Concat", ["batch", "rest"], ["target"], axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["y"]),
+    ]
+    model = _graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                ["N", 4])],
+                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = _save(model, tmp_path / "folded.onnx")
+    rc, spec, npz = _run_import(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    text = spec.read_text()
+    assert "input x: f32[N, 4]" in text and "reshape((N, 2, 3))" in text
+    assert "const" not in text  # the weights went into the layer, not into the spec
+    prog = dslc.load(spec)
+    with np.load(npz) as z:
+        params = {k: z[k] for k in z.files}
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    (got,) = prog.run({"x": x}, params).values()
+    np.testing.assert_allclose(got, _ort(path, x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_every_unsupported_op_is_listed_and_nothing_written(tmp_path, capsys):
+    nodes = [helper.make_node("Sin", ["x"], ["a"], name="sin_1"),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Sin", ["b"], ["c"], name="sin_2"),
+             helper.make_node("Hardmax", ["c"], ["y"], name="hm")]
+    model = _graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                ["B", 4])],
+                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    rc, spec, npz = _run_import(tmp_path, _save(model, tmp_path / "m.onnx"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "E0825" in err and "Traceback" not in err
+    assert "Sin: sin_1, sin_2" in err and "Hardmax: hm" in err
+    assert not spec.exists() and not npz.exists()
+
+
+def _simple(nodes, opset=17):
+    return _graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                               ["B", 4])],
+                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                        opset=opset)
+
+
+@pytest.mark.parametrize("case,code,words", [
+    ("truncated", "E0821", "does not parse"),
+    ("text", "E0821", "does not parse"),
+    ("missing", "E0821", "cannot read"),
+    ("opset", "E0822", "unsupported opset 3"),
+    ("cycle", "E0823", "cycle"),
+    ("undefined", "E0824", "'ghost' is used but never defined"),
+])
+def test_bad_input_gives_a_clear_message_and_writes_nothing(tmp_path, capsys, exported, case,
+                                                           code, words):
+    path = tmp_path / "bad.onnx"
+    if case == "truncated":
+        data = exported["cnn"][1].read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    elif case == "text":
+        path.write_text("model mlp { input x: f32[B, 4] }\n")
+    elif case == "opset":
+        _save(_simple([helper.make_node("Relu", ["x"], ["y"])], opset=3), path)
+    elif case == "cycle":
+        _save(_simple([helper.make_node("Add", ["x", "b"], ["a"], name="n1"),
+                       helper.make_node("Relu", ["a"], ["b"], name="n2"),
+                       helper.make_node("Relu", ["a"], ["y"], name="n3")]), path)
+    elif case == "undefined":
+        _save(_simple([helper.make_node("Add", ["x", "ghost"], ["y"])]), path)
+    rc, spec, npz = _run_import(tmp_path, path)
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert f"error[{code}]" in err and words in err and "Traceback" not in err
+    assert not spec.exists() and not npz.exists()
+
+
+def test_missing_onnx_package_says_how_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from dslc.diagnostics import DslcError
+    from dslc.onnx_import import import_model
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(DslcError) as exc:
+        import_model(str(tmp_path / "m.onnx"))
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0820" and "pip install dslc[onnx]" in d.hint
+
+
+def test_resnet_stage_becomes_block_and_repeat(exported):
+    text = exported["resnet"][2].read_text()
+    assert "block layer1_block {" in text
+    assert "layer1: repeat 2 {" in text
+    with np.load(exported["resnet"][3]) as z:
+        keys = set(z.files)
+    torch_keys = set(exported["resnet"][0].state_dict())
+    # the repeated stage keeps torch's own keys
+    assert {k for k in torch_keys if k.startswith("layer1.")} <= keys
+
+
+def test_recurrent_layers_keep_torch_keys(exported):
+    for name in ("lstm", "gru"):
+        model, _path, spec, npz, _rc = exported[name]
+        with np.load(npz) as z:
+            assert set(z.files) == set(model.state_dict())
+            for k, v in model.state_dict().items():
+                np.testing.assert_array_equal(z[k], v.numpy())
+    assert "lstm(6, num_layers=2, bidirectional=true) as lstm" in exported["lstm"][2].read_text()
