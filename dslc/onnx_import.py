@@ -363,7 +363,7 @@ def import_model(path: str, model_name: str | None = None) -> ImportResult:
     onnx, model = read_model(path)
     name = model_name or _model_name(model, path)
     if not re.match(r"^[A-Za-z_]\w*$", name) or name in RESERVED:
-        raise DslcError(Diagnostic("E0829", f"'{name}' is not a valid model name",
+        raise DslcError(Diagnostic("E0828", f"'{name}' is not a valid model name",
                                    _span(path), hint="pass --model NAME"))
     imp = Importer(onnx, model, path, name)
     _declare_inputs(imp)

@@ -329,3 +329,34 @@ def test_recurrent_layers_keep_torch_keys(exported):
             for k, v in model.state_dict().items():
                 np.testing.assert_array_equal(z[k], v.numpy())
     assert "lstm(6, num_layers=2, bidirectional=true) as lstm" in exported["lstm"][2].read_text()
+
+
+@pytest.mark.parametrize("name,how", [("cnn", "optimized"), ("gru", "torchscript")])
+def test_other_exporter_settings_import_and_match(tmp_path, capsys, name, how):
+    """What a user gets by default: the dynamo exporter's optimised graph (batch norm folded
+    into the convolutions), and the older TorchScript exporter (time-major GRU nodes kept as
+    separate layers, their final states joined by Concat)."""
+    factory, shape, dims = MODELS[name]
+    torch.manual_seed(0)
+    model = factory().eval()
+    _randomise(model, 2)
+    x = torch.randn(*shape)
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "optimized":
+            spec = {i: torch.export.Dim(d, min=2) for i, d in enumerate(dims)}
+            torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamo=True,
+                              dynamic_shapes=(spec,))
+        else:
+            torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamo=False,
+                              dynamic_axes={"x": dict(enumerate(dims))})
+    rc, spec_path, npz = _run_import(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    prog = dslc.load(spec_path)
+    with np.load(npz) as z:
+        params = {k: z[k] for k in z.files}
+    xb = np.random.default_rng(3).standard_normal((5,) + shape[1:]).astype(np.float32)
+    got = list(prog.run({"x": xb}, params).values())
+    for g, w in zip(got, _ort(path, xb), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
