@@ -100,7 +100,10 @@ class Importer:
         self.dtypes: dict[str, str] = {}
         self.consts: list[str] = []  # `const` declarations
         self.inputs: list[tuple[str, str]] = []  # (var, declaration)
-        self.consumers: dict[str, int] = {}
+        self.consumers: dict[str, list] = {}  # value -> the nodes reading it
+        self.producer: dict[str, Any] = {}  # value -> the node making it
+        self.skip: dict[str, list] = {}  # node -> outputs a pattern already gave
+        self.var_types: dict[str, tuple[str, list]] = {}  # variable -> (dtype, shape)
         from dslc.ops.registry import OPS
 
         self.taken |= set(OPS)
@@ -196,8 +199,11 @@ class Importer:
 
     def tensor(self, out_name: str, var: str | None = None, lazy=None, tag=(),
                dtype: str | None = None) -> Tensor:
-        return Tensor(self.shapes.get(out_name, []), dtype or self.dtypes.get(out_name, "f32"),
-                      var=var, lazy=lazy, tag=tuple(tag))
+        t = Tensor(self.shapes.get(out_name, []), dtype or self.dtypes.get(out_name, "f32"),
+                   var=var, lazy=lazy, tag=tuple(tag))
+        if var is not None:
+            self.var_types[var] = (t.dtype, list(t.shape))
+        return t
 
     def rank(self, v: Value) -> int | None:
         if isinstance(v, Tensor):
@@ -450,6 +456,7 @@ def _declare_inputs(imp: Importer) -> None:
         decl = f"input {var}: {dtype}[{', '.join(dim_text(d) for d in dims)}]"
         imp.inputs.append((var, decl))
         imp.values[inp.name] = Tensor(dims, dtype, var=var)
+        imp.var_types[var] = (dtype, list(dims))
         imp.shapes[inp.name] = dims
     # Shape inference ran before the dims had spec names; read the names again.
     _infer(imp)

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, replace
 
 from dslc.onnx_import import Importer, Stmt
+from dslc.onnx_import_values import dim_text
 
 _PATH = re.compile(r"^([A-Za-z_][\w.]*?)\.(\d+)\.(.+)$")
 _IDENT = re.compile(r"(?<![\w.\"])([A-Za-z_]\w*)")
@@ -26,6 +27,7 @@ class Block:
     input: str
     output: str
     stmts: list[Stmt]
+    input_type: str = ""  # `: f32[B, T, 512]` when the body writes dims
 
 
 def _split_path(imp: Importer, st: Stmt):
@@ -64,16 +66,58 @@ def _signature(imp: Importer, stmts, lo, hi, defined, in_var):
         for t in st.targets:
             names[t] = f"@{len(names)}"
         parts = _split_path(imp, st) if st.label else None
-        rest = parts[2] if parts else st.label
+        rest = parts[2] if parts else _auto(st.label)
         shapes = tuple((k, v.shape, str(v.dtype)) for k, v in sorted(st.params.items()))
         sig.append((expr, first, rest, shapes, len(st.targets)))
     return sig
 
 
-def _uses_dims(imp: Importer, stmts, lo, hi) -> bool:
-    dims = set(imp.dim_names.values()) | {c.split(":")[0].split()[1] for c in imp.consts}
-    return any(set(_IDENT.findall(st.expr)) & dims or ".shape[" in st.expr
-               for st in stmts[lo:hi])
+def _auto(label: str | None) -> str | None:
+    """A numbered layer name (`fc3`) stands for its kind: the block numbers it again."""
+    return re.sub(r"\d+$", "", label) + "#" if label and re.search(r"\d$", label) else label
+
+
+def _input_type(imp: Importer, stmts, lo, hi, in_var: str) -> str | None:
+    """The block's input declaration: plain `x`, or typed `x: f32[B, T, 512]` when the body
+    writes dims (a reshape), which the type then binds to the caller's sizes. None when the
+    body needs something a block cannot see (a constant, `h.shape[i]`, a dim not in x)."""
+    consts = {c.split(":")[0].split()[1] for c in imp.consts}
+    dims = set(imp.dim_names.values())
+    used = set()
+    for st in stmts[lo:hi]:
+        words = set(_IDENT.findall(re.sub(r'"[^"]*"', '""', st.expr)))
+        if words & consts or ".shape[" in st.expr:
+            return None
+        used |= words & dims
+    if not used:
+        return ""
+    dtype, shape = imp.var_types.get(in_var, ("f32", []))
+    names = {d.name for d in shape if d is not None and d.is_Symbol}
+    if not shape or any(d is None or not (d.is_Integer or d.is_Symbol) for d in shape) or (
+            used - names):
+        return None
+    return f": {dtype}[{', '.join(dim_text(d) for d in shape)}]"
+
+
+def _inner_labels(imp: Importer, stmts, lo, hi) -> list[str | None] | None:
+    """Each statement's layer name inside the block: the rest of its module path
+    (`layer1.0.conv1` -> `conv1`), numbered layers numbered again from 1 per kind."""
+    out: list[str | None] = []
+    for st in stmts[lo:hi]:
+        parts = _split_path(imp, st) if st.label else None
+        out.append(re.sub(r"\W", "_", parts[2]) if parts else None)
+    taken = {lab for lab in out if lab}
+    counts: dict[str, int] = {}
+    for k, st in enumerate(stmts[lo:hi]):
+        if st.label and out[k] is None:
+            kind = re.sub(r"\d+$", "", st.label)
+            n = counts.get(kind, 0) + 1
+            while f"{kind}{n}" in taken:
+                n += 1
+            counts[kind] = n
+            out[k] = f"{kind}{n}"
+            taken.add(out[k])
+    return out
 
 
 def _rename_io(body: list[Stmt], in_var: str, out_var: str) -> tuple[str, str, list[Stmt]]:
@@ -128,8 +172,13 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
     sigs, ios = [], []
     for lo, hi in ranges:
         ins, outs = _region_io(stmts, lo, hi, defined, out_vars)
-        if len(ins) != 1 or len(outs) != 1 or _uses_dims(imp, stmts, lo, hi):
+        if len(ins) != 1 or len(outs) != 1:
             break
+        typed = _input_type(imp, stmts, lo, hi, ins[0])
+        if typed is None:
+            break
+        if not sigs:
+            in_type = typed
         if any(_split_path(imp, st) and _split_path(imp, st)[:2] != (prefix, len(sigs))
                for st in stmts[lo:hi] if st.label):
             break
@@ -148,20 +197,17 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
     lo, hi = ranges[0][0], ranges[count - 1][1]
     name = imp.fresh(f"{label}_block")
     first_in, last_out = ios[0][0], ios[count - 1][1]
-    body = []
-    for st in stmts[ranges[0][0]:ranges[0][1]]:
-        parts = _split_path(imp, st) if st.label else None
-        inner = re.sub(r"\W", "_", parts[2]) if parts else st.label
-        body.append(replace(st, label=inner))
-    block = Block(name, *_rename_io(body, first_in, ios[0][1]))
+    inner_labels = [_inner_labels(imp, stmts, *ranges[i]) for i in range(count)]
+    if inner_labels[0] is None:
+        return None
+    body = [replace(st, label=lab) for st, lab in zip(stmts[ranges[0][0]:ranges[0][1]],
+                                                      inner_labels[0])]
+    block = Block(name, *_rename_io(body, first_in, ios[0][1]), in_type)
     params = {}
     for i in range(count):
-        for st in stmts[ranges[i][0]:ranges[i][1]]:
-            parts = _split_path(imp, st) if st.label else None
-            if parts and st.params:
-                inner = re.sub(r"\W", "_", parts[2])
-                for k, v in st.params.items():
-                    params[f"{label}.{i}.{inner}.{k}"] = v
+        for st, inner in zip(stmts[ranges[i][0]:ranges[i][1]], inner_labels[i]):
+            for k, v in st.params.items():
+                params[f"{label}.{i}.{inner}.{k}"] = v
     raw = [f"  {last_out} = {first_in}",
            f"  {label}: repeat {count} {{ {last_out} = {last_out} -> {name} }}"]
     stmt = Stmt([last_out], first_in, None, None, {}, "", {"raw": raw, "block_params": params})

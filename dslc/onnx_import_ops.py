@@ -82,6 +82,7 @@ def visit(imp: Importer, node) -> None:
 
 def _count_consumers(imp: Importer) -> None:
     users: dict[str, list] = {}
+    imp.producer = {o: node for node in imp.graph.node for o in node.output if o}
     for node in imp.graph.node:
         for n in node.input:
             if n:
@@ -144,7 +145,9 @@ def _fold(imp: Importer, node, ins: list) -> list:
         outs = ReferenceEvaluator(node, opsets={"": opset.get("", 17)}).run(None, feeds)
     except Exception as exc:  # noqa: BLE001 - an op the evaluator lacks, or bad attributes
         raise ImportProblem(f"cannot fold this constant computation ({exc})"[:200]) from None
-    sources = tuple(dict.fromkeys(s for v in ins if isinstance(v, Const) for s in v.sources))
+    # Names flow from the weights, not from the axes, indices and shapes beside them.
+    sources = tuple(dict.fromkeys(s for v in ins if isinstance(v, Const)
+                                  and v.array.dtype.kind == "f" for s in v.sources))
     if node.op_type in ("Shape", "Size"):
         sources = ()  # a weight's shape is not the weight: a made-up zero bias is no parameter
     return [Const(np.array(o), sources) for o in outs]
@@ -342,6 +345,50 @@ def _gelu(imp, node, ins, attrs):
     approx = attrs.get("approximate", b"none")
     approx = approx.decode() if isinstance(approx, bytes) else approx
     return _pipe(imp, node, ins, "gelu" if approx == "none" else f'gelu(approximate="{approx}")')
+
+
+@handles("Erf")
+def _erf_gelu(imp, node, ins, attrs):
+    """x · ½(1 + erf(x/√2)): the exact GELU as exporters spell it (Div or Mul by a
+    constant, Erf, Add 1, and the products with x and ½ in either order)."""
+    fail = ImportProblem("an Erf outside the GELU pattern x * 0.5 * (1 + erf(x / sqrt(2)))")
+    scaled = imp.producer.get(node.input[0])
+    if scaled is None or scaled.op_type not in ("Div", "Mul"):
+        raise fail
+    x_name, c = scaled.input[0], _scalar(imp.values.get(scaled.input[1]))
+    want = np.sqrt(2.0) if scaled.op_type == "Div" else 1 / np.sqrt(2.0)
+    if c is None or abs(c - want) > 1e-4 or not isinstance(imp.values.get(x_name), Tensor):
+        raise fail
+    add = sole_user(imp, node.output[0], "Add")
+    if add is None or _scalar(imp.values.get(_other(add, node.output[0]))) != 1.0:
+        raise fail
+    mul = sole_user(imp, add.output[0], "Mul")
+    if mul is None:
+        raise fail
+    other = _other(mul, add.output[0])
+    half = imp.producer.get(other)
+    if other == x_name:  # (x * (1 + erf)) * 0.5
+        final = sole_user(imp, mul.output[0], "Mul")
+        if final is None or _scalar(imp.values.get(_other(final, mul.output[0]))) != 0.5:
+            raise fail
+        inner = [add, mul]
+    elif half is not None and half.op_type == "Mul" and x_name in half.input and _scalar(
+            imp.values.get(_other(half, x_name))) == 0.5:
+        final, inner = mul, [add, half]  # (x * 0.5) * (1 + erf)
+    else:
+        raise fail
+    (var,) = imp.emit("gelu", first=_t(imp, imp.values[x_name], node), hint=final.output[0],
+                      node=_name(node))
+    folded = Tensor([], "f32", var="<folded>")
+    for n in inner:
+        imp.skip[_name(n)] = [folded]
+    imp.skip[_name(final)] = [imp.tensor(final.output[0], var=var)]
+    return [folded]
+
+
+def _other(node, name: str) -> str:
+    rest = [n for n in node.input if n != name]
+    return rest[0] if rest else name
 
 
 @handles("HardSigmoid")

@@ -75,19 +75,22 @@ def _recurrent(imp: Importer, node, ins, attrs):
         raise ImportProblem(f"an {kind} whose initial state is a non-zero fill")
 
     layer = _layer_index(w.sources)
-    params = {}
-    for d in range(dirs):
-        sfx = f"_l{layer}" + ("_reverse" if d else "")
-        params[f"weight_ih{sfx}"] = _reorder(w.array[d], kind, hidden)
-        params[f"weight_hh{sfx}"] = _reorder(r.array[d], kind, hidden)
-        if b is not None:
-            g = len(GATES[kind]) * hidden
-            params[f"bias_ih{sfx}"] = _reorder(b.array[d][:g], kind, hidden)
-            params[f"bias_hh{sfx}"] = _reorder(b.array[d][g:], kind, hidden)
+
+    def weights(k: int) -> dict:
+        out = {}
+        for d in range(dirs):
+            sfx = f"_l{k}" + ("_reverse" if d else "")
+            out[f"weight_ih{sfx}"] = _reorder(w.array[d], kind, hidden)
+            out[f"weight_hh{sfx}"] = _reorder(r.array[d], kind, hidden)
+            if b is not None:
+                g = len(GATES[kind]) * hidden
+                out[f"bias_ih{sfx}"] = _reorder(b.array[d][:g], kind, hidden)
+                out[f"bias_hh{sfx}"] = _reorder(b.array[d][g:], kind, hidden)
+        return out
     sources = tuple(w.sources) + tuple(r.sources) + (tuple(b.sources) if b is not None else ())
 
     merged = _merge(imp, node, kind, x, hidden, dirs, layer, b is not None, zero_states,
-                    nonlinearity, sources, params) if layout == 0 else None
+                    nonlinearity, sources, weights(layer)) if layout == 0 else None
     if merged is not None:
         return merged
 
@@ -104,7 +107,8 @@ def _recurrent(imp: Importer, node, ins, attrs):
     call = _call(kind, hidden, 1, dirs, b is not None, nonlinearity)
     if state_vars:
         call = f"{OPS[kind]}({', '.join([xb] + state_vars)}, {call[len(OPS[kind]) + 1:]}"
-    targets = imp.emit(call, first=first, hint=hints, n_out=n_out, label=label, params=params,
+    # A layer standing alone is layer 0 of its own statement, whatever its weights' names.
+    targets = imp.emit(call, first=first, hint=hints, n_out=n_out, label=label, params=weights(0),
                        node=ops._name(node))
     stmt = imp.stmts[-1]
     stmt.meta.update(kind=kind, hidden=hidden, dirs=dirs, layers=1, bias=b is not None,
@@ -244,7 +248,18 @@ def _through_transpose(imp: Importer, node, x: Tensor, perm: list[int]):
         out = imp.tensor(node.output[0], tag=("rnn_y_tb",) + tag[1:])
         out.lazy = lambda: _write_tb(imp, node, tag[1], tag[2], tag[3])
         return out
+    if tag[0] == "rnn_y" and perm == [2, 0, 1, 3]:  # [B, T, dirs, H]: y before its merge
+        out = imp.tensor(node.output[0], tag=("rnn_y_bt",) + tag[1:])
+        out.lazy = lambda: _write_bt(imp, node, tag[1], tag[2], tag[3])
+        return out
     return None
+
+
+def _write_bt(imp: Importer, node, y: Tensor, dirs: int, hidden: int) -> str:
+    v = ops._t(imp, y, node)
+    (v2,) = imp.emit(f"reshape(({v}.shape[0], {v}.shape[1], {dirs}, {hidden}))", first=v,
+                     hint=node.output[0], node=ops._name(node))
+    return v2
 
 
 def _write_tb(imp: Importer, node, y: Tensor, dirs: int, hidden: int) -> str:
@@ -262,6 +277,8 @@ def _swap_of(imp: Importer, node, y: Tensor) -> Tensor:
 
 def _through_reshape(imp: Importer, node, x: Tensor, target):
     tag = x.tag
+    if tag[0] == "rnn_y_bt" and len(target) == 3 and target[2] in (-1, tag[2] * tag[3]):
+        return tag[1]
     if tag[0] != "rnn_y_tb" or len(target) != 3:
         return None
     dirs, hidden = tag[2], tag[3]
@@ -292,5 +309,5 @@ def _concat_states(imp: Importer, node, ins, attrs):
 _plain_concat = ops.HANDLERS["Concat"]
 ops.HANDLERS["Concat"] = _concat_states
 ops.TRANSPOSE_THROUGH.update(swap01=_through_transpose, rnn_y=_through_transpose)
-ops.RESHAPE_THROUGH.update(rnn_y_tb=_through_reshape)
+ops.RESHAPE_THROUGH.update(rnn_y_tb=_through_reshape, rnn_y_bt=_through_reshape)
 ops.SQUEEZE_THROUGH.update(rnn_y=_through_squeeze)

@@ -82,6 +82,10 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
     defined = {v for v, _ in imp.inputs} | {t for st in imp.stmts for t in st.targets}
     defined |= {c.split(":")[0].split()[1] for c in imp.consts}
     stmts = _live(imp.stmts, out_vars, defined)
+    stmts, outputs = _name_outputs(imp, stmts, outputs, defined)
+    out_vars = [v for _, v in outputs]
+    defined = {v for v, _ in imp.inputs} | {t for st in stmts for t in st.targets} | {
+        c.split(":")[0].split()[1] for c in imp.consts}
     from dslc.onnx_import_blocks import find_repeats
 
     blocks, body = find_repeats(imp, stmts, out_vars, defined)
@@ -90,7 +94,7 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
              "# Its parameters are the .npz written with it: dslc run --params FILE.npz", ""]
     for blk in blocks:
         lines.append(f"block {blk.name} {{")
-        lines.append(f"  input {blk.input}")
+        lines.append(f"  input {blk.input}{blk.input_type}")
         for targets, parts in _chains(blk.stmts, [blk.output], defined):
             lines += _format(targets, parts)
         lines.append(f"  output {blk.output}")
@@ -123,6 +127,31 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
         seen.add(var)
     lines.append("}")
     return "\n".join(lines) + "\n", params
+
+
+def _name_outputs(imp: Importer, stmts: list[Stmt], outputs: list[tuple[str, str]],
+                  defined: set[str]):
+    """A statement that makes a graph output takes the output's own name (`ys`, `h`), when
+    that name is free."""
+    made = {t for st in stmts for t in st.targets}
+    rename: dict[str, str] = {}
+    for onnx_name, var in outputs:
+        want = re.sub(r"\W", "_", onnx_name)
+        if (var in made and var not in rename and re.match(r"^[A-Za-z_]\w*$", want)
+                and want not in imp.taken or want == var):
+            if want != var and want not in rename.values():
+                rename[var] = want
+                imp.taken.add(want)
+    if not rename:
+        return stmts, outputs
+
+    def sub(text: str) -> str:
+        return _IDENT.sub(lambda m: rename.get(m.group(1), m.group(1)), text)
+    from dataclasses import replace
+
+    new = [replace(st, expr=sub(st.expr), first=rename.get(st.first, st.first) if st.first
+                   else None, targets=[rename.get(t, t) for t in st.targets]) for st in stmts]
+    return new, [(o, rename.get(v, v)) for o, v in outputs]
 
 
 def _file_name(path: str) -> str:
