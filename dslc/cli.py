@@ -224,11 +224,11 @@ def cmd_render(args) -> int:
 def cmd_import(args) -> int:
     from dslc.onnx_import import default_params_path, import_model, write_outputs
 
-    result = import_model(args.file, model_name=args.model)
     params_out = args.params_out or default_params_path(args.output)
     if params_out is None:
         raise UsageError("import: give -o model.dl (the parameters go beside it) or "
                          "--params-out P.npz")
+    result = import_model(args.file, model_name=args.model)
     write_outputs(result, args.output, params_out)
     if args.output:
         print(f"{args.output}: model {result.model}, {len(result.params)} parameter "

@@ -400,3 +400,53 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
         np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-5)
     # the imported spec has the original's parameter count
     assert dslc.load(imported).summary()["params"] == original.summary()["params"]
+
+
+def test_nodes_used_in_ways_dslc_lacks_are_all_reported(tmp_path, capsys):
+    """Asymmetric padding and a GRU with linear_before_reset=0: both named, in one run."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "cw")
+    gw = numpy_helper.from_array(rng.standard_normal((1, 12, 5)).astype(np.float32), "gw")
+    gr = numpy_helper.from_array(rng.standard_normal((1, 12, 4)).astype(np.float32), "gr")
+    nodes = [helper.make_node("Conv", ["img", "cw"], ["y1"], name="conv_asym",
+                              pads=[0, 0, 1, 1]),
+             helper.make_node("GRU", ["seq", "gw", "gr"], ["y2"], name="gru_lbr0",
+                              hidden_size=4)]
+    model = _graph_model(
+        nodes, [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["B", 3, 8, 8]),
+                helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["T", "B", 5])],
+        [helper.make_tensor_value_info("y1", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)], inits=[w, gw, gr])
+    rc, spec, npz = _run_import(tmp_path, _save(model, tmp_path / "m.onnx"))
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("error[E0826]") == 2, err
+    assert "'conv_asym'" in err and "asymmetric pads" in err
+    assert "'gru_lbr0'" in err and "linear_before_reset" in err
+    assert not spec.exists() and not npz.exists()
+
+
+def test_unnamed_dims_get_fresh_names_and_output_is_deterministic(tmp_path, capsys):
+    model = _graph_model([helper.make_node("Relu", ["in put"], ["out"])],
+                         [helper.make_tensor_value_info("in put", TensorProto.FLOAT,
+                                                        [None, "batch size", 4])],
+                         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    path = _save(model, tmp_path / "m.onnx")
+    assert main(["import", str(path), "--params-out", str(tmp_path / "p.npz")]) == 0
+    first = capsys.readouterr().out
+    assert "input in_put: f32[D1, batch_size, 4]" in first
+    assert main(["import", str(path), "--params-out", str(tmp_path / "p.npz")]) == 0
+    assert capsys.readouterr().out == first
+    spec = tmp_path / "m.dl"
+    spec.write_text(first)
+    prog = dslc.load(spec)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    (got,) = prog.run({"in_put": x}, {}).values()
+    np.testing.assert_array_equal(got, np.maximum(x, 0))
+
+
+def test_import_without_output_needs_params_out(tmp_path, capsys):
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"])],
+                         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    rc = main(["import", str(_save(model, tmp_path / "m.onnx"))])
+    assert rc == 2 and "--params-out" in capsys.readouterr().err
