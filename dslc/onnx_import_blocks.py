@@ -149,6 +149,9 @@ def find_repeats(imp: Importer, stmts: list[Stmt], out_vars: list[str],
             if all(hi <= a or lo >= b for a, b, _ in replaced):
                 replaced.append((lo, hi, stmt))
                 blocks.append(block)
+    for found in _structural(imp, stmts, out_vars, defined, [(a, b) for a, b, _ in replaced]):
+        replaced.append(found[:3])
+        blocks.append(found[3])
     if not replaced:
         return [], stmts
     body, k = [], 0
@@ -193,6 +196,12 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
     label = re.sub(r"\W", "_", prefix)
     if count < 2 or label in imp.labels or label in imp.taken:
         return None
+    return _make(imp, stmts, ranges[:count], ios[:count], label, in_type)
+
+
+def _make(imp: Importer, stmts, ranges, ios, label: str, in_type: str):
+    """The block (iteration 0's statements) and the `repeat` statement replacing them all."""
+    count = len(ranges)
     imp.labels.add(label)
     lo, hi = ranges[0][0], ranges[count - 1][1]
     name = imp.fresh(f"{label}_block")
@@ -212,3 +221,77 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
            f"  {label}: repeat {count} {{ {last_out} = {last_out} -> {name} }}"]
     stmt = Stmt([last_out], first_in, None, None, {}, "", {"raw": raw, "block_params": params})
     return lo, hi, stmt, block
+
+
+def _structural(imp: Importer, stmts, out_vars, defined, taken_ranges):
+    """Runs of identical segments found by structure alone, for graphs whose weights carry no
+    module names (an optimised export): the statements are cut where exactly one value flows
+    from before to after, and consecutive equal segments with layers become a repeat."""
+    n = len(stmts)
+    born = {t: i for i, st in enumerate(stmts) for t in st.targets}
+    last: dict[str, int] = {}
+    for i, st in enumerate(stmts):
+        for r in _refs(st, defined):
+            last[r] = i
+    for o in out_vars:
+        last[o] = n
+    cuts = [0]
+    for k in range(1, n):
+        live = [v for v, end in last.items() if born.get(v, -1) < k <= end]
+        if len(live) == 1:
+            cuts.append(k)
+    cuts.append(n)
+    segs = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    found = []
+    j = 0
+    while j < len(segs):
+        best = None
+        for period in range(1, 5):  # a unit may span several cuts (a block and its relu)
+            units, ios, info0 = _units(imp, stmts, segs, j, period, defined, out_vars,
+                                       taken_ranges)
+            if len(units) >= 2 and (best is None or len(units) * period > best[0]):
+                best = (len(units) * period, units, ios, info0)
+        if best is None:
+            j += 1
+            continue
+        _, units, ios, info0 = best
+        k = 1
+        while f"blocks{k if k > 1 else ''}" in imp.labels | imp.taken:
+            k += 1
+        made = _make(imp, stmts, units, ios, f"blocks{k if k > 1 else ''}", info0[2])
+        if made is not None:
+            found.append(made)
+        j += best[0]
+    return found
+
+
+def _units(imp, stmts, segs, j, period, defined, out_vars, taken_ranges):
+    """Consecutive equal units of `period` segments from segment j on."""
+    units, ios, first = [], [], None
+    while j + (len(units) + 1) * period <= len(segs):
+        a = segs[j + len(units) * period][0]
+        b = segs[j + (len(units) + 1) * period - 1][1]
+        if any(not (b <= lo or a >= hi) for lo, hi in taken_ranges):
+            break
+        info = _segment(imp, stmts, a, b, defined, out_vars)
+        if info is None or (first is not None and (info[3] != first[3] or
+                                                   info[0] != ios[-1][1])):
+            break
+        first = first or info
+        units.append((a, b))
+        ios.append(info[:2])
+    return units, ios, first
+
+
+def _segment(imp: Importer, stmts, lo, hi, defined, out_vars):
+    """(input, output, input type, signature) of a one-in, one-out segment with layers."""
+    ins, outs = _region_io(stmts, lo, hi, defined, out_vars)
+    if len(ins) != 1 or len(outs) != 1 or not any(st.params for st in stmts[lo:hi]):
+        return None
+    if any(st.meta.get("raw") or (st.label and imp.paths.get(st.label)) for st in stmts[lo:hi]):
+        return None
+    typed = _input_type(imp, stmts, lo, hi, ins[0])
+    if typed is None:
+        return None
+    sig = _signature(imp, stmts, lo, hi, defined, ins[0])
+    return ins[0], outs[0], typed, sig

@@ -331,10 +331,11 @@ def test_recurrent_layers_keep_torch_keys(exported):
     assert "lstm(6, num_layers=2, bidirectional=true) as lstm" in exported["lstm"][2].read_text()
 
 
-@pytest.mark.parametrize("name,how", [("cnn", "optimized"), ("gru", "torchscript")])
+@pytest.mark.parametrize("name,how", [("resnet", "optimized"), ("gru", "torchscript")])
 def test_other_exporter_settings_import_and_match(tmp_path, capsys, name, how):
     """What a user gets by default: the dynamo exporter's optimised graph (batch norm folded
-    into the convolutions), and the older TorchScript exporter (time-major GRU nodes kept as
+    into the convolutions, the folded weights nameless, so the repeated blocks are found by
+    structure alone), and the older TorchScript exporter (time-major GRU nodes kept as
     separate layers, their final states joined by Concat)."""
     factory, shape, dims = MODELS[name]
     torch.manual_seed(0)
@@ -353,6 +354,8 @@ def test_other_exporter_settings_import_and_match(tmp_path, capsys, name, how):
                               dynamic_axes={"x": dict(enumerate(dims))})
     rc, spec_path, npz = _run_import(tmp_path, path)
     assert rc == 0, capsys.readouterr().err
+    if name == "resnet":
+        assert "blocks: repeat 2 {" in spec_path.read_text()
     prog = dslc.load(spec_path)
     with np.load(npz) as z:
         params = {k: z[k] for k in z.files}
