@@ -369,7 +369,10 @@ def test_other_exporter_settings_import_and_match(tmp_path, capsys, name, how):
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_block", "vae",
-              "sentiment", "seq2seq", "transformer_encoder", "multi_head_attention"]
+              "sentiment", "seq2seq", "transformer_encoder", "multi_head_attention",
+              "additive_attention", "autoencoder", "linear_regression",
+              "logistic_regression", "mlp_xor", "self_attention", "softmax_regression",
+              "word_embedding"]
 
 
 def _ort_named(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -390,7 +393,7 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
         capsys.readouterr().err
     assert main(["render", str(imported), "-o", str(tmp_path / "m.dot")]) == 0
     original = dslc.load(src)
-    feeds = original.random_inputs(1, {"B": 3, "T": 5, "S": 4})
+    feeds = original.random_inputs(1, {"B": 3, "T": 5, "S": 4, "H": 9, "W": 8})
     want = _ort_named(first, feeds)
     np.testing.assert_equal(len(want), len(original.graph.outputs))
     prog = dslc.load(imported)
