@@ -25,10 +25,8 @@ from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.onnx_import_values import (
     DTYPES,
     Const,
-    Dims,
     Tensor,
     Value,
-    Zeros,
     dim_text,
     parse_dim_param,
 )
@@ -559,6 +557,3 @@ def write_outputs(result: ImportResult, spec_path: str | None, params_path: str 
 def default_params_path(spec_path: str | None) -> str | None:
     return str(Path(spec_path).with_suffix(".npz")) if spec_path else None
 
-
-__all__: list[Any] = ["import_model", "write_outputs", "ImportResult", "Importer",
-                      "ImportProblem", "Stmt", "Zeros", "Dims"]

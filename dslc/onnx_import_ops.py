@@ -71,6 +71,12 @@ def visit(imp: Importer, node) -> None:
         imp.problems.append((node.op_type, name, exc.detail))
         _poison(imp, node)
         return
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        # A node whose attributes or inputs are not what its op requires: a malformed file.
+        imp.problems.append((node.op_type, name, f"malformed node ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})"))
+        _poison(imp, node)
+        return
     if outs is None:
         imp.unsupported.setdefault(node.op_type, []).append(name)
         _poison(imp, node)
@@ -176,8 +182,8 @@ def _dims_op(imp: Importer, node, ins: list, attrs: dict) -> list | None:
             items = imp.shape_dims(v, _name(node))
         elif isinstance(v, Zeros):
             items = list(v.shape)
-        elif isinstance(v, Dims):
-            items = [sympy.Integer(0 if v.scalar else len(v.items))][:0 if v.scalar else 1]
+        elif isinstance(v, Dims):  # the shape of a size vector: its length (none for one size)
+            items = [] if v.scalar else [sympy.Integer(len(v.items))]
         else:
             return None
         start = attrs.get("start", 0)

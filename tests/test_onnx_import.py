@@ -273,6 +273,7 @@ def _simple(nodes, opset=17):
     ("opset", "E0822", "unsupported opset 3"),
     ("cycle", "E0823", "cycle"),
     ("undefined", "E0824", "'ghost' is used but never defined"),
+    ("malformed", "E0826", "malformed node (KeyError: 'kernel_shape')"),
 ])
 def test_bad_input_gives_a_clear_message_and_writes_nothing(tmp_path, capsys, exported, case,
                                                            code, words):
@@ -290,6 +291,8 @@ def test_bad_input_gives_a_clear_message_and_writes_nothing(tmp_path, capsys, ex
                        helper.make_node("Relu", ["a"], ["y"], name="n3")]), path)
     elif case == "undefined":
         _save(_simple([helper.make_node("Add", ["x", "ghost"], ["y"])]), path)
+    elif case == "malformed":  # a MaxPool without its required kernel_shape
+        _save(_simple([helper.make_node("MaxPool", ["x"], ["y"])]), path)
     rc, spec, npz = _run_import(tmp_path, path)
     err = capsys.readouterr().err
     assert rc == 1, err
