@@ -885,6 +885,10 @@ def _slice(imp, node, ins, attrs):
         raise ImportProblem("a slice with a step other than 1")
     rank = imp.rank(x)
     axes = [_norm_axis(a, rank) for a in axes]
+    shape = x.shape if isinstance(x, Tensor) else []
+    if len(shape) == rank and all(s == 0 and shape[a] is not None and shape[a].is_Integer
+                                  and e >= int(shape[a]) for a, s, e in zip(axes, starts, ends)):
+        return [x]  # the whole tensor (torch slices the first layers' states out of all)
     items = [":"] * (max(axes) + 1)
     big = 2 ** 62
     for a, s, e in zip(axes, starts, ends):

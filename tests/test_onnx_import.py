@@ -459,3 +459,31 @@ def test_import_without_output_needs_params_out(tmp_path, capsys):
                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     rc = main(["import", str(_save(model, tmp_path / "m.onnx"))])
     assert rc == 2 and "--params-out" in capsys.readouterr().err
+
+
+def test_recurrent_layers_with_initial_states_round_trip(tmp_path, capsys):
+    """Initial states from the model's inputs are passed to the layer; a GRU reading an
+    LSTM's output takes it batch-first, with no transposes in between."""
+    src = tmp_path / "st.dl"
+    src.write_text("""model st {
+  input x: f32[B, T, 3]
+  input h0: f32[2, B, 5]
+  input c0: f32[2, B, 5]
+  y, h, c = lstm(x, h0, c0, 5, bidirectional=true) as enc
+  g, gh = gru(y, 4) as dec
+  output y, h, c, g, gh
+}
+""")
+    first = tmp_path / "st.onnx"
+    assert main(["export", str(src), "-o", str(first)]) == 0, capsys.readouterr().err
+    rc, imported, npz = _run_import(tmp_path, first)
+    assert rc == 0, capsys.readouterr().err
+    text = imported.read_text()
+    assert "lstm(x, h0, c0, 5, bidirectional=true) as enc" in text
+    assert "-> gru(4) as dec" in text and "transpose" not in text
+    feeds = dslc.load(src).random_inputs(2, {"B": 3, "T": 4})
+    with np.load(npz) as z:
+        params = {k: z[k] for k in z.files}
+    got = list(dslc.load(imported).run(feeds, params).values())
+    for g, w in zip(got, _ort_named(first, feeds), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
