@@ -190,6 +190,10 @@ def _dims_op(imp: Importer, node, ins: list, attrs: dict) -> list | None:
         end = attrs.get("end", len(items))
         return [make_dims(items[slice(start, end)], False)]
     if op in ("ConstantOfShape", "Expand"):
+        if op == "Expand":
+            token = _class_token(imp, node, ins, attrs)
+            if token is not None:
+                return token
         return _fill(imp, node, ins, attrs)
     vals = [dims_value(v) if v is not None else None for v in ins]
     if any(v is not None and isinstance(v, Zeros) for v in ins):
@@ -467,6 +471,10 @@ _BIN = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 def _binary(imp, node, ins, attrs):
     a, b = ins
     sym = _BIN[node.op_type]
+    if node.op_type == "Add":
+        for table, other in ((b, a), (a, b)):
+            if _is_position_table(table, other):
+                return _position_embedding(imp, node, table, other)
     ra, rb = imp.rank(a), imp.rank(b)
     texts = []
     for v, other_rank in ((a, rb), (b, ra)):
@@ -480,6 +488,51 @@ def _binary(imp, node, ins, attrs):
         expr = f"{texts[0]} {sym} ({texts[1]})"
     (var,) = imp.emit(expr, hint=node.output[0], node=_name(node))
     return [_out(imp, node, var)]
+
+
+def _is_position_table(table: Value, x: Value) -> bool:
+    """A learned [T, d] table (an initializer) added to a [B, T, d] sequence."""
+    if not (isinstance(table, Const) and table.sources and table.array.dtype.kind == "f"
+            and table.array.ndim == 2 and isinstance(x, Tensor) and len(x.shape) == 3):
+        return False
+    t, d = x.shape[1], x.shape[2]
+    return all(v is not None and v.is_Integer for v in (t, d)) and (
+        table.array.shape == (int(t), int(d)))
+
+
+def _position_embedding(imp, node, table: Const, x: Tensor) -> list:
+    """`x + (x -> position_embedding(T) as name)`: the table stays a parameter, under its
+    initializer's name, instead of becoming a constant in the spec."""
+    xv = _t(imp, x, node)
+    label = imp.take_label(imp.label_for(table.sources), "pos")
+    (pe,) = imp.emit(f"position_embedding({table.array.shape[0]})", first=xv, hint="pos",
+                     label=label, params={"weight": table.array.astype(np.float32)},
+                     node=_name(node))
+    (var,) = imp.emit(f"{xv} + {pe}", hint=node.output[0], node=_name(node))
+    return [_out(imp, node, var)]
+
+
+def _class_token(imp, node, ins, attrs) -> list | None:
+    """Expand of a learned [1, 1, d] token to [B, 1, d], put before a sequence by Concat on
+    axis 1: dslc's `class_token` (ViT's and BERT's [CLS])."""
+    src, shape = ins[0], dims_value(ins[1])
+    cat = sole_user(imp, node.output[0], "Concat")
+    if not (isinstance(src, Const) and src.sources and src.array.ndim == 3
+            and src.array.shape[:2] == (1, 1) and shape is not None and cat is not None):
+        return None
+    cat_attrs = attrs_of(imp, cat)
+    if cat_attrs.get("axis") != 1 or list(cat.input[:1]) != [node.output[0]] or len(
+            cat.input) != 2:
+        return None
+    x = imp.values.get(cat.input[1])
+    if not isinstance(x, Tensor):
+        return None
+    label = imp.take_label(imp.label_for(src.sources), "cls")
+    weight = src.array.reshape(1, -1).astype(np.float32)
+    (var,) = imp.emit("class_token", first=_t(imp, x, node), hint=cat.output[0], label=label,
+                      params={"weight": weight}, node=_name(node))
+    imp.skip[_name(cat)] = [imp.tensor(cat.output[0], var=var)]
+    return [Tensor([], "f32", var="<folded>")]
 
 
 @handles("MatMul")
