@@ -13,6 +13,7 @@ from dslc.onnx_import import Importer, ImportProblem
 from dslc.onnx_import_values import (
     Const,
     Dims,
+    Sized,
     Tensor,
     Value,
     Zeros,
@@ -196,8 +197,12 @@ def _dims_op(imp: Importer, node, ins: list, attrs: dict) -> list | None:
                 return token
         return _fill(imp, node, ins, attrs)
     vals = [dims_value(v) if v is not None else None for v in ins]
-    if any(v is not None and isinstance(v, Zeros) for v in ins):
-        return _zeros_op(node, ins)
+    if any(isinstance(v, (Zeros, Sized)) for v in ins):
+        out = _zeros_op(node, ins) if not any(isinstance(v, Sized) for v in ins) else None
+        if out is not None:
+            out[0].source = (node, ins, 0)
+            return out
+        return [Sized((node, ins, k)) for k in range(len(node.output))]
     if any(v is None and i is not None for v, i in zip(vals, ins)):
         return None
     first = ins[0]
@@ -260,13 +265,13 @@ def _fill(imp: Importer, node, ins: list, attrs: dict) -> list | None:
         shape = dims_value(ins[0])
         fill = attrs.get("value")
         value = float(imp.onnx.numpy_helper.to_array(fill).reshape(-1)[0]) if fill else 0.0
-        return [Zeros(shape or [], value, "f32")] if shape is not None else None
+        return [Zeros(shape or [], value, "f32", (node, ins, 0))] if shape is not None else None
     src, shape = ins[0], dims_value(ins[1])
     if isinstance(src, Const) and shape is not None and src.array.size >= 1 and np.all(
             src.array == src.array.reshape(-1)[0]):
-        return [Zeros(shape, float(src.array.reshape(-1)[0]), "f32")]
+        return [Zeros(shape, float(src.array.reshape(-1)[0]), "f32", (node, ins, 0))]
     if isinstance(src, Zeros) and shape is not None:
-        return [Zeros(shape, src.fill, src.dtype)]
+        return [Zeros(shape, src.fill, src.dtype, (node, ins, 0))]
     return None
 
 
@@ -277,6 +282,76 @@ def _zeros_op(node, ins: list) -> list | None:
                         "Transpose", "Cast"):
         z = ins[0]
         return [Zeros([], z.fill, z.dtype)]
+    return None
+
+
+def sized_value(imp: Importer, v: Value, bind: dict, memo: dict) -> np.ndarray:
+    """A size-only value computed for concrete sizes (`bind`: dim name -> size)."""
+    from onnx.reference import ReferenceEvaluator
+
+    if isinstance(v, Const):
+        return v.array
+    if isinstance(v, Dims):
+        subs = {D.symbol(n): size for n, size in bind.items()}
+        arr = np.array([int(sympy.sympify(d).subs(subs)) for d in v.items], dtype=np.int64)
+        return arr.reshape(()) if v.scalar else arr
+    key = id(v)
+    if key not in memo:
+        node, ins, k = v.source
+        feeds = {n: sized_value(imp, x, bind, memo) for n, x in zip(node.input, ins)
+                 if n and x is not None}
+        opset = {o.domain or "": o.version for o in imp.model.opset_import}.get("", 17)
+        memo[key] = np.array(ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)[k])
+    return memo[key]
+
+
+@handles("Where")
+def _where(imp, node, ins, attrs):
+    """Where(mask, value, scores) with a mask made from sizes alone: `masked_fill` with the
+    mask dslc builds (`causal_mask`, `band_mask`), found by computing the mask at two sizes."""
+    cond, a, b = ins
+    fill = _scalar(a)
+    if not isinstance(cond, (Sized, Zeros)) or fill is None or not isinstance(b, Tensor):
+        raise ImportProblem("a Where other than a size-made mask over scores")
+    rank = imp.rank(b)
+    if rank is None or rank < 2:
+        raise ImportProblem("a masked tensor of unknown rank")
+    mask = _recognise_mask(imp, cond, b, rank)
+    if mask is None:
+        raise ImportProblem("a mask that is neither causal nor a band")
+    value = fill if np.isfinite(fill) else float(np.sign(fill) * np.finfo(np.float32).max)
+    bv = _t(imp, b, node)
+    (m,) = imp.emit(mask, first=bv, hint="mask", node=_name(node))
+    (var,) = imp.emit(f"masked_fill({bv}, {m}, {_lit(value)})", hint=node.output[0],
+                      node=_name(node))
+    return [_out(imp, node, var)]
+
+
+def _recognise_mask(imp, cond, scores: Tensor, rank: int) -> str | None:
+    """The dslc mask call equal to `cond` at two sets of sizes, or None."""
+    names = sorted({s.name for d in scores.shape if d is not None for s in d.free_symbols})
+    dim = rank - 1
+    candidates = [(f"causal_mask({dim})", lambda q, k: np.triu(np.ones((q, k), bool), 1))]
+    candidates += [(f"band_mask({w}, {dim})",
+                    lambda q, k, w=w: np.abs(np.subtract.outer(np.arange(q), np.arange(k))) > w)
+                   for w in range(0, 9)]
+    for call, make in candidates:
+        ok = True
+        for base in (3, 5):
+            bind = {n: base + i for i, n in enumerate(names)}
+            try:
+                got = sized_value(imp, cond, bind, {})
+            except Exception:  # noqa: BLE001 - not evaluable at these sizes: no match
+                return None
+            subs = {D.symbol(n): size for n, size in bind.items()}
+            q, k = (int(sympy.sympify(d).subs(subs)) if d is not None else -1
+                    for d in scores.shape[-2:])
+            if q != k or got.shape[-2:] != (q, k) or got.dtype != bool or not np.array_equal(
+                    got.reshape(-1, q, k)[0], make(q, k)) or (got.size != q * k):
+                ok = False
+                break
+        if ok:
+            return call
     return None
 
 

@@ -46,6 +46,15 @@ class Zeros:
     shape: list[sympy.Expr]
     fill: float
     dtype: str
+    source: tuple | None = None  # (node, input values): how to compute it for given sizes
+
+
+@dataclass
+class Sized:
+    """A tensor computed from sizes alone (`CumSum` of ones, a comparison of two such): a
+    mask whose values depend only on the dims. Recognised by evaluating it at a few sizes."""
+
+    source: tuple  # (node, input values, output index)
 
 
 @dataclass
@@ -58,7 +67,7 @@ class Tensor:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Value = Const | Dims | Zeros | Tensor
+Value = Const | Dims | Zeros | Sized | Tensor
 
 # ONNX TensorProto element types -> dslc dtypes (the ones a spec can declare).
 DTYPES = {1: "f32", 10: "f16", 16: "bf16", 11: "f64", 6: "i32", 7: "i64", 9: "bool"}

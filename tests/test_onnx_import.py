@@ -375,7 +375,8 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "sentiment", "seq2seq", "transformer_encoder", "multi_head_attention",
               "additive_attention", "autoencoder", "linear_regression",
               "logistic_regression", "mlp_xor", "self_attention", "softmax_regression",
-              "word_embedding", "vit_tiny"]
+              "word_embedding", "vit_tiny", "masked_attention", "truncated_attention",
+              "transformer_decoder"]
 
 
 def _ort_named(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
