@@ -550,6 +550,8 @@ def _binary(imp, node, ins, attrs):
         for table, other in ((b, a), (a, b)):
             if _is_position_table(table, other):
                 return _position_embedding(imp, node, table, other)
+            if isinstance(table, Sized) and isinstance(other, Tensor):
+                return _sized_positions(imp, node, table, other)
     ra, rb = imp.rank(a), imp.rank(b)
     texts = []
     for v, other_rank in ((a, rb), (b, ra)):
@@ -585,6 +587,57 @@ def _position_embedding(imp, node, table: Const, x: Tensor) -> list:
                      node=_name(node))
     (var,) = imp.emit(f"{xv} + {pe}", hint=node.output[0], node=_name(node))
     return [_out(imp, node, var)]
+
+
+def _sized_positions(imp, node, sized: Sized, x: Tensor) -> list:
+    """A [T, d] table made from the sequence length alone, added to x [B, T, d]: rows
+    0..T-1 of a learned table (`Gather(table, CumSum(ones))`: position_embedding) or the
+    sinusoidal table (sinusoidal_encoding), told apart by computing it at two lengths."""
+    fail = ImportProblem("a tensor made from sizes alone, added to a sequence, that is neither "
+                         "a learned position table nor the sinusoidal one")
+    if len(x.shape) != 3 or x.shape[1] is None:
+        raise fail
+    names = sorted({sym.name for dim in x.shape if dim is not None for sym in dim.free_symbols})
+    gnode, gins, _ = sized.source
+    table = gins[0] if gnode.op_type == "Gather" else None
+    learned = isinstance(table, Const) and table.sources and table.array.ndim == 2
+    sinusoid = True
+    for base in (3, 6):
+        bind = {n: base + i for i, n in enumerate(names)}
+        t = int(sympy.sympify(x.shape[1]).subs({D.symbol(n): v for n, v in bind.items()}))
+        try:
+            got = sized_value(imp, sized, bind, {})
+            idx = sized_value(imp, gins[1], bind, {}) if learned else None
+        except Exception:  # noqa: BLE001 - not computable at these sizes
+            raise fail from None
+        if learned and not np.array_equal(np.asarray(idx).reshape(-1), np.arange(t)):
+            learned = False
+        d = got.shape[-1]
+        if got.reshape(-1, d).shape[0] != t or not np.allclose(got.reshape(t, d),
+                                                                _sinusoid(t, d), atol=1e-5):
+            sinusoid = False
+    xv = _t(imp, x, node)
+    if learned:
+        label = imp.take_label(imp.label_for(table.sources), "pos")
+        (pe,) = imp.emit(f"position_embedding({table.array.shape[0]})", first=xv, hint="pos",
+                         label=label, params={"weight": table.array.astype(np.float32)},
+                         node=_name(node))
+    elif sinusoid:
+        (pe,) = imp.emit("sinusoidal_encoding", first=xv, hint="pe", node=_name(node))
+    else:
+        raise fail
+    (var,) = imp.emit(f"{xv} + {pe}", hint=node.output[0], node=_name(node))
+    return [_out(imp, node, var)]
+
+
+def _sinusoid(t: int, d: int) -> np.ndarray:
+    """The table of 'Attention is all you need' (dslc's sinusoidal_encoding)."""
+    pos = np.arange(t)[:, None]
+    rate = np.power(10000.0, -(np.arange(0, d, 2) / d))
+    out = np.zeros((t, d))
+    out[:, 0::2] = np.sin(pos * rate)
+    out[:, 1::2] = np.cos(pos * rate)[:, : d // 2]
+    return out
 
 
 def _class_token(imp, node, ins, attrs) -> list | None:
