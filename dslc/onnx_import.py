@@ -182,7 +182,9 @@ class Importer:
             raise ImportProblem(f"a constant of dtype {arr.dtype}", node)
         name = self.fresh(c.sources[0] if c.sources else "k")
         shape = ", ".join(str(d) for d in arr.shape)
-        flat = ", ".join(_num(x) for x in arr.reshape(-1).tolist())
+        nums = [_num(x) for x in arr.reshape(-1).tolist()]
+        rows = [", ".join(nums[i:i + 4]) for i in range(0, len(nums), 4)]
+        flat = rows[0] if len(rows) == 1 else "\n      " + ",\n      ".join(rows) + "\n  "
         self.consts.append(f"const {name}: {dtype}[{shape}] = [{flat}]")
         return name
 

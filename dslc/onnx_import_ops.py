@@ -856,6 +856,23 @@ def _pool(imp, node, ins, attrs):
     return _pipe(imp, node, ins, _pool_call(node, attrs, n))
 
 
+@handles("GridSample")
+def _grid_sample(imp, node, ins, attrs):
+    mode = attrs.get("mode", b"bilinear")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pad = attrs.get("padding_mode", b"zeros")
+    pad = pad.decode() if isinstance(pad, bytes) else pad
+    mode = {"linear": "bilinear"}.get(mode, mode)
+    if mode not in ("bilinear", "nearest") or pad not in ("zeros", "border"):
+        raise ImportProblem(f"grid sampling with mode {mode} and padding {pad}")
+    kw = _kw(mode=f'"{mode}"' if mode != "bilinear" else None,
+             padding_mode=f'"{pad}"' if pad != "zeros" else None,
+             align_corners="true" if attrs.get("align_corners", 0) else None)
+    (var,) = imp.emit(f"grid_sample({_t(imp, ins[0], node)}, {_t(imp, ins[1], node)}{kw})",
+                      hint=node.output[0], node=_name(node))
+    return [_out(imp, node, var)]
+
+
 @handles("GlobalAveragePool")
 def _gap(imp, node, ins, attrs):
     return _pipe(imp, node, ins, "global_avg_pool")
