@@ -456,6 +456,10 @@ def _binary(imp, node, ins, attrs):
 @handles("MatMul")
 def _matmul(imp, node, ins, attrs):
     a, b = ins
+    for pattern in MATMUL_PATTERNS:
+        out = pattern(imp, node, a, b)
+        if out is not None:
+            return out
     if isinstance(a, Tensor) and isinstance(b, Const) and b.array.ndim == 2:
         weight = b.array.T.astype(np.float32)
         return _linear(imp, node, ins[0], weight, b.sources, node.output[0])
@@ -714,6 +718,7 @@ def _tup_dims(entries) -> str:
 # for an Expand of a constant to runtime sizes.
 ADD_PATTERNS: list[Callable] = []
 EXPAND_PATTERNS: list[Callable] = []
+MATMUL_PATTERNS: list[Callable] = []
 RESHAPE_THROUGH: dict[str, Callable] = {}  # tag -> fold (filled by onnx_import_rnn)
 TRANSPOSE_THROUGH: dict[str, Callable] = {}
 SQUEEZE_THROUGH: dict[str, Callable] = {}

@@ -234,6 +234,54 @@ def _class_token(imp, node, ins, attrs) -> list | None:
     return [Tensor([], "f32", var="<folded>")]
 
 
+def _affine_grid(imp, node, a, b) -> list | None:
+    """MatMul(base, thetaᵀ) -> Reshape [B, H, W, 2], with base the [H·W, 3] rows (x, y, 1)
+    of the [-1, 1] grid: `affine_grid(theta, H, W)`. The product stays lazy until the reshape
+    (read later) says H and W; anything else writes it as it is."""
+    tr = imp.producer.get(node.input[1])
+    if not (isinstance(a, Const) and a.array.ndim == 2 and a.array.shape[1] == 3 and tr
+            is not None and tr.op_type == "Transpose" and isinstance(b, Tensor)
+            and sole_user(imp, node.output[0], "Reshape") is not None
+            and list(attrs_of(imp, tr).get("perm", [])) == [0, 2, 1]):
+        return None
+    theta = imp.values.get(tr.input[0])
+    if not isinstance(theta, Tensor):
+        return None
+    out = imp.tensor(node.output[0], tag=("grid", theta, a))
+
+    def write() -> str:
+        (var,) = imp.emit(f"{_t(imp, a, node)} @ {_t(imp, b, node)}", hint=node.output[0],
+                          node=_name(node))
+        return var
+    out.lazy = write
+    return [out]
+
+
+def _grid_reshape(imp, node, x: Tensor, target) -> Tensor | None:
+    _, theta, base = x.tag
+    if len(target) != 4 or not (target[1].is_Integer and target[2].is_Integer):
+        return None
+    h, w = int(target[1]), int(target[2])
+    if h * w != base.array.shape[0]:
+        return None
+    for align in (False, True):
+        if np.allclose(base.array, _grid_base(h, w, align), atol=1e-6):
+            kw = ", align_corners=true" if align else ""
+            (var,) = imp.emit(f"affine_grid({h}, {w}{kw})", first=_t(imp, theta, node),
+                              hint=node.output[0], node=_name(node))
+            return imp.tensor(node.output[0], var=var)
+    return None
+
+
+def _grid_base(h: int, w: int, align: bool) -> np.ndarray:
+    def axis(n: int) -> np.ndarray:
+        if align:
+            return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+        return (np.arange(n) * 2 + 1) / n - 1
+    ys, xs = np.meshgrid(axis(h), axis(w), indexing="ij")
+    return np.stack([xs.reshape(-1), ys.reshape(-1), np.ones(h * w)], axis=1)
+
+
 def _add_patterns(imp, node, a, b) -> list | None:
     for table, other in ((b, a), (a, b)):
         if _is_position_table(table, other):
@@ -245,3 +293,5 @@ def _add_patterns(imp, node, a, b) -> list | None:
 
 ops.ADD_PATTERNS.append(_add_patterns)
 ops.EXPAND_PATTERNS.append(_class_token)
+ops.MATMUL_PATTERNS.append(_affine_grid)
+ops.RESHAPE_THROUGH["grid"] = _grid_reshape
