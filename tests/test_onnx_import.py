@@ -381,6 +381,17 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
 
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
+# What the import folds back to, per spec (the structure, not only the numbers).
+FOLDED = {
+    "lstm": "lstm(256, num_layers=2) as lstm",
+    "transformer_encoder": "layers: repeat 6 {",
+    "spatial_transformer": "affine_grid(28, 28)",
+    "masked_attention": "causal_mask(",
+    "truncated_attention": "band_mask(",
+    "vit_tiny": "class_token as cls_token",
+    "positional_encoding": "sinusoidal_encoding",
+    "bert_tiny": "position_embedding(",
+}
 
 
 def _ort_named(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -400,6 +411,7 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
     assert main(["export", str(imported), "--params", str(npz), "-o", str(second)]) == 0, \
         capsys.readouterr().err
     assert main(["render", str(imported), "-o", str(tmp_path / "m.dot")]) == 0
+    assert FOLDED.get(spec, "") in imported.read_text()
     original = dslc.load(src)
     feeds = original.random_inputs(1, {"B": 3, "T": 5, "S": 4, "H": 9, "W": 8})
     want = _ort_named(first, feeds)
