@@ -153,6 +153,11 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def cmd_run(args) -> int:
+    from dslc.heap import keep_freed_memory
+
+    # The CLI owns its process, so it may tune the allocator; the library never does (a user's
+    # process keeps its own settings).
+    keep_freed_memory()
     prog = _load(args)
     binds = _bindings(args, prog)
     if args.inputs:

@@ -9,8 +9,11 @@ mmap threshold to glibc's maximum (32 MiB) and the trim threshold to 256 MiB mak
 keep what it has, and the faults go to zero. The cost is that a process keeps up to 256 MiB
 of freed memory after a run instead of returning it.
 
-The setting is process-wide, so it is applied once, the first time the interpreter runs, and
-only under glibc; `DSLC_MALLOC_DEFAULTS=1` in the environment leaves the allocator alone.
+The setting is process-wide, so the library never applies it: a user's process keeps its own
+allocator settings (it made the speed of later code in the same process depend on whether
+dslc ran first). The `dslc run` command applies it once, in its own process, and only under
+glibc; a program that wants it calls `keep_freed_memory()` itself. `DSLC_MALLOC_DEFAULTS=1`
+in the environment leaves the allocator alone.
 """
 
 from __future__ import annotations

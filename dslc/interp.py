@@ -10,7 +10,6 @@ import numpy as np
 
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
-from dslc.heap import keep_freed_memory
 from dslc.ir import Graph, IRNode
 from dslc.limits import MAX_RUN_ELEMENTS
 from dslc.ops.base import RunCtx, ShapeError
@@ -158,7 +157,6 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
         ) -> dict[str, np.ndarray]:
     """Run the model on NumPy; in training mode buffers (batch-norm statistics) are updated in
     `params` in place, as torch updates a module's buffers."""
-    keep_freed_memory()
     bound = bind_inputs(graph, inputs, bindings)
     check_sizes(graph, bound)
     validate_params(graph, params)
@@ -235,6 +233,9 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         elif spec.init == "xavier_uniform":
             fan_out = shape[0] * (int(np.prod(shape[2:])) if len(shape) > 2 else 1)
             bound = np.sqrt(6.0 / (spec.fan_in + fan_out))
+            arr = rng.uniform(-bound, bound, size=shape)
+        elif spec.init == "glorot":
+            bound = np.sqrt(6.0 / (shape[-2] + shape[-1]))
             arr = rng.uniform(-bound, bound, size=shape)
         elif spec.init == "ones":
             arr = np.ones(shape)

@@ -47,7 +47,9 @@ class ParamSpec:
     """A parameter or buffer an op owns, named as its torch.nn module names it."""
 
     shape: tuple[D.Dim, ...]
-    init: str = "zeros"  # zeros ones uniform_fan_in normal normal_zero_row:<i> constant:<v>
+    # zeros ones uniform_fan_in normal normal_zero_row:<i> constant:<v> xavier_uniform glorot
+    # (glorot is torch_geometric's: U(+-sqrt(6 / (size(-2) + size(-1)))) for any rank)
+    init: str = "zeros"
     fan_in: int = 1
     buffer: bool = False
     dtype: str = "f32"
@@ -96,6 +98,36 @@ class Example:
     float_range: tuple[float, float] | None = None
 
 
+# Emitted once into a generated file that uses it (torch has no initialiser for
+# torch_geometric's glorot on tensors of rank > 2, such as GAT's attention vectors).
+GLOROT_HELPER = '''
+def _glorot(*shape):
+    """torch_geometric's glorot: U(-a, a), a = sqrt(6 / (size(-2) + size(-1)))."""
+    bound = (6.0 / (shape[-2] + shape[-1])) ** 0.5
+    return torch.empty(shape).uniform_(-bound, bound)
+'''
+
+
+def torch_init(spec: ParamSpec) -> str:
+    """A `torch` expression that makes the initial value of a parameter the generated code
+    declares itself (nn.ParameterDict): the distribution interp.init_params draws from."""
+    dims = [D.value(D.as_dim(d)) for d in spec.shape]
+    shape = ", ".join(str(d) for d in dims)
+    if spec.init == "zeros":
+        return f"torch.zeros({shape})"
+    if spec.init == "ones":
+        return f"torch.ones({shape})"
+    if spec.init == "normal":
+        return f"torch.randn({shape})"
+    if spec.init.startswith("constant:"):
+        return f"torch.full(({shape},), {float(spec.init.split(':', 1)[1])!r})"
+    if spec.init == "uniform_fan_in":  # nn.Linear's default: U(+-1/sqrt(fan_in))
+        return f"torch.empty({shape}).uniform_(-{spec.fan_in} ** -0.5, {spec.fan_in} ** -0.5)"
+    if spec.init == "glorot" or (spec.init == "xavier_uniform" and len(dims) == 2):
+        return f"_glorot({shape})"
+    raise ValueError(f"no torch initialiser for {spec.init!r}")
+
+
 def no_params(attrs, ins) -> dict[str, ParamSpec]:
     return {}
 
@@ -128,6 +160,9 @@ class Op:
     module_prefix: str = ""  # `conv` gives layer names conv1, conv2, ...
     n_outputs: Callable[[Any], int] = lambda attrs: 1
     random: bool = False  # draws random numbers (train-only dropout, sampling)
+    # In eval the op returns its first input unchanged (dropout, drop path, training noise):
+    # the -O2 `inference` pass replaces it by that input.
+    train_only: bool = False
     # Ops whose PyTorch form is statements, not one expression (a scan's loop):
     # (attrs, args, ctx, in_types, target variables) -> lines.
     torch_stmts: Callable[..., list[str]] | None = None

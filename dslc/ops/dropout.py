@@ -1,12 +1,16 @@
-"""Dropout ops (dropout, dropout2d): op records for the registry, used by elaboration (shape
-rules), the interpreter (kernels) and the PyTorch back end.
+"""Dropout ops (dropout, dropout2d, alpha_dropout, drop_path, gaussian_noise): op records for
+the registry, used by elaboration (shape rules), the interpreter (kernels) and the PyTorch back
+end.
 
-Both are identity in eval. They own no state, so the generated code calls the functional form
-with `self.training` instead of holding an nn.Dropout module (modules are only made for layers
-with parameters).
+All are identity in eval (`train_only`). They own no state, so the generated code calls the
+functional form with `self.training` instead of holding an nn.Dropout module (modules are only
+made for layers with parameters). NumPy draws from the run's generator and torch from its own,
+so in training the two agree in distribution, not element by element.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
@@ -65,6 +69,7 @@ DROPOUT = Op(
         f"F.dropout({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
     random=True,
+    train_only=True,
     examples=(
         Example({}, (tensor("f32", 4, 6),)),
         Example({"p": 0.1}, (tensor("f32", 2, 3, 4),)),
@@ -85,8 +90,130 @@ DROPOUT2D = Op(
         f"F.dropout2d({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
     random=True,
+    train_only=True,
     examples=(Example({"p": 0.2}, (tensor("f32", 2, 3, 4, 4),)),),
 )
+
+# ---- alpha_dropout -----------------------------------------------------------------------
+
+# SELU's negative saturation value, -scale·alpha: dropped units are set to it (scaled), so
+# that a SELU network's activations keep mean 0 and variance 1 (Klambauer et al., 2017).
+SELU_SATURATION = 1.7580993408473766
+
+
+def _alpha_dropout_kernel(a: DropoutAttrs, xs, ctx):
+    x = xs[0]
+    if not ctx.train or a.p == 0.0:
+        return [x]
+    if a.p == 1.0:
+        return [x * np.zeros((), dtype=x.dtype)]  # torch: input · 0
+    p = a.p
+    keep = (ctx.rng.random(x.shape) >= p).astype(x.dtype)
+    # torch's form, term by term: y = x·(keep·s) + ((keep − 1)·alpha·s + alpha·s·p), with
+    # s = 1 / sqrt((alpha²·p + 1)(1 − p)): kept units become s·(x + alpha·p), dropped ones
+    # −alpha·s·(1 − p).
+    s = 1.0 / np.sqrt((SELU_SATURATION ** 2 * p + 1) * (1 - p))
+    shift = (keep - 1) * x.dtype.type(SELU_SATURATION * s) + x.dtype.type(SELU_SATURATION * s * p)
+    return [(x * (keep * x.dtype.type(s)) + shift).astype(x.dtype, copy=False)]
+
+
+ALPHA_DROPOUT = Op(
+    name="alpha_dropout",
+    family="reg",
+    doc="Alpha dropout for self-normalising (SELU) networks (torch.nn.functional.alpha_dropout): "
+        "`x -> alpha_dropout(p=0.5)`. In training each element is dropped with probability p "
+        "and set to SELU's negative saturation value, and an affine map a·x + b restores zero "
+        "mean and unit variance for standardised inputs. Identity in eval.",
+    attrs=DropoutAttrs,
+    positional=("p",),
+    shape=_dropout_shape,
+    numpy=_alpha_dropout_kernel,
+    torch_call=lambda a, args, ctx, ins: (
+        f"F.alpha_dropout({args[0]}, p={a.p!r}, training=self.training)"),
+    label=_label,
+    random=True,
+    train_only=True,
+    examples=(
+        Example({}, (tensor("f32", 4, 6),)),
+        Example({"p": 0.2}, (tensor("f32", 2, 3, 4),), train=True),
+    ),
+)
+
+
+# ---- drop_path ---------------------------------------------------------------------------
+
+
+class DropPathAttrs(Attrs):
+    p: float
+    mode: Literal["row", "batch"] = "row"
+
+
+def _drop_path_shape(a: DropPathAttrs, ins):
+    need_float(ins[0])
+    _check_p(a)
+    if ins[0].rank < 1:
+        raise ShapeError("drop_path needs a batch axis", expected="rank >= 1 ([B, ...])",
+                         found=f"{ins[0]} (rank 0)", arg=0)
+    return [ins[0]]
+
+
+def _draw_shape(a: DropPathAttrs, ndim: int, batch) -> tuple:
+    """One draw per sample ("row") or one for the whole batch ("batch")."""
+    return ((batch,) if a.mode == "row" else (1,)) + (1,) * (ndim - 1)
+
+
+def _drop_path_kernel(a: DropPathAttrs, xs, ctx):
+    x = xs[0]
+    if not ctx.train or a.p == 0.0:
+        return [x]
+    survival = 1.0 - a.p
+    keep = (ctx.rng.random(_draw_shape(a, x.ndim, x.shape[0])) < survival).astype(x.dtype)
+    if survival > 0.0:  # torchvision divides only when something can survive
+        keep /= x.dtype.type(survival)
+    return [x * keep]
+
+
+def _drop_path_call(a: DropPathAttrs, args, ctx, ins):
+    x = args[0]
+    if a.p == 0.0:
+        return x
+    lead = f"{x}.shape[0]" if a.mode == "row" else "1"
+    size = "[" + ", ".join([lead] + ["1"] * (ins[0].rank - 1)) + "]"
+    noise = f"{x}.new_empty({size}).bernoulli_({1.0 - a.p!r})"
+    if a.p < 1.0:
+        noise += f".div_({1.0 - a.p!r})"
+    return f"({x} * {noise} if self.training else {x})"
+
+
+DROP_PATH = Op(
+    name="drop_path",
+    family="reg",
+    doc="Stochastic depth (torchvision.ops.stochastic_depth; timm's DropPath): "
+        "`x -> drop_path(p, mode=\"row\")`. In training it zeroes the whole sample (mode "
+        "\"row\": one draw per sample along axis 0) or the whole batch (mode \"batch\": one "
+        "draw) with probability p, and scales what survives by 1/(1-p); put it on a residual "
+        "branch before the addition. Identity in eval.",
+    attrs=DropPathAttrs,
+    positional=("p",),
+    shape=_drop_path_shape,
+    numpy=_drop_path_kernel,
+    torch_call=_drop_path_call,
+    label=lambda a: f"p {a.p:g}" + (", batch" if a.mode == "batch" else ""),
+    random=True,
+    train_only=True,
+    examples=(
+        Example({"p": 0.2}, (tensor("f32", 4, 3, 2, 2),)),
+        Example({"p": 0.5}, (tensor("f32", 6, 5, 3),), train=True),
+        # One draw for the whole batch: the registry tests' two seeds draw 0.64 and 0.51, so
+        # with p = 0.4 one drops and one keeps, and the tests see that the op is random.
+        Example({"p": 0.4, "mode": "batch"}, (tensor("f32", 3, 4),), train=True),
+        Example({"p": 1.0}, (tensor("f32", 4, 2),), train=True),
+    ),
+)
+
+
+# ---- gaussian_noise ----------------------------------------------------------------------
+
 
 class NoiseAttrs(Attrs):
     std: float = 0.1
@@ -122,7 +249,8 @@ GAUSSIAN_NOISE = Op(
         f"else {args[0]})"),
     label=lambda a: f"std {a.std:g}",
     random=True,
+    train_only=True,
     examples=(Example({"std": 0.5}, (tensor("f32", 2, 3),)),),
 )
 
-DROPOUT_OPS = (DROPOUT, DROPOUT2D, GAUSSIAN_NOISE)
+DROPOUT_OPS = (DROPOUT, DROPOUT2D, ALPHA_DROPOUT, DROP_PATH, GAUSSIAN_NOISE)

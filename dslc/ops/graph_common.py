@@ -270,19 +270,29 @@ def _t_propagate(x: str, ei: str, w: str | None) -> str:
     return f"torch.zeros_like({x}).index_add_(0, {ei}[1], {msg})"
 
 
+def _t_scatter_index(idx: str, src: str) -> str:
+    """The per-row index of `src` broadcast to its shape, as scatter_reduce takes it."""
+    return f"{idx}.view(-1, *[1] * ({src}.dim() - 1)).expand_as({src})"
+
+
+# scatter_reduce and index_add, as torch_geometric's scatter writes them (not index_reduce_,
+# which the ONNX exporter cannot translate); a node without messages gets 0.
 def _t_reduce(msgs: str, idx: str, n: str, reduce: str) -> str:
     shape = f"({n},) + {msgs}.shape[1:]"
+    total = f"{msgs}.new_zeros({shape}).index_add_(0, {idx}, {msgs})"
     if reduce == "sum":
-        return f"{msgs}.new_zeros({shape}).index_add_(0, {idx}, {msgs})"
-    how = {"mean": "mean", "max": "amax"}[reduce]
-    return (f"{msgs}.new_zeros({shape}).index_reduce_(0, {idx}, {msgs}, {how!r}, "
-            "include_self=False)")
+        return total
+    if reduce == "mean":
+        count = f"{msgs}.new_zeros({n}).index_add_(0, {idx}, {msgs}.new_ones({idx}.shape[0]))"
+        return f"{total} / {count}.clamp(min=1).view(-1, *[1] * ({msgs}.dim() - 1))"
+    return (f"{msgs}.new_zeros({shape}).scatter_reduce_(0, {_t_scatter_index(idx, msgs)}, "
+            f"{msgs}, 'amax', include_self=False)")
 
 
 def _t_softmax(s: str, idx: str, n: str, out: str, fresh) -> list[str]:
     mx, ex = fresh("mx"), fresh("ex")
-    return [f"{mx} = {s}.new_full(({n},) + {s}.shape[1:], float('-inf'))"
-            f".index_reduce_(0, {idx}, {s}, 'amax')",
+    return [f"{mx} = {s}.new_zeros(({n},) + {s}.shape[1:]).scatter_reduce_("
+            f"0, {_t_scatter_index(idx, s)}, {s}, 'amax', include_self=False)",
             f"{ex} = ({s} - {mx}[{idx}]).exp()",
             f"{out} = {ex} / torch.zeros_like({mx}).index_add_(0, {idx}, {ex})[{idx}]"]
 

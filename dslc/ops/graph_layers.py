@@ -8,7 +8,7 @@ import numpy as np
 from scipy import sparse
 
 from dslc import dims as D
-from dslc.ops.base import Example, Op, ParamSpec, ShapeError, concrete, need_float
+from dslc.ops.base import Example, Op, ParamSpec, ShapeError, concrete, need_float, torch_init
 from dslc.ops.graph_common import (
     LaplacianAttrs,
     Segments,
@@ -53,13 +53,11 @@ def _need_out(v: int, attr: str = "out_channels") -> None:
         raise ShapeError(f"{attr} must be positive", expected=">= 1", found=str(v), attr=attr)
 
 
-def _pdict(entries: dict[str, str]) -> str:
-    inner = ", ".join(f"{k!r}: nn.Parameter(torch.zeros({v}))" for k, v in entries.items())
-    return f"nn.ParameterDict({{{inner}}})"
-
-
-def _shape_str(dims) -> str:
-    return ", ".join(str(d) for d in dims)
+def _pdict(specs: dict[str, ParamSpec]) -> str:
+    """The layer's parameters, each initialised as its torch_geometric layer does (the same
+    distributions as the NumPy side's init_params), so the module trains from its own start."""
+    inner = "".join(f"    {k!r}: nn.Parameter({torch_init(v)}),\n" for k, v in specs.items())
+    return f"nn.ParameterDict({{\n{inner}}})"
 
 
 # gcn_conv ------------------------------------------------------------------------------
@@ -81,7 +79,7 @@ def _gcn_shape(a: GCNAttrs, ins):
 
 def _gcn_params(a: GCNAttrs, ins):
     n = _in(ins, "gcn_conv")
-    p = {"weight": ParamSpec((D.const(a.out_channels), D.const(n)), "xavier_uniform", n)}
+    p = {"weight": ParamSpec((D.const(a.out_channels), D.const(n)), "glorot", n)}
     if a.bias:
         p["bias"] = ParamSpec((D.const(a.out_channels),), "zeros")
     return p
@@ -143,8 +141,7 @@ GCN_CONV = Op(
     params=_gcn_params,
     macs=_gcn_macs,
     numpy=_gcn_kernel,
-    torch_module=lambda a, ins: (f"nn.Linear({_in(ins, 'gcn_conv')}, {a.out_channels}"
-                                 + ("" if a.bias else ", bias=False") + ")"),
+    torch_module=lambda a, ins: _pdict(_gcn_params(a, ins)),
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_gcn_stmts,
     label=lambda a: f"{a.out_channels}",
@@ -178,7 +175,7 @@ def _chebc_shape(a: ChebAttrs, ins):
 def _chebc_params(a: ChebAttrs, ins):
     n = _in(ins, "cheb_conv")
     p = {"weight": ParamSpec((D.const(a.K), D.const(a.out_channels), D.const(n)),
-                             "uniform_fan_in", n)}
+                             "glorot", n)}
     if a.bias:
         p["bias"] = ParamSpec((D.const(a.out_channels),), "zeros")
     return p
@@ -211,11 +208,7 @@ def _chebc_stmts(a: ChebAttrs, args, ctx, ins, targets):
 
 
 def _chebc_module(a: ChebAttrs, ins) -> str:
-    n = _in(ins, "cheb_conv")
-    p = {"weight": _shape_str((a.K, a.out_channels, n))}
-    if a.bias:
-        p["bias"] = str(a.out_channels)
-    return _pdict(p)
+    return _pdict(_chebc_params(a, ins))
 
 
 CHEB_CONV = Op(
@@ -274,9 +267,9 @@ def _gat_shape(a: GATAttrs, ins):
 def _gat_params(a: GATAttrs, ins):
     n = _in(ins, "gat_conv")
     h, c = D.const(a.heads), D.const(a.out_channels)
-    p = {"weight": ParamSpec((h * c, D.const(n)), "xavier_uniform", n),
-         "att_src": ParamSpec((D.const(1), h, c), "xavier_uniform", a.heads),
-         "att_dst": ParamSpec((D.const(1), h, c), "xavier_uniform", a.heads)}
+    p = {"weight": ParamSpec((h * c, D.const(n)), "glorot", n),
+         "att_src": ParamSpec((D.const(1), h, c), "glorot", a.heads),
+         "att_dst": ParamSpec((D.const(1), h, c), "glorot", a.heads)}
     if a.bias:
         p["bias"] = ParamSpec((D.const(_gat_out(a)),), "zeros")
     return p
@@ -335,13 +328,7 @@ def _gat_stmts(a: GATAttrs, args, ctx, ins, targets):
 
 
 def _gat_module(a: GATAttrs, ins) -> str:
-    n = _in(ins, "gat_conv")
-    p = {"weight": _shape_str((a.heads * a.out_channels, n)),
-         "att_src": _shape_str((1, a.heads, a.out_channels)),
-         "att_dst": _shape_str((1, a.heads, a.out_channels))}
-    if a.bias:
-        p["bias"] = str(_gat_out(a))
-    return _pdict(p)
+    return _pdict(_gat_params(a, ins))
 
 
 def _gat_macs(a: GATAttrs, ins, outs):
@@ -572,8 +559,7 @@ def _sage_stmts(a: SAGEAttrs, args, ctx, ins, targets):
 
 
 def _sage_module(a: SAGEAttrs, ins) -> str:
-    return _pdict({k: _shape_str(int(d) for d in s.shape)
-                   for k, s in _sage_params(a, ins).items()})
+    return _pdict(_sage_params(a, ins))
 
 
 def _sage_macs(a: SAGEAttrs, ins, outs):
@@ -651,9 +637,9 @@ def _gmm_shape(a: GMMAttrs, ins):
 def _gmm_params(a: GMMAttrs, ins):
     n, d = _in(ins, "gmm_conv"), _gmm_dim(ins)
     k, o = D.const(a.kernel_size), D.const(a.out_channels)
-    p = {"g": ParamSpec((D.const(n), o * k), "xavier_uniform", n),
-         "mu": ParamSpec((k, D.const(d)), "normal"),
-         "sigma": ParamSpec((k, D.const(d)), "ones")}
+    p = {"g": ParamSpec((D.const(n), o * k), "glorot", n),
+         "mu": ParamSpec((k, D.const(d)), "glorot"),
+         "sigma": ParamSpec((k, D.const(d)), "glorot")}
     if a.root_weight:
         p["root_weight"] = ParamSpec((o, D.const(n)), "uniform_fan_in", n)
     if a.bias:
@@ -701,8 +687,7 @@ def _gmm_stmts(a: GMMAttrs, args, ctx, ins, targets):
 
 
 def _gmm_module(a: GMMAttrs, ins) -> str:
-    return _pdict({k: _shape_str(int(d) for d in s.shape)
-                   for k, s in _gmm_params(a, ins).items()})
+    return _pdict(_gmm_params(a, ins))
 
 
 def _gmm_macs(a: GMMAttrs, ins, outs):

@@ -1,5 +1,7 @@
-"""Normalisation ops (batch_norm, layer_norm, local_response_norm): op records for the
-registry, used by elaboration (shape rules), the interpreter (kernels) and the PyTorch back end.
+"""Normalisation ops over a channel axis (batch_norm, instance_norm1d/2d/3d,
+local_response_norm): op records for the registry, used by elaboration (shape rules), the
+interpreter (kernels) and the PyTorch back end. Per-sample norms over feature axes (layer_norm,
+rms_norm, group_norm) and layer_scale are in norm_layer.py.
 
 MACs convention for this family: a normalisation with per-channel (or per-feature) constants is
 counted as one multiply-add per output element, the eval form `y = x·s + t` into which the
@@ -26,14 +28,75 @@ from dslc.ops.base import (
 from dslc.types import tensor
 
 
-def _work_dtype(x: np.ndarray) -> np.dtype:
+def work_dtype(x: np.ndarray) -> np.dtype:
     # Statistics of f16 inputs are accumulated in f32, as torch does on CPU and GPU.
     return np.promote_types(x.dtype, np.float32)
 
 
-def _kwargs(pairs) -> str:
+def torch_kwargs(pairs) -> str:
     """`, name=value` for each attribute that differs from torch's default."""
     return "".join(f", {k}={fmt_value(v)}" for k, v, default in pairs if v != default)
+
+
+# ---- shared by batch_norm and instance_norm ----------------------------------------------
+
+
+def _check_eps_momentum(a) -> None:
+    if a.eps <= 0:
+        raise ShapeError("eps must be positive", expected="> 0", found=repr(a.eps), attr="eps")
+    if not 0.0 <= a.momentum <= 1.0:
+        raise ShapeError("momentum must lie in [0, 1]", expected="0 <= momentum <= 1",
+                         found=repr(a.momentum), attr="momentum")
+
+
+def _running_stat_params(c: tuple[D.Dim, ...]) -> dict[str, ParamSpec]:
+    """The buffers of a torch norm with track_running_stats=True, in its state_dict order."""
+    return {"running_mean": ParamSpec(c, "zeros", buffer=True),
+            "running_var": ParamSpec(c, "ones", buffer=True),
+            "num_batches_tracked": ParamSpec((), "zeros", buffer=True, dtype="i64")}
+
+
+def _update_running(a, ctx, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+    """running = (1 - momentum)·running + momentum·statistic, per channel, as torch does."""
+    m = a.momentum
+    rm, rv = ctx.params["running_mean"], ctx.params["running_var"]
+    ctx.params["running_mean"] = ((1 - m) * rm + m * mean).astype(rm.dtype)
+    ctx.params["running_var"] = ((1 - m) * rv + m * unbiased_var).astype(rv.dtype)
+
+
+def _running_scale_shift(a, ctx, wt) -> tuple[np.ndarray, np.ndarray]:
+    """Eval with running statistics is one scale and one shift per channel (y = x·s + t):
+    two passes over the data, which keeps ResNet's many batch norms cheap."""
+    mean = ctx.params["running_mean"].astype(wt)
+    var = ctx.params["running_var"].astype(wt)
+    scale = 1.0 / np.sqrt(var + a.eps)
+    shift = -mean * scale
+    if "weight" in ctx.params:
+        scale = scale * ctx.params["weight"].astype(wt)
+        shift = shift * ctx.params["weight"].astype(wt)
+    if "bias" in ctx.params:
+        shift = shift + ctx.params["bias"].astype(wt)
+    return scale.astype(wt), shift.astype(wt)
+
+
+def _affine(y: np.ndarray, ctx, cshape) -> np.ndarray:
+    """The learned per-channel weight and bias, when the op has them."""
+    if "weight" in ctx.params:
+        y = y * ctx.params["weight"].astype(y.dtype).reshape(cshape)
+    if "bias" in ctx.params:
+        y = y + ctx.params["bias"].astype(y.dtype).reshape(cshape)
+    return y
+
+
+def _stats_label(a) -> str:
+    parts = []
+    if a.momentum != 0.1:
+        parts.append(f"momentum {a.momentum:g}")
+    if not a.affine:
+        parts.append("no affine")
+    if not a.track_running_stats:
+        parts.append("batch stats")
+    return ", ".join(parts)
 
 
 # ---- batch_norm --------------------------------------------------------------------------
@@ -56,11 +119,7 @@ def _bn_channels(ins) -> int:
 def _bn_shape(a: BatchNormAttrs, ins):
     need_float(ins[0])
     _bn_channels(ins)
-    if a.eps <= 0:
-        raise ShapeError("eps must be positive", expected="> 0", found=repr(a.eps), attr="eps")
-    if not 0.0 <= a.momentum <= 1.0:
-        raise ShapeError("momentum must lie in [0, 1]", expected="0 <= momentum <= 1",
-                         found=repr(a.momentum), attr="momentum")
+    _check_eps_momentum(a)
     return [ins[0]]
 
 
@@ -71,61 +130,42 @@ def _bn_params(a: BatchNormAttrs, ins):
         p["weight"] = ParamSpec(c, "ones")
         p["bias"] = ParamSpec(c, "zeros")
     if a.track_running_stats:
-        p["running_mean"] = ParamSpec(c, "zeros", buffer=True)
-        p["running_var"] = ParamSpec(c, "ones", buffer=True)
-        p["num_batches_tracked"] = ParamSpec((), "zeros", buffer=True, dtype="i64")
+        p.update(_running_stat_params(c))
     return p
 
 
 def _bn_kernel(a: BatchNormAttrs, xs, ctx):
     x = xs[0]
-    wt = _work_dtype(x)
+    wt = work_dtype(x)
     xf = x.astype(wt, copy=False)
     axes = (0,) + tuple(range(2, x.ndim))
-    bshape = (1, -1) + (1,) * (x.ndim - 2)
-    use_batch = ctx.train or not a.track_running_stats
-    if use_batch:
-        n = x.size // x.shape[1]
-        if n <= 1:
-            raise ShapeError("batch_norm in training needs more than one value per channel",
-                             expected="B * (spatial size) > 1", found=f"shape {list(x.shape)}")
-        mean = xf.mean(axis=axes)
-        centred = xf - mean.reshape(bshape)
-        var = np.mean(centred * centred, axis=axes)  # biased: used to normalise
-        if ctx.train and a.track_running_stats:
-            m = a.momentum
-            rm, rv = ctx.params["running_mean"], ctx.params["running_var"]
-            unbiased = var * (n / (n - 1))
-            ctx.params["running_mean"] = ((1 - m) * rm + m * mean).astype(rm.dtype)
-            ctx.params["running_var"] = ((1 - m) * rv + m * unbiased).astype(rv.dtype)
-            nbt = ctx.params["num_batches_tracked"]
-            ctx.params["num_batches_tracked"] = np.asarray(nbt + 1, dtype=nbt.dtype)
-    else:
-        # Inference: one scale and one shift per channel, two passes over the data
-        # (y = x*s + t), which keeps ResNet's many batch norms cheap.
-        mean = ctx.params["running_mean"].astype(wt)
-        var = ctx.params["running_var"].astype(wt)
-        scale = 1.0 / np.sqrt(var + a.eps)
-        shift = -mean * scale
-        if a.affine:
-            scale = scale * ctx.params["weight"].astype(wt)
-            shift = shift * ctx.params["weight"].astype(wt) + ctx.params["bias"].astype(wt)
-        y = xf * scale.astype(wt).reshape(bshape)
-        y += shift.astype(wt).reshape(bshape)
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    if not ctx.train and a.track_running_stats:
+        scale, shift = _running_scale_shift(a, ctx, wt)
+        y = xf * scale.reshape(cshape)
+        y += shift.reshape(cshape)
         return [y if y.dtype == x.dtype else y.astype(x.dtype)]
-    y = centred * (1.0 / np.sqrt(var + a.eps)).reshape(bshape)
-    if a.affine:
-        y = y * ctx.params["weight"].astype(wt).reshape(bshape) \
-            + ctx.params["bias"].astype(wt).reshape(bshape)
-    return [y.astype(x.dtype)]
+    n = x.size // x.shape[1]
+    if n <= 1:
+        raise ShapeError("batch_norm in training needs more than one value per channel",
+                         expected="B * (spatial size) > 1", found=f"shape {list(x.shape)}")
+    mean = xf.mean(axis=axes)
+    centred = xf - mean.reshape(cshape)
+    var = np.mean(centred * centred, axis=axes)  # biased: used to normalise
+    if ctx.train and a.track_running_stats:
+        _update_running(a, ctx, mean, var * (n / (n - 1)))
+        nbt = ctx.params["num_batches_tracked"]
+        ctx.params["num_batches_tracked"] = np.asarray(nbt + 1, dtype=nbt.dtype)
+    y = centred * (1.0 / np.sqrt(var + a.eps)).reshape(cshape)
+    return [_affine(y, ctx, cshape).astype(x.dtype)]
 
 
 def _bn_module(a: BatchNormAttrs, ins):
     c = _bn_channels(ins)
     kind = {2: "1d", 3: "1d", 4: "2d", 5: "3d"}[ins[0].rank]
-    extra = _kwargs((("eps", a.eps, 1e-5), ("momentum", a.momentum, 0.1),
-                     ("affine", a.affine, True),
-                     ("track_running_stats", a.track_running_stats, True)))
+    extra = torch_kwargs((("eps", a.eps, 1e-5), ("momentum", a.momentum, 0.1),
+                          ("affine", a.affine, True),
+                          ("track_running_stats", a.track_running_stats, True)))
     return f"nn.BatchNorm{kind}({c}{extra})"
 
 
@@ -135,17 +175,6 @@ def _bn_call(a: BatchNormAttrs, args, ctx, ins):
     # Neither affine weights nor running statistics: no state, so no module. Batch statistics
     # are used in both modes, as an nn.BatchNorm with track_running_stats=False does.
     return f"F.batch_norm({args[0]}, None, None, training=True, eps={a.eps!r})"
-
-
-def _bn_label(a: BatchNormAttrs) -> str:
-    parts = []
-    if a.momentum != 0.1:
-        parts.append(f"momentum {a.momentum:g}")
-    if not a.affine:
-        parts.append("no affine")
-    if not a.track_running_stats:
-        parts.append("batch stats")
-    return ", ".join(parts)
 
 
 BATCH_NORM = Op(
@@ -164,7 +193,7 @@ BATCH_NORM = Op(
     torch_module=lambda a, ins: (_bn_module(a, ins)
                                  if a.affine or a.track_running_stats else None),
     torch_call=_bn_call,
-    label=_bn_label,
+    label=_stats_label,
     module_prefix="bn",
     examples=(
         Example({}, (tensor("f32", 4, 3, 5, 5),)),
@@ -177,125 +206,167 @@ BATCH_NORM = Op(
 )
 
 
-# ---- layer_norm --------------------------------------------------------------------------
+# ---- instance_norm1d / 2d / 3d -----------------------------------------------------------
 
 
-class LayerNormAttrs(Attrs):
-    normalized_shape: int | tuple[int, ...] | None = None
+class InstanceNormAttrs(Attrs):
     eps: float = 1e-5
-    elementwise_affine: bool = True
-    bias: bool = True
+    momentum: float = 0.1
+    affine: bool = False
+    track_running_stats: bool = False
+    bias: bool = True  # with affine: learn a bias too (torch's keyword-only `bias`)
 
 
-def _ln_norm_shape(a: LayerNormAttrs, ins) -> tuple[int, ...]:
+_IN_LAYOUT = {1: "[B, C, L]", 2: "[B, C, H, W]", 3: "[B, C, D, H, W]"}
+
+
+def _in_has_state(a: InstanceNormAttrs) -> bool:
+    return a.affine or a.track_running_stats
+
+
+def _in_channels(a: InstanceNormAttrs, nd: int, ins) -> D.Dim:
     x = ins[0]
-    if a.normalized_shape is None:
-        if x.rank < 1:
-            raise ShapeError("layer_norm needs at least one axis", expected="rank >= 1",
-                             found=str(x), arg=0)
-        return (concrete(x.shape[-1], "layer_norm's normalised size (last axis)"),)
-    ns = (a.normalized_shape,) if isinstance(a.normalized_shape, int) \
-        else tuple(a.normalized_shape)
-    if not ns or any(d < 1 for d in ns):
-        raise ShapeError("normalized_shape must be one or more positive sizes",
-                         expected="positive ints", found=str(a.normalized_shape),
-                         attr="normalized_shape")
-    want = "[..., " + ", ".join(str(d) for d in ns) + "]"
-    if x.rank < len(ns):
-        raise ShapeError(f"layer_norm over {len(ns)} trailing axes needs rank >= {len(ns)}",
-                         expected=want, found=str(x), arg=0)
-    tail = x.shape[x.rank - len(ns):]
-    for d, n in zip(tail, ns, strict=True):
-        same = D.equal(d, D.const(n))
-        if same is False:
-            raise ShapeError("normalized_shape does not match the input's trailing axes",
-                             expected=want, found=str(x), attr="normalized_shape")
-        if same is None:
-            raise ShapeError("layer_norm's normalised axes must be fixed numbers",
-                             expected=want, found=str(x), arg=0, code="E0304")
-    return ns
+    need_rank(x, (nd + 2,), what=f"instance_norm{nd}d input ({_IN_LAYOUT[nd]})")
+    if _in_has_state(a):  # without state torch never reads C, so it may be a runtime dim
+        concrete(x.shape[1], f"instance_norm{nd}d's channel count (axis 1)")
+    return x.shape[1]
 
 
-def _ln_shape(a: LayerNormAttrs, ins):
-    need_float(ins[0])
-    if a.eps <= 0:
-        raise ShapeError("eps must be positive", expected="> 0", found=repr(a.eps), attr="eps")
-    _ln_norm_shape(a, ins)
-    return [ins[0]]
+def _in_shape(nd: int):
+    def rule(a: InstanceNormAttrs, ins):
+        x = ins[0]
+        need_float(x)
+        _in_channels(a, nd, ins)
+        _check_eps_momentum(a)
+        spatial = D.value(D.product(x.shape[2:]))
+        if spatial == 1 and not a.track_running_stats:
+            # Instance statistics of a single value normalise it to 0; torch refuses.
+            raise ShapeError("instance statistics need more than one spatial element per "
+                             "channel (one value would always normalise to 0)",
+                             expected="spatial size > 1 (or track_running_stats=true, "
+                                      "used in eval)", found=str(x), arg=0)
+        return [x]
+    return rule
 
 
-def _ln_params(a: LayerNormAttrs, ins):
-    ns = tuple(D.const(d) for d in _ln_norm_shape(a, ins))
-    if not a.elementwise_affine:
-        return {}
-    p = {"weight": ParamSpec(ns, "ones")}
-    if a.bias:
-        p["bias"] = ParamSpec(ns, "zeros")
-    return p
+def _in_params(nd: int):
+    def params(a: InstanceNormAttrs, ins):
+        c = (D.as_dim(_in_channels(a, nd, ins)),)
+        p = {}
+        if a.affine:
+            p["weight"] = ParamSpec(c, "ones")
+            if a.bias:
+                p["bias"] = ParamSpec(c, "zeros")
+        if a.track_running_stats:
+            p.update(_running_stat_params(c))
+        return p
+    return params
 
 
-def _ln_kernel(a: LayerNormAttrs, xs, ctx):
+def _in_kernel(a: InstanceNormAttrs, xs, ctx):
     x = xs[0]
-    k = len(_ln_norm_shape(a, [tensor("f32", *x.shape)]))
-    axes = tuple(range(x.ndim - k, x.ndim))
-    xf = x.astype(_work_dtype(x), copy=False)
-    mean = xf.mean(axis=axes, keepdims=True)
-    # In place after the one copy: a Transformer runs two layer norms per layer.
+    wt = work_dtype(x)
+    xf = x.astype(wt, copy=False)
+    axes = tuple(range(2, x.ndim))
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    if not ctx.train and a.track_running_stats:
+        scale, shift = _running_scale_shift(a, ctx, wt)
+        y = xf * scale.reshape(cshape)
+        y += shift.reshape(cshape)
+        return [y if y.dtype == x.dtype else y.astype(x.dtype)]
+    n = int(np.prod(x.shape[2:]))
+    if n <= 1:
+        raise ShapeError("instance statistics (training) need more than one spatial element "
+                         "per channel", expected="spatial size > 1",
+                         found=f"shape {list(x.shape)}")
+    mean = xf.mean(axis=axes, keepdims=True)  # one per sample and channel
     y = xf - mean
-    var = np.einsum("...i,...i->...", y.reshape(y.shape[:x.ndim - k] + (-1,)),
-                    y.reshape(y.shape[:x.ndim - k] + (-1,)))
-    var = (var / np.prod([x.shape[i] for i in axes])).reshape(mean.shape)  # biased, as torch
-    y *= (1.0 / np.sqrt(var + a.eps)).astype(y.dtype)
-    if a.elementwise_affine:
-        y *= ctx.params["weight"]
-        if a.bias:
-            y += ctx.params["bias"]
-    return [y if y.dtype == x.dtype else y.astype(x.dtype)]
+    var = np.mean(y * y, axis=axes, keepdims=True)  # biased: used to normalise
+    if ctx.train and a.track_running_stats:
+        # torch runs batch norm over the B·C instances and averages the B updated copies of
+        # each channel's running statistics; num_batches_tracked stays as it is.
+        per_channel = (x.shape[1],)
+        _update_running(a, ctx, mean.mean(axis=0).reshape(per_channel),
+                        (var * (n / (n - 1))).mean(axis=0).reshape(per_channel))
+    y *= 1.0 / np.sqrt(var + a.eps)
+    return [_affine(y, ctx, cshape).astype(x.dtype)]
 
 
-def _ln_shape_literal(a: LayerNormAttrs, ins) -> str:
-    ns = _ln_norm_shape(a, ins)
-    return str(ns[0]) if len(ns) == 1 else fmt_value(ns)
+def _in_module(nd: int):
+    def module(a: InstanceNormAttrs, ins):
+        if not _in_has_state(a):
+            return None
+        c = D.value(_in_channels(a, nd, ins))
+        extra = torch_kwargs((("eps", a.eps, 1e-5), ("momentum", a.momentum, 0.1),
+                              ("affine", a.affine, False),
+                              ("track_running_stats", a.track_running_stats, False),
+                              ("bias", a.bias or not a.affine, True)))
+        return f"nn.InstanceNorm{nd}d({c}{extra})"
+    return module
 
 
-def _ln_module(a: LayerNormAttrs, ins):
-    if not a.elementwise_affine:
-        return None
-    extra = _kwargs((("eps", a.eps, 1e-5), ("bias", a.bias, True)))
-    return f"nn.LayerNorm({_ln_shape_literal(a, ins)}{extra})"
-
-
-def _ln_call(a: LayerNormAttrs, args, ctx, ins):
+def _in_call(a: InstanceNormAttrs, args, ctx, ins):
     if ctx.module is not None:
         return f"{ctx.module}({args[0]})"
-    ns = fmt_value(_ln_norm_shape(a, ins))
-    return f"F.layer_norm({args[0]}, {ns}, eps={a.eps!r})"
+    # No weights and no running statistics: the functional form, instance statistics always.
+    return f"F.instance_norm({args[0]}{torch_kwargs((('eps', a.eps, 1e-5),))})"
 
 
-LAYER_NORM = Op(
-    name="layer_norm",
-    family="norm",
-    doc="Layer normalisation over the trailing axes (torch.nn.LayerNorm): "
-        "`x -> layer_norm(normalized_shape, eps=1e-5, elementwise_affine=true, bias=true)`; "
-        "normalized_shape is an int or a tuple and defaults to the last axis's size. "
-        "MACs: one multiply-add per element.",
-    attrs=LayerNormAttrs,
-    positional=("normalized_shape",),
-    shape=_ln_shape,
-    params=_ln_params,
-    macs=lambda a, ins, outs: D.product(outs[0].shape),
-    numpy=_ln_kernel,
-    torch_module=_ln_module,
-    torch_call=_ln_call,
-    label=lambda a: "" if a.normalized_shape is None else f"{a.normalized_shape}",
-    module_prefix="ln",
-    examples=(
-        Example({}, (tensor("f32", 2, 5, 8),)),
-        Example({"normalized_shape": (5, 8)}, (tensor("f32", 2, 5, 8),)),
-        Example({"normalized_shape": 6, "bias": False, "eps": 1e-6}, (tensor("f32", 3, 6),)),
-        Example({"elementwise_affine": False}, (tensor("f32", 2, 3, 4),)),
-    ),
-)
+def _in_label(a: InstanceNormAttrs) -> str:
+    parts = []
+    if a.affine:
+        parts.append("affine" if a.bias else "affine, no bias")
+    if a.track_running_stats:
+        parts.append("running stats")
+        if a.momentum != 0.1:
+            parts.append(f"momentum {a.momentum:g}")
+    return ", ".join(parts)
+
+
+def _instance_norm(nd: int, examples: tuple[Example, ...]) -> Op:
+    return Op(
+        name=f"instance_norm{nd}d",
+        family="norm",
+        doc=f"Instance normalisation of a {_IN_LAYOUT[nd]} tensor (torch.nn.InstanceNorm{nd}d): "
+            f"`x -> instance_norm{nd}d(eps=1e-5, momentum=0.1, affine=false, "
+            "track_running_stats=false, bias=true)`. Each sample's channel is normalised "
+            "with its own (biased) mean and variance over the spatial axes. With "
+            "track_running_stats, training also updates running_mean / running_var (the "
+            "batch average of the instances' mean and unbiased variance; "
+            "num_batches_tracked is kept but not counted, as in torch) and eval normalises "
+            "with them. affine adds a per-channel weight and bias (bias=false: weight only). "
+            "MACs: one multiply-add per element.",
+        attrs=InstanceNormAttrs,
+        shape=_in_shape(nd),
+        params=_in_params(nd),
+        macs=lambda a, ins, outs: D.product(outs[0].shape),
+        numpy=_in_kernel,
+        torch_module=_in_module(nd),
+        torch_call=_in_call,
+        label=_in_label,
+        module_prefix="inorm",
+        examples=examples,
+    )
+
+
+INSTANCE_NORM1D = _instance_norm(1, (
+    Example({}, (tensor("f32", 2, 3, 7),)),
+    Example({"affine": True, "track_running_stats": True, "momentum": 0.3},
+            (tensor("f32", 4, 3, 5),), train=True),
+    Example({"eps": 1e-3}, (tensor("f32", D.symbol("B"), 4, 6),)),
+))
+INSTANCE_NORM2D = _instance_norm(2, (
+    Example({}, (tensor("f32", 2, 3, 4, 5),)),
+    Example({"affine": True}, (tensor("f32", 2, 4, 1, 6),), train=True),
+    Example({"track_running_stats": True}, (tensor("f32", 3, 2, 4, 4),), train=True),
+    Example({"affine": True, "track_running_stats": True}, (tensor("f32", 2, 3, 1, 1),)),
+    Example({"affine": True, "bias": False}, (tensor("f32", 2, 3, 3, 2),)),
+))
+INSTANCE_NORM3D = _instance_norm(3, (
+    Example({"affine": True, "track_running_stats": True}, (tensor("f32", 2, 3, 2, 3, 2),),
+            train=True),
+    Example({}, (tensor("f32", 1, 2, 3, 1, 2),)),
+))
 
 
 # ---- local_response_norm -----------------------------------------------------------------
@@ -325,7 +396,7 @@ def _lrn_kernel(a: LRNAttrs, xs, ctx):
     # torch: avg over channels c - size//2 .. c + (size-1)//2 of x², zero padded, dividing by
     # `size` whatever the padding (count_include_pad), then x / (k + alpha·avg)^beta.
     x = xs[0]
-    xf = x.astype(_work_dtype(x), copy=False)
+    xf = x.astype(work_dtype(x), copy=False)
     sq = xf * xf
     c = x.shape[1]
     # Offsets of C or more channels only ever reach the zero padding: a window wider than the
@@ -365,4 +436,4 @@ LOCAL_RESPONSE_NORM = Op(
     ),
 )
 
-NORM_OPS = (BATCH_NORM, LAYER_NORM, LOCAL_RESPONSE_NORM)
+NORM_OPS = (BATCH_NORM, INSTANCE_NORM1D, INSTANCE_NORM2D, INSTANCE_NORM3D, LOCAL_RESPONSE_NORM)

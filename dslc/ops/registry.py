@@ -17,6 +17,7 @@ from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
 from dslc.ops.loss import LOSS_OPS
 from dslc.ops.norm import NORM_OPS
+from dslc.ops.norm_layer import NORM_LAYER_OPS
 from dslc.ops.pool import POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
 from dslc.ops.reduce import REDUCE_OPS
@@ -37,6 +38,7 @@ ALL_OPS: tuple[Op, ...] = (
     *CONV_TRANSPOSE_OPS,
     *POOL_OPS,
     *NORM_OPS,
+    *NORM_LAYER_OPS,
     *DROPOUT_OPS,
     *EMBEDDING_OPS,
     *SPATIAL_OPS,

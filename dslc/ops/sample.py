@@ -58,6 +58,7 @@ REPARAMETERIZE = Op(
         f"({args[0]} + torch.randn_like({args[0]}) * torch.exp(0.5 * {args[1]})) "
         f"if self.training else {args[0]}"),
     random=True,
+    train_only=True,  # eval returns mu, its first input
     examples=(
         Example({}, (tensor("f32", 4, 8), tensor("f32", 4, 8))),
     ),

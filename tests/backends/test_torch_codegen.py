@@ -4,6 +4,7 @@ agnostic modules that pass torch.compile(fullgraph=True)."""
 import ast as pyast
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def test_code_is_readable(prog):
     src = prog.to_torch_source()
     pyast.parse(src)
     assert "class Net(nn.Module):" in src
-    assert "def forward(self, *, x, z):" in src
+    assert "def forward(self, x, z):" in src
     assert "for block in self.layers:" in src  # identical iterations become a loop
     assert "# net.dl:6: h = x -> linear(d) as stem" in src
     assert "return (y, logits)" in src
@@ -138,3 +139,14 @@ model class(print: int = 3, self: string = "a\\"b") {
     # only what the emitters emit, plus the layers themselves (self.values_)
     assert calls <= {"Linear", "ModuleDict", "ModuleList", "add_module", "relu", "__init__",
                      "values_"}, sorted(calls)
+
+
+# Golden generated code: every change to what users read is reviewed as a diff
+# (regenerate with `pytest --regen-golden`).
+GOLDEN_SPECS = ("lenet5", "resnet18", "lstm", "transformer_encoder", "gcn")
+
+
+@pytest.mark.parametrize("name", GOLDEN_SPECS)
+def test_generated_code_is_golden(name, golden):
+    prog = dslc.load(Path(__file__).resolve().parents[2] / "specs" / f"{name}.dl")
+    golden(f"codegen/{name}.py", prog.to_torch_source())

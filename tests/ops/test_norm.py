@@ -1,4 +1,5 @@
-"""Tests of dslc/ops/norm.py: batch_norm, layer_norm, local_response_norm against torch.nn."""
+"""Tests of dslc/ops/norm.py: batch_norm, instance_norm1d/2d/3d and local_response_norm against
+torch.nn."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ EXAMPLES = [(op, ex) for op in NORM_OPS for ex in op.examples]
                          ids=[f"{op.name}-{i}" for i, (op, _) in enumerate(EXAMPLES)])
 def test_examples_numpy_equals_torch(op, ex):
     prog = example_program(op, ex)
-    np_out, _, _ = compare_numpy_torch(prog, train=ex.train)
-    assert np_out["y"].shape == tuple(int(d) for d in ex.inputs[0].shape)
+    bind = {s: 3 for t in ex.inputs for d in t.shape for s in D.free_names(d)}
+    np_out, _, _ = compare_numpy_torch(prog, bind=bind, train=ex.train)
+    assert np_out["y"].shape == tuple(D.evaluate(d, bind) for d in ex.inputs[0].shape)
 
 
 # ---- batch_norm --------------------------------------------------------------------------
@@ -168,68 +170,6 @@ def test_batch_norm_macs_one_per_element():
     assert D.equal(op.macs(op.attrs(), [x], [x]), D.symbol("B") * 48) is True
 
 
-# ---- layer_norm --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape,ns,kw", [
-    ((2, 5, 8), None, {}),
-    ((2, 5, 8), 8, {"eps": 1e-3}),
-    ((3, 4, 5, 6), (5, 6), {}),
-    ((3, 7), 7, {"bias": False}),
-])
-def test_layer_norm_matches_torch(shape, ns, kw):
-    dims = ", ".join(str(s) for s in shape)
-    args = ([_lit(ns)] if ns is not None else []) + [f"{k}={_lit(v)}" for k, v in kw.items()]
-    prog = load(f"input x: f32[{dims}]\noutput y = x -> layer_norm({', '.join(args)})")
-    norm_shape = (shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else ns)
-    ref = torch.nn.LayerNorm(norm_shape, **kw)
-    rng = np.random.default_rng(3)
-    params = prog.init_params()
-    assert sorted(params) == sorted("ln1." + k for k in ref.state_dict())
-    for k in params:
-        params[k] = rng.standard_normal(params[k].shape).astype(np.float32)
-    ref.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v) for k, v in params.items()})
-    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
-    y = prog.run({"x": x}, params)["y"]
-    with torch.no_grad():
-        assert_close(y, ref(torch.from_numpy(x)).numpy())
-    compare_numpy_torch(prog)
-
-
-def test_layer_norm_without_affine_is_functional():
-    prog = load("input x: f32[B, 4, 6]\noutput y = x -> layer_norm((4, 6), "
-                "elementwise_affine=false)")
-    assert prog.init_params() == {}
-    assert "F.layer_norm(x, (4, 6), eps=1e-05)" in prog.to_torch_source()
-    compare_numpy_torch(prog, bind={"B": 3})
-
-
-def test_layer_norm_is_stable_on_a_large_offset():
-    prog = load("input x: f32[4, 64]\noutput y = x -> layer_norm")
-    rng = np.random.default_rng(0)
-    x = (1e4 + rng.standard_normal((4, 64))).astype(np.float32)
-    y = prog.run({"x": x})["y"]
-    ref = torch.nn.functional.layer_norm(torch.from_numpy(x).double(), (64,)).numpy()
-    assert_close(y, ref, rtol=2e-3, atol=2e-3)
-    assert np.abs(y.std(axis=-1) - 1).max() < 1e-2
-
-
-def test_layer_norm_errors():
-    d = diag("input x: f32[2, 5, 8]\noutput y = x -> layer_norm(7)")
-    assert d.code == "E0301"
-    assert d.expected == "[..., 7]" and d.found == "f32[2, 5, 8]"
-    d = diag("input x: f32[2, 5, 8]\noutput y = x -> layer_norm((8, 5))")
-    assert d.code == "E0301" and d.expected == "[..., 8, 5]"
-    d = diag("input x: f32[2, 8]\noutput y = x -> layer_norm((2, 2, 8))")
-    assert d.code == "E0301" and "rank" in d.message
-    d = diag("input x: f32[B, T]\noutput y = x -> layer_norm")
-    assert d.code == "E0304"
-    d = diag("input x: f32[B, T]\noutput y = x -> layer_norm(16)")
-    assert d.code == "E0304"
-    d = diag("input x: i32[2, 8]\noutput y = x -> layer_norm")
-    assert d.code == "E0302"
-
-
 # ---- local_response_norm -----------------------------------------------------------------
 
 
@@ -272,3 +212,154 @@ def test_local_response_norm_errors():
     assert d.code == "E0301" and d.found == "0"
     d = diag("input x: f32[4, 8, 3]\noutput y = x -> local_response_norm()")
     assert d.code == "E0208"
+
+
+# ---- instance_norm1d / 2d / 3d -----------------------------------------------------------
+
+IN_CLASSES = {1: torch.nn.InstanceNorm1d, 2: torch.nn.InstanceNorm2d,
+              3: torch.nn.InstanceNorm3d}
+IN_SHAPES = {1: (3, 4, 7), 2: (2, 4, 5, 3), 3: (2, 4, 3, 2, 3)}
+
+
+def _in_spec(nd: int, shape, dtype: str = "f32", **kw) -> str:
+    dims = ", ".join(str(s) for s in shape)
+    args = ", ".join(f"{k}={_lit(v)}" for k, v in kw.items())
+    return f"input x: {dtype}[{dims}]\noutput y = x -> instance_norm{nd}d({args})"
+
+
+def _torch_state(params: dict, ref: torch.nn.Module, rng, dtype) -> None:
+    """Random weights and running statistics, the same on both sides."""
+    for k in params:
+        if k.endswith("num_batches_tracked"):
+            continue
+        low = 0.5 if k.endswith("running_var") else -1.5
+        params[k] = rng.uniform(low, 1.5, params[k].shape).astype(dtype)
+    ref.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v.copy())
+                         for k, v in params.items()})
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("affine,track,bias", [
+    (False, False, True), (True, False, True), (False, True, True), (True, True, True),
+    (True, True, False),
+])
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_instance_norm_matches_torch_train_then_eval(nd, affine, track, bias, dtype):
+    kw = {"affine": affine, "track_running_stats": track, "momentum": 0.25}
+    if not bias:
+        kw["bias"] = False
+    shape = IN_SHAPES[nd]
+    prog = load(_in_spec(nd, shape, dtype, **kw))
+    npdt = np.float32 if dtype == "f32" else np.float64
+    ref = IN_CLASSES[nd](4, **kw)
+    if dtype == "f64":
+        ref = ref.double()
+    params = prog.init_params()
+    # The state_dict layout and the initial values are torch's.
+    assert list(params) == ["inorm1." + k for k in ref.state_dict()]
+    for k, v in ref.state_dict().items():
+        np.testing.assert_array_equal(params[f"inorm1.{k}"], v.numpy(), err_msg=k)
+    rng = np.random.default_rng(nd)
+    params = {k: (v if v.dtype == np.int64 else v.astype(npdt)) for k, v in params.items()}
+    _torch_state(params, ref, rng, npdt)
+    tol = {"rtol": 1e-4} if dtype == "f32" else {"rtol": 1e-10, "atol": 1e-12}
+    for step in range(2):
+        x = (rng.standard_normal(shape) * 2 + 0.5).astype(npdt)
+        y = prog.run({"x": x}, params, train=True)["y"]
+        assert y.dtype == npdt
+        ref.train()
+        with torch.no_grad():
+            assert_close(y, ref(torch.from_numpy(x)).numpy(), what=f"train {step}", **tol)
+        for k, v in ref.state_dict().items():
+            assert_close(params[f"inorm1.{k}"], v.numpy(), what=f"{k} after step {step}", **tol)
+    if track:
+        # torch's instance norm keeps num_batches_tracked but never counts.
+        assert int(params["inorm1.num_batches_tracked"]) == 0
+    x = rng.standard_normal(shape).astype(npdt)
+    y = prog.run({"x": x}, params, train=False)["y"]
+    ref.eval()
+    with torch.no_grad():
+        assert_close(y, ref(torch.from_numpy(x)).numpy(), what="eval", **tol)
+    if dtype == "f32":  # the generated module holds f32 parameters, as torch's default
+        compare_numpy_torch(prog, train=True)
+        compare_numpy_torch(prog, train=False)
+
+
+def test_instance_norm_eval_with_running_stats_is_not_instance_stats():
+    prog = load(_in_spec(1, (2, 2, 3), track_running_stats=True))
+    params = prog.init_params()
+    params["inorm1.running_mean"] = np.array([1.0, -1.0], np.float32)
+    params["inorm1.running_var"] = np.array([4.0, 0.25], np.float32)
+    x = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    y = prog.run({"x": x}, params, train=False)["y"]
+    want = (x - np.array([1.0, -1.0]).reshape(1, 2, 1)) \
+        / np.sqrt(np.array([4.0, 0.25]).reshape(1, 2, 1) + 1e-5)
+    assert_close(y, want)
+    # Training normalises every (sample, channel) row with its own statistics.
+    y = prog.run({"x": x}, params, train=True)["y"]
+    assert_close(y, (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5))
+
+
+def test_instance_norm_stateless_is_functional_and_takes_runtime_channels():
+    prog = load("input x: f32[B, C, 6]\noutput y = x -> instance_norm1d(eps=1e-3)")
+    assert prog.init_params() == {}
+    src = prog.to_torch_source()
+    assert "F.instance_norm(x, eps=0.001)" in src and "nn.InstanceNorm" not in src
+    compare_numpy_torch(prog, bind={"B": 2, "C": 5})
+    prog = load("input x: f32[2, 3, 4, 4]\noutput y = x -> instance_norm2d(affine=true)")
+    assert "nn.InstanceNorm2d(3, affine=True)" in prog.to_torch_source()
+    prog = load("input x: f32[2, 3, 4]\noutput y = x -> instance_norm1d(affine=true, bias=false)")
+    assert "nn.InstanceNorm1d(3, affine=True, bias=False)" in prog.to_torch_source()
+    assert list(prog.init_params()) == ["inorm1.weight"]
+
+
+def test_instance_norm_size_one_spatial_axes():
+    # One size-1 axis among others is fine.
+    prog = load(_in_spec(2, (2, 3, 1, 5), affine=True))
+    compare_numpy_torch(prog, train=True)
+    # A single spatial element cannot be normalised with instance statistics (torch refuses);
+    # without running statistics that is known when the spec is checked.
+    d = diag(_in_spec(2, (2, 3, 1, 1)))
+    assert d.code == "E0301" and "more than one spatial element" in d.message
+    assert "f32[2, 3, 1, 1]" in d.found
+    # With running statistics eval works and training is a run error, as in torch.
+    prog = load(_in_spec(2, (2, 3, 1, 1), affine=True, track_running_stats=True))
+    np_out, _, _ = compare_numpy_torch(prog, train=False)
+    x = np.ones((2, 3, 1, 1), np.float32)
+    with pytest.raises(DslcError) as exc:
+        prog.run({"x": x}, train=True)
+    d = exc.value.diagnostics[0]
+    assert d.code == "E0507" and "more than one spatial element" in d.message
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        torch.nn.InstanceNorm2d(3, track_running_stats=True).train()(torch.from_numpy(x))
+
+
+def test_instance_norm_errors():
+    d = diag("input x: f32[2, 3, 4]\noutput y = x -> instance_norm2d")
+    assert d.code == "E0301" and "rank 4" in d.expected and "[B, C, H, W]" in d.message
+    d = diag("input x: f32[2, 3, 4, 4, 4]\noutput y = x -> instance_norm1d")
+    assert d.code == "E0301" and "rank 3" in d.expected
+    d = diag("input x: f32[B, C, 4]\noutput y = x -> instance_norm1d(affine=true)")
+    assert d.code == "E0304" and "channel" in d.message
+    d = diag("input x: i32[2, 3, 4]\noutput y = x -> instance_norm1d")
+    assert d.code == "E0302"
+    d = diag("input x: f32[2, 3, 4]\noutput y = x -> instance_norm1d(momentum=-0.5)")
+    assert d.code == "E0301" and d.found == "-0.5"
+    d = diag("input x: f32[2, 3, 4]\noutput y = x -> instance_norm1d(eps=0.0)")
+    assert d.code == "E0301" and d.expected == "> 0"
+
+
+def test_instance_norm_is_not_folded_into_a_conv():
+    # -O2 folds a batch norm into the convolution before it; an instance norm's statistics
+    # belong to each sample and must stay.
+    text = ("model t {\n input x: f32[2, 3, 6, 6]\n output y = x -> conv2d(4, kernel=3) "
+            "-> instance_norm2d(affine=true, track_running_stats=true)\n}\n")
+    prog = dslc.load("t.dl", text=text, opt_level=2)
+    assert any(n.op == "instance_norm2d" for n in prog.graph.nodes.values())
+    compare_numpy_torch(prog)
+
+
+def test_instance_norm_macs_one_per_element():
+    op = {o.name: o for o in NORM_OPS}["instance_norm3d"]
+    x = dslc.types.tensor("f32", D.symbol("B"), 3, 2, 4, 4)
+    assert D.equal(op.macs(op.attrs(), [x], [x]), D.symbol("B") * 96) is True

@@ -54,6 +54,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "conv_transpose": ("conv",),
     "pool": ("pool",),
     "norm": ("norm",),
+    "norm_layer": ("norm",),
     "dropout": ("reg",),
     "embedding": ("embed",),
     "spatial": ("spatial",),
