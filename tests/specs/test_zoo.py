@@ -50,10 +50,23 @@ BIND = {
     "vgg16": {"B": 1},
     "resnet18": {"B": 1},
     "edge_detector": {"B": 2, "H": 8, "W": 10},
+    "r3d_18": {"B": 1, "T": 4},
+    "unet": {"B": 1},
 }
 # Hyperparameters for the generic NumPy-vs-PyTorch run: randn_like draws in eval too, so the
 # denoising model is compared with its corruption switched off (tested separately below).
-HPARAMS = {"denoising_autoencoder": {"corrupt": False}}
+# The big nets beyond the notes run at small sizes (their published sizes are counted in
+# test_modern_zoo.py): small images, and narrower/shallower where the spec takes widths.
+HPARAMS = {
+    "denoising_autoencoder": {"corrupt": False},
+    "r3d_18": {"size": 16},
+    "unet": {"base": 4, "size": 188},
+    "vit_b_16": {"size": 32, "dim": 48, "heads": 4, "mlp_dim": 96, "layers": 2},
+    "convnext_tiny": {"size": 32, "dims": (8, 16, 24, 32), "depths": (1, 1, 2, 1)},
+    "dcgan_generator": {"ngf": 8},
+    "dcgan_discriminator": {"ndf": 8},
+    "wavenet_tcn": {"layers": 3, "stacks": 2},
+}
 
 
 def spec_files() -> list[Path]:
