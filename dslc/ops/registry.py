@@ -16,6 +16,7 @@ from dslc.ops.graph import GRAPH_OPS
 from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
 from dslc.ops.loss import LOSS_OPS
+from dslc.ops.math import MATH_OPS
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.norm_layer import NORM_LAYER_OPS
 from dslc.ops.pool import POOL_OPS
@@ -30,6 +31,7 @@ ALL_OPS: tuple[Op, ...] = (
     LINEAR,
     *ACTIVATIONS,
     *ARITH,
+    *MATH_OPS,
     CONST,
     *SHAPE_OPS,
     *CONCAT_OPS,

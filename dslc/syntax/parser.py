@@ -149,12 +149,22 @@ class _ToAst(Transformer):
             raise DslcError(Diagnostic(
                 "E0110", f"this layer is already named '{call.label}'", span,
                 expected="one 'as' per call", found=f"as {call.label} as {label}"))
-        named = call.model_copy(update={"label": str(label)})
+        named = call.model_copy(update={"label": self._label(label)})
         if isinstance(value, ast.Pipe):
             return value.model_copy(update={"stage": named})
         if isinstance(value, ast.Scan):
             return value.model_copy(update={"cell": named})
         return named
+
+    def _label(self, tok) -> str:
+        """A layer label: a name, or an index written as a plain non-negative integer."""
+        text = str(tok)
+        if tok.type == "NUMBER" and not (text.isdigit() and str(int(text)) == text):
+            raise DslcError(Diagnostic(
+                "E0260", "a layer index must be a plain non-negative integer",
+                _span(self.file, tok), expected="a name or an index such as 0, 1, 12",
+                found=text))
+        return text
 
     def repeat_stmt(self, meta, ch):
         count, index, *body = ch
@@ -231,7 +241,7 @@ class _ToAst(Transformer):
         name, args, label = ch
         pos, kw = args if args else ([], [])
         return ast.Call(span=self.sp(meta), func=str(name), func_span=_span(self.file, name),
-                        args=pos, kwargs=kw, label=str(label) if label else None)
+                        args=pos, kwargs=kw, label=self._label(label) if label else None)
 
     def call(self, meta, ch):
         name, args = ch

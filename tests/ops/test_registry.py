@@ -46,6 +46,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "linear": ("dense",),
     "activation": ("act",),
     "arith": ("arith",),
+    "math": ("arith",),
     "const": ("const",),
     "shape": ("shape",),
     "concat": ("shape",),
