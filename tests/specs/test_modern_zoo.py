@@ -61,10 +61,16 @@ def randomise(params: dict, seed: int = 1) -> dict:
 
 
 def load_into(ref, params: dict, order: list[str] | None = None) -> None:
-    """The NumPy side's parameters into the reference module, matched by declaration order
-    (`order` lists the reference's keys in the spec's order where torch's differs); each pair
-    must agree in shape up to size-1 axes (the class token is [1, d] here, [1, 1, d] there)."""
+    """The NumPy side's parameters into the reference module: by key (strictly) where the spec
+    has the reference's exact state_dict keys, otherwise matched by declaration order (`order`
+    lists the reference's keys in the spec's order where torch's differs), each pair agreeing
+    in shape up to size-1 axes (the class token is [1, d] here, [1, 1, d] there)."""
     state = ref.state_dict()
+    if set(params) == set(state):
+        ref.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()},
+                            strict=True)
+        ref.eval()
+        return
     keys = order or list(state)
     assert len(keys) == len(params), (len(keys), len(params))
     new = {}
@@ -101,6 +107,9 @@ PUBLISHED = [
     ("r3d_18.dl", "r3d_18", ["--bind=T=16"], 33_371_472, refs.R3D18),
     ("vit_b_16.dl", "vit_b_16", [], 86_567_656, refs.VisionTransformer),
     ("convnext_tiny.dl", "convnext_tiny", [], 28_589_128, refs.ConvNeXt),
+    ("mobilenet_v2.dl", "mobilenet_v2", [], 3_504_872, refs.MobileNetV2),
+    ("mobilenet_v3_small.dl", "mobilenet_v3_small", [], 2_542_856, refs.MobileNetV3Small),
+    ("efficientnet_b0.dl", "efficientnet_b0", [], 5_288_548, refs.EfficientNetB0),
 ]
 
 
@@ -155,6 +164,72 @@ def test_convnext_tiny_equals_torchvision_layout():
     prog = load("convnext_tiny.dl", **CONVNEXT_SMALL)
     ref = refs.ConvNeXt(dims=(8, 16, 24, 32), depths=(1, 1, 2, 1), classes=10)
     check_against(prog, ref, {"x": image((2, 3, 32, 32))}, order=ref.dsl_order())
+
+
+@pytest.mark.parametrize("file,ref", [
+    ("mobilenet_v2.dl", refs.MobileNetV2),
+    ("mobilenet_v3_small.dl", refs.MobileNetV3Small),
+    ("efficientnet_b0.dl", refs.EfficientNetB0),
+])
+def test_mobile_nets_have_torchvision_keys_and_outputs(file, ref):
+    """The spec's state_dict is torchvision's, key for key, and the outputs agree (32x32
+    images keep it cheap; no weight depends on the image size)."""
+    prog = load(file, size=32)
+    module = ref()
+    assert list(prog.init_params()) == list(module.state_dict())
+    check_against(prog, module, {"x": image((2, 3, 32, 32))})
+
+
+@pytest.mark.parametrize("file,gflops", [
+    ("mobilenet_v2.dl", 0.30), ("mobilenet_v3_small.dl", 0.06), ("efficientnet_b0.dl", 0.39),
+    ("convnext_tiny.dl", 4.46), ("vit_b_16.dl", 17.56), ("r3d_18.dl", 40.70),
+])
+def test_macs_are_torchvisions_gflops(capsys, file, gflops):
+    """torchvision's model cards give the multiply-adds of the convolutions, linear layers and
+    attention as "GFLOPS" to two decimals (norms, the summary's per-element extras, excluded)."""
+    s = summary(capsys, file, "--bind=B=1", "--bind=T=16")
+    layers = ("conv2d", "conv3d", "linear", "multihead_attention")
+    macs = sum(r["macs"] for r in s["layers"] if r["op"] in layers)
+    assert round(macs / 1e9, 2) == gflops
+    assert s["macs"] > macs  # the summary's total also counts the norms
+
+
+def test_efficientnet_stochastic_depth_on_residual_blocks():
+    """sd 0.2 * k / 16 for block k of 16, on the blocks that add their input back."""
+    prog = load("efficientnet_b0.dl")
+    ps = [n.attrs.p for n in prog.source.nodes.values() if n.op == "drop_path"]
+    np.testing.assert_allclose(ps, [0.2 * k / 16 for k in (2, 4, 6, 7, 9, 10, 12, 13, 14)])
+
+
+FUSED = """import "blocks/mobile.dl"
+model t {{
+  input x: f32[B, {cin}, 9, 9]
+  output y = x -> fused_mbconv({cout}, expand={e}, kernel={k}, stride={s}, p=0.3)
+}}
+"""
+
+
+@pytest.mark.parametrize("cin,cout,e,k,s", [(8, 8, 4, 3, 1), (8, 16, 4, 3, 2), (8, 8, 1, 3, 1),
+                                             (4, 8, 1, 5, 2)])
+def test_fused_mbconv_equals_torchvision_layout(cin, cout, e, k, s):
+    prog = load_text(FUSED.format(cin=cin, cout=cout, e=e, k=k, s=s))
+    params = prog.init_params()
+    ref = refs.FusedMBConv(e, k, s, cin, cout, 0.3)
+    assert [k.split(".", 1)[1] for k in params] == list(ref.state_dict())
+    check_against(prog, _Prefixed(ref, "fused_mbconv1"), {"x": image((2, cin, 9, 9))})
+    compare_numpy_torch(prog, {"B": 2})
+
+
+class _Prefixed(torch.nn.Module):
+    """A reference module under a block call's name, so the keys line up."""
+
+    def __init__(self, module, name: str):
+        super().__init__()
+        self.add_module(name, module)
+        self.name = name
+
+    def forward(self, x):
+        return getattr(self, self.name)(x)
 
 
 def test_convnext_stochastic_depth_rises_linearly():

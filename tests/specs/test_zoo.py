@@ -66,6 +66,9 @@ HPARAMS = {
     "dcgan_generator": {"ngf": 8},
     "dcgan_discriminator": {"ndf": 8},
     "wavenet_tcn": {"layers": 3, "stacks": 2},
+    "mobilenet_v2": {"size": 32},
+    "mobilenet_v3_small": {"size": 32},
+    "efficientnet_b0": {"size": 32},
 }
 
 
