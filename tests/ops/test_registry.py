@@ -54,6 +54,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "conv": ("conv",),
     "conv_transpose": ("conv",),
     "pool": ("pool",),
+    "pool_adaptive": ("pool",),
     "norm": ("norm",),
     "norm_layer": ("norm",),
     "dropout": ("reg",),
