@@ -143,8 +143,11 @@ def test_vit_b_16_has_197_tokens(capsys):
 
 
 def test_r3d_18_equals_torchvision_layout():
+    """torchvision's keys exactly (`stem.0`, `layer2.0.conv1.0`, `downsample.1`, ...)."""
     prog = load("r3d_18.dl", size=16)
-    check_against(prog, refs.R3D18(), {"x": image((1, 3, 4, 16, 16))})
+    ref = refs.R3D18()
+    assert list(prog.init_params()) == list(ref.state_dict())
+    check_against(prog, ref, {"x": image((1, 3, 4, 16, 16))})
 
 
 VIT_SMALL = {"size": 32, "dim": 48, "heads": 4, "mlp_dim": 96, "layers": 2, "classes": 10}
@@ -282,11 +285,16 @@ def test_dcgan_counts_equal_the_tutorial(capsys):
 
 
 def test_dcgan_equals_the_tutorial_modules():
+    """The tutorial's keys exactly (`main.0.weight`, `main.1.running_mean`, ...)."""
     gen = load("dcgan.dl", "dcgan_generator", ngf=8)
-    fake = check_against(gen, refs.DCGANGenerator(ngf=8), {"z": image((2, 100, 1, 1))})
+    ref_g = refs.DCGANGenerator(ngf=8)
+    assert list(gen.init_params()) == list(ref_g.state_dict())
+    fake = check_against(gen, ref_g, {"z": image((2, 100, 1, 1))})
     assert np.abs(fake).max() <= 1.0
     disc = load("dcgan.dl", "dcgan_discriminator", ndf=8)
-    p = check_against(disc, refs.DCGANDiscriminator(ndf=8), {"image": fake})
+    ref_d = refs.DCGANDiscriminator(ndf=8)
+    assert list(disc.init_params()) == list(ref_d.state_dict())
+    p = check_against(disc, ref_d, {"image": fake})
     assert ((p > 0) & (p < 1)).all()
 
 
