@@ -335,6 +335,19 @@ def test_wavenet_receptive_field_is_the_dilation_sum():
         assert np.array_equal(out[..., 47], base[..., 47]) == (lag > reach), lag
 
 
+def test_wavenet_parameter_count(capsys):
+    """Input conv, per layer two k=2 gate convs and a 1x1 skip conv, the 1x1 residual conv on
+    all layers but the last (its residual output feeds nothing, so -O1 drops it), two 1x1
+    output convs."""
+    s = summary(capsys, "wavenet_tcn.dl", "--bind=B=1", "--bind=T=64")
+    res, skip, classes, n = 32, 64, 256, 20
+    gate = 2 * (res * res * 2 + res)
+    want = (1 * res * 2 + res) + n * (gate + res * skip + skip) + (n - 1) * (res * res + res)
+    want += (skip * skip + skip) + (skip * classes + classes)
+    assert s["params"] == want == 166_400
+    assert s["outputs"][0]["shape"] == [1, 256, 64]
+
+
 TEMPORAL = """import "blocks/temporal.dl"
 model t {{
   input x: f32[B, {cin}, T]
