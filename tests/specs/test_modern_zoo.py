@@ -100,6 +100,22 @@ def image(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+MODERN = [("mobilenet_v2.dl", "mobilenet_v2"), ("mobilenet_v3_small.dl", "mobilenet_v3_small"),
+          ("efficientnet_b0.dl", "efficientnet_b0"), ("convnext_tiny.dl", "convnext_tiny"),
+          ("vit_b_16.dl", "vit_b_16"), ("r3d_18.dl", "r3d_18"), ("unet.dl", "unet"),
+          ("dcgan.dl", "dcgan_generator"), ("dcgan.dl", "dcgan_discriminator"),
+          ("wavenet_tcn.dl", "wavenet_tcn")]
+
+
+@pytest.mark.parametrize("file,model", MODERN, ids=[m for _, m in MODERN])
+def test_checks_without_warnings(capsys, file, model):
+    """The specs are examples to copy: no likely-mistake warning (--Werror passes)."""
+    capsys.readouterr()
+    rc = cli.main(["check", str(SPECS / file), "--model", model, "--Werror"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning" not in err, err
+
+
 # ---- published counts ----------------------------------------------------------------------
 
 

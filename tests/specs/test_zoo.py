@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 
 # The specs of ZOO.md's feed-forward, convolutional, generative and "beyond the notes" tables,
-# with their models; a missing file or model fails. (Other specs in specs/ go through the generic tests too.)
+# with their models; a missing file or model fails. (Other specs in specs/ go through the
+# generic tests too.)
 EXPECTED_MODELS = {
     "linear_regression.dl": ["linear_regression"],
     "logistic_regression.dl": ["logistic_regression"],
