@@ -18,6 +18,7 @@ from dslc import cli
 from dslc.diagnostics import DslcError
 from dslc.sources import load_program
 from tests.helpers import assert_close, compare_numpy_torch, torch_outputs
+from tests.specs.zoo_sizes import SMALL_HPARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -66,21 +67,7 @@ BIND = {
 }
 # Hyperparameters for the generic NumPy-vs-PyTorch run: randn_like draws in eval too, so the
 # denoising model is compared with its corruption switched off (tested separately below).
-# The big nets beyond the notes run at small sizes (their published sizes are counted in
-# test_modern_zoo.py): small images, and narrower/shallower where the spec takes widths.
-HPARAMS = {
-    "denoising_autoencoder": {"corrupt": False},
-    "r3d_18": {"size": 16},
-    "unet": {"base": 4, "size": 188},
-    "vit_b_16": {"size": 32, "dim": 48, "heads": 4, "mlp_dim": 96, "layers": 2},
-    "convnext_tiny": {"size": 32, "dims": (8, 16, 24, 32), "depths": (1, 1, 2, 1)},
-    "dcgan_generator": {"ngf": 8},
-    "dcgan_discriminator": {"ndf": 8},
-    "wavenet_tcn": {"layers": 3, "stacks": 2},
-    "mobilenet_v2": {"size": 32},
-    "mobilenet_v3_small": {"size": 32},
-    "efficientnet_b0": {"size": 32},
-}
+HPARAMS = {"denoising_autoencoder": {"corrupt": False}, **SMALL_HPARAMS}
 
 
 def spec_files() -> list[Path]:
