@@ -353,8 +353,8 @@ def test_wavenet_receptive_field_is_the_dilation_sum():
 
 def test_wavenet_parameter_count(capsys):
     """Input conv, per layer two k=2 gate convs and a 1x1 skip conv, the 1x1 residual conv on
-    all layers but the last (its residual output feeds nothing, so -O1 drops it), two 1x1
-    output convs."""
+    all layers but the last (whose residual output would feed nothing), two 1x1 output convs;
+    the NumPy side's parameters are the generated module's."""
     s = summary(capsys, "wavenet_tcn.dl", "--bind=B=1", "--bind=T=64")
     res, skip, classes, n = 32, 64, 256, 20
     gate = 2 * (res * res * 2 + res)
@@ -362,6 +362,10 @@ def test_wavenet_parameter_count(capsys):
     want += (skip * skip + skip) + (skip * classes + classes)
     assert s["params"] == want == 166_400
     assert s["outputs"][0]["shape"] == [1, 256, 64]
+    prog = load("wavenet_tcn.dl")
+    keys = list(prog.init_params())
+    assert "blocks.18.res.weight" in keys and not any(k.startswith("blocks.19.res") for k in keys)
+    assert sum(v.size for v in prog.init_params().values()) == want
 
 
 TEMPORAL = """import "blocks/temporal.dl"
