@@ -104,7 +104,7 @@ MODERN = [("mobilenet_v2.dl", "mobilenet_v2"), ("mobilenet_v3_small.dl", "mobile
           ("efficientnet_b0.dl", "efficientnet_b0"), ("convnext_tiny.dl", "convnext_tiny"),
           ("vit_b_16.dl", "vit_b_16"), ("r3d_18.dl", "r3d_18"), ("unet.dl", "unet"),
           ("dcgan.dl", "dcgan_generator"), ("dcgan.dl", "dcgan_discriminator"),
-          ("wavenet_tcn.dl", "wavenet_tcn")]
+          ("wavenet_tcn.dl", "wavenet_tcn"), ("super_resolution.dl", "super_resolution")]
 
 
 @pytest.mark.parametrize("file,model", MODERN, ids=[m for _, m in MODERN])
@@ -381,3 +381,20 @@ def test_temporal_block_equals_the_tcn_reference(cin, cout, k, d):
     prog = load_text(TEMPORAL.format(cin=cin, cout=cout, k=k, d=d))
     check_against(prog, refs.TemporalBlock(cin, cout, k, d), {"x": image((2, cin, 19))})
     compare_numpy_torch(prog, {"B": 2, "T": 7})
+
+
+# ---- ESPCN super-resolution ---------------------------------------------------------------------
+
+
+def test_super_resolution_equals_the_pytorch_example(capsys):
+    """The PyTorch examples' ESPCN (keys conv1..conv4): r-times larger images, its count."""
+    s = summary(capsys, "super_resolution.dl", "--bind=B=1", "--bind=H=32", "--bind=W=24")
+    assert s["outputs"][0]["shape"] == [1, 1, 96, 72]
+    assert s["params"] == refs.count(refs.ESPCN()) == 59_657
+    assert [r["op"] for r in s["layers"]][-1] == "pixel_shuffle"
+    for r in (3, 2):
+        prog = load("super_resolution.dl", upscale_factor=r)
+        ref = refs.ESPCN(r)
+        assert list(prog.init_params()) == list(ref.state_dict())
+        out = check_against(prog, ref, {"x": image((2, 1, 7, 5))})
+        assert out.shape == (2, 1, 7 * r, 5 * r)

@@ -53,6 +53,7 @@ EXPECTED_MODELS = {
     "unet.dl": ["unet"],
     "dcgan.dl": ["dcgan_generator", "dcgan_discriminator"],
     "wavenet_tcn.dl": ["wavenet_tcn"],
+    "super_resolution.dl": ["super_resolution"],
 }
 
 # Runtime dims per model: by default B=2 and any other input dim 5 (see bind_for); the big image
