@@ -199,6 +199,27 @@ def test_mobile_nets_have_torchvision_keys_and_outputs(file, ref):
     check_against(prog, module, {"x": image((2, 3, 32, 32))})
 
 
+def test_mobilenet_v3_training_matches_torchvision_layout():
+    """Batch statistics in training, with MobileNetV3's batch norm eps 1e-3 and momentum 0.01:
+    the outputs and the updated running statistics equal the reference module's."""
+    prog = load("mobilenet_v3_small.dl", size=32, p=0.0)
+    ref = refs.MobileNetV3Small()
+    ref.classifier[2].p = 0.0  # the dropout, off on both sides to compare one step
+    params = randomise(prog.init_params(0))
+    load_into(ref, params)
+    ref.train()
+    x = image((4, 3, 32, 32))
+    out = prog.run({"x": x}, params, train=True)["logits"]  # updates params' running stats
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x))
+    assert_close(out, want.numpy(), what="logits")
+    state = ref.state_dict()
+    for key in ("features.0.1.running_mean", "features.4.block.1.1.running_var",
+                "features.12.1.running_mean", "features.12.1.num_batches_tracked"):
+        assert_close(params[key], state[key].numpy(), what=key)
+    assert params["features.12.1.num_batches_tracked"] == 1
+
+
 @pytest.mark.parametrize("file,gflops", [
     ("mobilenet_v2.dl", 0.30), ("mobilenet_v3_small.dl", 0.06), ("efficientnet_b0.dl", 0.39),
     ("convnext_tiny.dl", 4.46), ("vit_b_16.dl", 17.56), ("r3d_18.dl", 40.70),

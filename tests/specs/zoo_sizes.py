@@ -1,6 +1,7 @@
 """Small hyperparameters for the big zoo specs beyond the notes, shared by the tests that run
-every spec (tests/specs/test_zoo.py, tests/passes/test_passes.py): their published sizes are
-counted, not run (tests/specs/test_modern_zoo.py), so the suite stays fast on two cores."""
+every spec (tests/specs/test_zoo.py and through it tests/backends/test_own_init.py,
+tests/passes/test_passes.py): their published sizes are counted, not run
+(tests/specs/test_modern_zoo.py), so the suite stays fast on two cores."""
 
 from __future__ import annotations
 
