@@ -13,7 +13,7 @@ import pytest
 
 import dslc
 from dslc import cli
-from tests.helpers import assert_close, compare_numpy_torch
+from tests.helpers import assert_close, compare_numpy_torch, torch_outputs
 
 torch = pytest.importorskip("torch")
 
@@ -197,6 +197,21 @@ def test_mobile_nets_have_torchvision_keys_and_outputs(file, ref):
     module = ref()
     assert list(prog.init_params()) == list(module.state_dict())
     check_against(prog, module, {"x": image((2, 3, 32, 32))})
+
+
+@pytest.mark.parametrize("file", ["mobilenet_v2.dl", "efficientnet_b0.dl"])
+def test_mobile_nets_at_o2_take_the_o0_weights(file):
+    """-O2 folds every batch norm into its convolution and keeps the depthwise / SE
+    convolutions channels-last: its generated module, given the unoptimised weights, equals
+    the unoptimised NumPy run."""
+    p0 = dslc.load(SPECS / file, hparams={"size": 32}, opt_level=0)
+    p2 = dslc.load(SPECS / file, hparams={"size": 32}, opt_level=2)
+    assert not any(n.op == "batch_norm" for n in p2.graph.nodes.values())
+    params = randomise(p0.init_params(0))
+    inputs = {"x": image((2, 3, 32, 32))}
+    want = p0.run(inputs, dict(params))["logits"]
+    got, _ = torch_outputs(p2, inputs, params)
+    assert_close(got["logits"], want, what=file)
 
 
 def test_mobilenet_v3_training_matches_torchvision_layout():
