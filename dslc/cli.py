@@ -234,6 +234,21 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    from dslc.onnx_import import default_params_path, import_model, write_outputs
+
+    params_out = args.params_out or default_params_path(args.output)
+    if params_out is None:
+        raise UsageError("import: give -o model.dl (the parameters go beside it) or "
+                         "--params-out P.npz")
+    result = import_model(args.file, model_name=args.model)
+    write_outputs(result, args.output, params_out)
+    if args.output:
+        print(f"{args.output}: model {result.model}, {len(result.params)} parameter "
+              f"tensors -> {params_out}", file=sys.stderr)
+    return EXIT_OK
+
+
 # ---- argument parsing --------------------------------------------------------------------
 
 
@@ -331,6 +346,15 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
     x.set_defaults(func=cmd_export)
+
+    m = sub.add_parser("import", help="turn an ONNX model into a .dl spec and a parameter "
+                       ".npz (needs `pip install dslc[onnx]`)")
+    m.add_argument("file", metavar="MODEL.onnx")
+    m.add_argument("-o", "--output", metavar="MODEL.dl", help="the spec (default: stdout)")
+    m.add_argument("--params-out", metavar="P.npz", help="the parameters (default: beside "
+                   "the spec, MODEL.npz)")
+    m.add_argument("--model", help="the model's name in the spec (default: the file's name)")
+    m.set_defaults(func=cmd_import)
     return p
 
 
