@@ -19,6 +19,7 @@ import dslc  # noqa: E402
 from dslc.backends.onnx_export import build_model  # noqa: E402
 from dslc.cli import main  # noqa: E402
 from dslc.diagnostics import DslcError  # noqa: E402
+from tests.specs.zoo_sizes import SMALL_HPARAMS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -27,10 +28,6 @@ SPECS = ROOT / "specs"
 SIZES = ({"B": 2, "T": 3, "N": 5, "E": 9, "S": 3, "H": 8, "W": 8},
          {"B": 3, "T": 5, "N": 7, "E": 13, "S": 4, "H": 10, "W": 10})
 BIG = ("vgg16", "alexnet")
-try:  # the big specs beyond the notes run at the spec tests' small sizes
-    from tests.specs.zoo_sizes import SMALL_HPARAMS
-except ImportError:  # a checkout without those specs
-    SMALL_HPARAMS = {}
 
 
 # Models whose convolutions run over runtime sizes (a length T, an image H x W): ONNX's Conv
@@ -53,8 +50,9 @@ def _cases() -> list[tuple[str, str | None]]:
 CASES = _cases()
 
 
-# randn_like draws in eval too (ONNX's RandomNormalLike its own numbers): the denoising
-# autoencoder runs with its corruption off, as in tests/specs/test_zoo.py.
+# The big specs beyond the notes run at the spec tests' small sizes. randn_like draws in eval
+# too (ONNX's RandomNormalLike its own numbers): the denoising autoencoder runs with its
+# corruption off, as in tests/specs/test_zoo.py.
 HPARAMS = {"denoising_autoencoder": {"corrupt": False}, **SMALL_HPARAMS}
 
 

@@ -28,7 +28,6 @@ from dslc.diagnostics import DslcError  # noqa: E402
 from dslc.ops.registry import ALL_OPS  # noqa: E402
 from tests.backends.test_onnx_export import (  # noqa: E402
     SIZES,
-    SPECS,
     _compare,
     _dims,
     _load,
@@ -39,8 +38,7 @@ from tests.backends.test_onnx_export import (  # noqa: E402
 NEW_TABLES = (onnx_lower_conv.LOWERINGS, onnx_lower_pool.LOWERINGS,
               onnx_lower_pointwise.LOWERINGS, onnx_lower_modern.LOWERINGS,
               onnx_lower_resample.LOWERINGS)
-# The resampling ops arrive from another branch: only those the registry has are tested.
-NEW_OPS = sorted({name for table in NEW_TABLES for name in table} & {op.name for op in ALL_OPS})
+NEW_OPS = sorted({name for table in NEW_TABLES for name in table})
 
 
 def _new_examples():
@@ -201,11 +199,6 @@ def test_new_forms_of_core_ops_give_the_kernels_numbers():
 }""", [{"B": 2}, {"B": 3}])
 
 
-RESAMPLE = pytest.mark.skipif("interpolate" not in {op.name for op in ALL_OPS},
-                              reason="the resampling ops (branch resample) are not merged")
-
-
-@RESAMPLE
 def test_runtime_sized_resampling():
     """A U-Net style decoder over runtime H and W: upsampling to a skip connection's size
     (Resize with sizes from the input's Shape), a bilinear scale factor, reflect and circular
@@ -254,7 +247,6 @@ def test_other_float_precisions(dtype, rtol):
                                    atol=rtol, err_msg=name)
 
 
-@RESAMPLE
 @pytest.mark.parametrize("call,resize", [
     ('interpolate(scale_factor=3.0)', True),  # integer upscale: Resize picks the same pixels
     ('interpolate(size=(80, 90))', True),
@@ -274,19 +266,17 @@ def test_nearest_picks_the_kernels_pixels(call, resize):
     _compare(prog, _session(m), {}, {"B": 2})
 
 
-# Zoo models built from the newer ops (branch arch), at the opsets where their lowerings differ
-# (18, the default, runs in test_onnx_export.py's zoo test).
+# Zoo models built from the newer ops, at the opsets where their lowerings differ (18, the
+# default, runs in test_onnx_export.py's zoo test).
 MODERN_ZOO = ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "r3d_18", "unet",
-              "wavenet_tcn")
-MODERN_PRESENT = [s for s in MODERN_ZOO if (SPECS / f"{s}.dl").exists()]
+              "wavenet_tcn", "super_resolution")
 
 
-@pytest.mark.skipif(not MODERN_PRESENT, reason="the zoo specs of branch arch are not merged")
 @pytest.mark.parametrize("opset", [17, 19, 23])
 def test_modern_zoo_at_other_opsets(opset):
     """At the zoo tests' small sizes: the full checker passes and onnxruntime equals dslc
     run, batch (and length) dims symbolic."""
-    for stem in MODERN_PRESENT:
+    for stem in MODERN_ZOO:
         prog = _load(stem, None)
         params = prog.init_params(1)
         m = build_model(prog.graph, prog.fold_params(params), opset=opset)
@@ -412,8 +402,7 @@ def _random_interpolate(rng) -> tuple[str, str, dict]:
 
 
 @pytest.mark.parametrize("make,refusal", [(_random_conv, None),
-                                          pytest.param(_random_interpolate, "mode 'area'",
-                                                       marks=RESAMPLE)])
+                                          (_random_interpolate, "mode 'area'")])
 def test_random_configurations(make, refusal):
     """80 random convs and interpolations (seeded): each one the checker accepts and the
     kernel runs exports, passes the full checker and equals the kernel in onnxruntime, or
