@@ -96,6 +96,7 @@ def cmd_check(args) -> int:
     for f in args.file:
         try:
             prog = _load(args, f)
+            _check_trains(prog)
             ok.append((f, prog.name))
         except DslcError as exc:
             diags += exc.diagnostics
@@ -122,14 +123,54 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
+def _check_trains(prog) -> list:
+    """The file's train sections for this model, checked (dslc/train_check.py)."""
+    from dslc.sources import load_program
+    from dslc.train_check import check_file_trains
+
+    return check_file_trains(load_program(prog.path), prog.source)
+
+
+def _train_source(args, prog) -> str:
+    from dslc.backends.torch_train import generate_train
+    from dslc.sources import load_program
+    from dslc.train_check import check_train
+
+    spec = check_train(load_program(prog.path), prog.source, args.train or None)
+    return generate_train(prog.graph, spec, prog.path, folds=prog.folds)
+
+
 def cmd_compile(args) -> int:
     prog = _load(args)
-    src = prog.to_torch_source()
+    src = _train_source(args, prog) if args.train is not None else prog.to_torch_source()
     if args.output:
         write_atomic(args.output, src.encode("utf-8"))
     else:
         sys.stdout.write(src)
     return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun."""
+    import subprocess
+
+    prog = _load(args)
+    src = _train_source(args, prog)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    script = out / "train.py"
+    write_atomic(str(script), src.encode("utf-8"))
+    rest = ["--data", args.data, "--out", str(out)]
+    for flag in ("epochs", "steps", "seed", "resume", "stop_after_steps"):
+        value = getattr(args, flag)
+        if value is not None:
+            rest += ["--" + flag.replace("_", "-"), str(value)]
+    if args.nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={args.nproc}", str(script), *rest]
+    else:
+        cmd = [sys.executable, str(script), *rest]
+    return subprocess.run(cmd, check=False).returncode
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -254,7 +295,23 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("file")
     common(k, bind=False)
     k.add_argument("-o", "--output")
+    k.add_argument("--train", nargs="?", const="", metavar="NAME",
+                   help="the training program of the file's train section (NAME picks one)")
     k.set_defaults(func=cmd_compile)
+
+    t = sub.add_parser("train", help="compile the train section to RUN/train.py and run it")
+    t.add_argument("file")
+    common(t, bind=False)
+    t.add_argument("--train", dest="train", metavar="NAME", help="which train section")
+    t.add_argument("--data", required=True, metavar="D.npz")
+    t.add_argument("--out", required=True, metavar="RUN/")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
+    t.add_argument("--resume", metavar="RUN/")
+    t.add_argument("--stop-after-steps", type=int, metavar="K")
+    t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")
     r.add_argument("file")

@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast
+from dslc.syntax import ast, train_ast
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -85,7 +85,9 @@ class _ToAst(Transformer):
     def start(self, meta, items):
         imports = [i for i in items if isinstance(i, ast.Import)]
         defs = [i for i in items if isinstance(i, ast.Definition)]
-        return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs)
+        trains = [i for i in items if isinstance(i, train_ast.TrainDef)]
+        return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs,
+                          trains=trains)
 
     def import_stmt(self, meta, ch):
         return ast.Import(span=self.sp(meta), path=_unescape(ch[0]))
@@ -310,6 +312,26 @@ class _ToAst(Transformer):
 
     def list(self, meta, ch):
         return ast.ListLit(span=self.sp(meta), items=[c for c in ch if c is not None])
+
+    # ---- train sections (kept together: grammar/dslc.lark's last block)
+    def train_def(self, meta, ch):
+        name, model, *items = ch
+        items = [i for i in items if i is not None]
+        return train_ast.TrainDef(
+            span=self.sp(meta), name=str(name) if name else None,
+            name_span=_span(self.file, name) if name else self.sp(meta),
+            model=str(model) if model else None,
+            model_span=_span(self.file, model) if model else None,
+            targets=[i for i in items if isinstance(i, train_ast.TrainTarget)],
+            settings=[i for i in items if isinstance(i, train_ast.TrainSetting)])
+
+    def train_target(self, meta, ch):
+        return train_ast.TrainTarget(span=self.sp(meta), name=str(ch[0]),
+                                     name_span=_span(self.file, ch[0]), type=ch[1])
+
+    def train_setting(self, meta, ch):
+        return train_ast.TrainSetting(span=self.sp(meta), key=str(ch[0]),
+                                      key_span=_span(self.file, ch[0]), value=ch[1])
 
 
 # ---- syntax errors -----------------------------------------------------------------------
