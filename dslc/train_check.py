@@ -47,7 +47,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "multistep": {"milestones": None, "gamma": 0.1},
     "exponential": {"gamma": None},
     "cosine": {"t_max": None, "eta_min": 0.0},
-    "warmup": {"steps": None, "then": None},
+    "warmup": {"total_iters": None, "then": None},
     "noam": {"d_model": None, "warmup": 4000},
 }
 
@@ -276,7 +276,7 @@ def _schedule(call, span: Span, total: int | None) -> tuple[str, dict[str, Any]]
             if list(args[k]) != sorted(args[k]):
                 raise _err("E0279", "milestones must increase", spans[k],
                            expected="increasing step numbers", found=repr(v))
-        elif k in ("step_size", "steps", "t_max", "warmup", "d_model"):
+        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model"):
             args[k] = _number(v, e, f"'{k}'", "int", 1)
         else:
             args[k] = _number(v, e, f"'{k}'", "float", 0.0)
@@ -502,9 +502,9 @@ def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
         return (a["eta_min"] + (lr - a["eta_min"]) * (1 + math.cos(
             math.pi * min(i, a["t_max"]) / a["t_max"])) / 2) / lr
     if kind == "warmup":
-        if i < a["steps"]:
-            return (i + 1) / a["steps"]
-        return lr_factor(a["then"] or ("constant", {}), i - a["steps"], lr)
+        if i < a["total_iters"]:
+            return (i + 1) / a["total_iters"]
+        return lr_factor(a["then"] or ("constant", {}), i - a["total_iters"], lr)
     if kind == "noam":
         s = i + 1
         return a["d_model"] ** -0.5 * min(s ** -0.5, s * a["warmup"] ** -1.5)

@@ -45,8 +45,9 @@ def _schedule_expr(sched: tuple[str, dict[str, Any]], step: str, lr: float) -> s
         return (f"({eta!r} + ({lr!r} - {eta!r}) * (1 + math.cos(math.pi * min({step}, "
                 f"{a['t_max']}) / {a['t_max']})) / 2) / {lr!r}")
     if kind == "warmup":
-        then = _schedule_expr(a["then"] or ("constant", {}), f"({step} - {a['steps']})", lr)
-        return f"({step} + 1) / {a['steps']} if {step} < {a['steps']} else {then}"
+        n = a["total_iters"]
+        then = _schedule_expr(a["then"] or ("constant", {}), f"({step} - {n})", lr)
+        return f"({step} + 1) / {n} if {step} < {n} else {then}"
     if kind == "noam":
         return (f"{a['d_model']} ** -0.5 * min(({step} + 1) ** -0.5, "
                 f"({step} + 1) * {a['warmup']} ** -1.5)")
@@ -59,7 +60,7 @@ SCHEDULE_WORDS = {
     "multistep": "times gamma at each milestone step",
     "exponential": "times gamma every step",
     "cosine": "cosine annealing from lr to eta_min over t_max steps",
-    "warmup": "linear warm-up over `steps` steps, then the next schedule",
+    "warmup": "linear warm-up over total_iters steps, then the next schedule",
     "noam": "the Transformer's d_model^-0.5 * min(s^-0.5, s * warmup^-1.5), s = step + 1",
 }
 

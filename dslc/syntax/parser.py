@@ -333,6 +333,9 @@ class _ToAst(Transformer):
         return train_ast.TrainSetting(span=self.sp(meta), key=str(ch[0]),
                                       key_span=_span(self.file, ch[0]), value=ch[1])
 
+    def train_key(self, meta, ch):
+        return ch[0]
+
 
 # ---- syntax errors -----------------------------------------------------------------------
 # Lark reports the parser state and the token it could not take; these helpers turn that into
