@@ -96,7 +96,6 @@ def cmd_check(args) -> int:
     for f in args.file:
         try:
             prog = _load(args, f)
-            _check_trains(prog)
             ok.append((f, prog.name))
         except DslcError as exc:
             diags += exc.diagnostics
@@ -121,14 +120,6 @@ def cmd_summary(args) -> int:
     else:
         print(format_table(s))
     return EXIT_OK
-
-
-def _check_trains(prog) -> list:
-    """The file's train sections for this model, checked (dslc/train_check.py)."""
-    from dslc.sources import load_program
-    from dslc.train_check import check_file_trains
-
-    return check_file_trains(load_program(prog.path), prog.source)
 
 
 def _train_source(args, prog) -> str:

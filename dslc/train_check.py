@@ -376,6 +376,15 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                        expected="a name no input, output or target has", found=tg.name,
                        hint=f"name it e.g. '{tg.name}_target'")
         seen[tg.name] = tg.name_span
+        # Before the loss is elaborated, so that this and not a loss's shape error is said.
+        first = tg.type.dims[0] if tg.type.dims else None
+        if sample is not None and sample.is_Symbol and not (
+                isinstance(first, ast.Name) and first.name == sample.name):
+            raise _err("E0287", f"target '{tg.name}' must have the samples first",
+                       tg.type.span, expected=f"[{D.fmt(sample)}, ...] like the inputs",
+                       found=tg.type.dtype + "[" + ", ".join(
+                           str(getattr(d, "name", getattr(d, "text", "?")))
+                           for d in tg.type.dims) + "]")
     for key in ("loss", "optimizer", "batch"):
         if key not in settings:
             raise _err("E0285", f"train section needs `{key} = ...`", t.name_span,
