@@ -326,8 +326,14 @@ class _ToAst(Transformer):
             settings=[i for i in items if isinstance(i, train_ast.TrainSetting)])
 
     def train_target(self, meta, ch):
-        return train_ast.TrainTarget(span=self.sp(meta), name=str(ch[0]),
-                                     name_span=_span(self.file, ch[0]), type=ch[1])
+        word, name, typ = ch
+        if str(word) != "target":
+            raise DslcError(Diagnostic(
+                "E0286", f"unknown declaration '{word}' in a train section",
+                _span(self.file, word), expected="`target NAME: TYPE` or `setting = value`",
+                found=str(word), hint=did_you_mean(str(word), ["target"])))
+        return train_ast.TrainTarget(span=self.sp(meta), name=str(name),
+                                     name_span=_span(self.file, name), type=typ)
 
     def train_setting(self, meta, ch):
         return train_ast.TrainSetting(span=self.sp(meta), key=str(ch[0]),

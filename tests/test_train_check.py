@@ -1,0 +1,181 @@
+"""Checking of train sections (dslc/train_check.py): what a section becomes, how one is
+chosen, and the diagnostics the bad-input corpus does not cover."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dslc
+from dslc.cli import main
+from dslc.diagnostics import DslcError
+from dslc.sources import load_program
+from dslc.train_check import OPTIMIZERS, check_train, lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODEL = """
+model net {
+  input x: f32[B, 4]
+  h = x -> linear(8) -> relu
+  output mu = h -> linear(2)
+  output logits = h -> linear(3)
+}
+"""
+
+
+def spec_of(tmp_path, body: str, name: str | None = None):
+    path = tmp_path / "t.dl"
+    path.write_text(MODEL + body)
+    prog = dslc.load(path)
+    return check_train(load_program(path), prog.source, name)
+
+
+def diag(tmp_path, body: str) -> str:
+    with pytest.raises(DslcError) as exc:
+        spec_of(tmp_path, body)
+    d = exc.value.diagnostics[0]
+    return f"{d.code} {d.message} {d.hint or ''}"
+
+
+BASE = """
+train for net {
+  target label: i64[B]
+  target z: f32[B, 2]
+  loss = cross_entropy(logits, label) + 0.5 * mse_loss(mu, z)
+  optimizer = adam(lr=0.01)
+  batch = 16
+  epochs = 3
+}
+"""
+
+
+def test_weighted_sum_of_losses_and_defaults(tmp_path):
+    s = spec_of(tmp_path, BASE)
+    assert [(a.name, a.role, str(a.type)) for a in s.data] == [
+        ("x", "input", "f32[B, 4]"), ("label", "target", "i64[B]"), ("z", "target", "f32[B, 2]")]
+    assert s.data[1].classes == 3 and s.data[1].ignore_index == -100
+    assert s.data[2].classes is None
+    assert s.optimizer == "adam"
+    assert s.optimizer_args == dict(OPTIMIZERS["adam"][1], lr=0.01)
+    assert s.schedule == ("constant", {}) and s.clip is None and s.shuffle is True
+    ops = [n.op for n in s.loss_graph.order() if n.op != "input"]
+    assert "cross_entropy" in ops and "mse_loss" in ops
+
+
+def test_the_loss_is_computed_like_torch(tmp_path):
+    """The loss module of the program equals F.cross_entropy + 0.5 * F.mse_loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from dslc.backends.torch_codegen import generate
+
+    body = BASE
+    s = spec_of(tmp_path, body)
+    ns: dict = {}
+    exec(generate(s.loss_graph), ns)  # noqa: S102 - our own generated source
+    loss = ns["NetLoss"]()
+    g = torch.Generator().manual_seed(0)
+    args = {"mu": torch.randn(5, 2, generator=g), "logits": torch.randn(5, 3, generator=g),
+            "x": torch.randn(5, 4, generator=g), "label": torch.tensor([0, 2, 1, 1, 0]),
+            "z": torch.randn(5, 2, generator=g)}
+    got = loss(*[args[n] for n in s.loss_args])
+    want = F.cross_entropy(args["logits"], args["label"]) + 0.5 * F.mse_loss(args["mu"],
+                                                                              args["z"])
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("change,code,words", [
+    (("optimizer = adam(lr=0.01)", "optimizer = sgd(lr=0.1, nesterov=true)"), "E0277",
+     "nesterov needs a momentum"),
+    (("optimizer = adam(lr=0.01)", "optimizer = adam(lr=0.01, betas=(0.9,))"), "E0277",
+     "'betas' takes 2 numbers"),
+    (("epochs = 3", "epochs = 3\n  schedule = multistep(milestones=[5, 2])"), "E0279",
+     "milestones must increase"),
+    (("epochs = 3", "epochs = 3\n  schedule = stepp(step_size=2)"), "E0278",
+     "did you mean 'step'"),
+    (("epochs = 3", "epochs = 3\n  clip = l2(1.0)"), "E0283", "clip is"),
+    (("epochs = 3", "epochs = 3\n  metrics = [accuracy(logits, z)]"), "E0282",
+     "accuracy cannot compare 'logits' with 'z'"),
+    (("epochs = 3", "epochs = 3\n  metrics = [accuracy(logit, label)]"), "E0282",
+     "did you mean 'logits'"),
+    (("epochs = 3", "epochs = 3\n  validation = 1.5"), "E0275", "fraction"),
+    (("batch = 16", "batch = 0.5"), "E0275", "'batch' must be an int"),
+    (("epochs = 3", "epochs = 3\n  batch = 4"), "E0273", "given twice"),
+    (("  epochs = 3\n", ""), "E0285", "epochs = N"),
+    (("target z: f32[B, 2]", "target mu: f32[B, 2]"), "E0274", "an output"),
+    (("target label: i64[B]", "target label: i64[4, B]"), "E0287", "samples first"),
+    (("loss = cross_entropy(logits, label)",
+      "loss = cross_entropy(logits, lable)"), "E0202", "did you mean 'label'"),
+])
+def test_diagnostics(tmp_path, change, code, words):
+    body = BASE.replace(*change)
+    got = diag(tmp_path, body)
+    assert got.startswith(code) and words in got, got
+
+
+def test_cosine_takes_the_run_length_from_steps(tmp_path):
+    body = BASE.replace("epochs = 3", "steps = 50\n  schedule = warmup(5, then=cosine())")
+    s = spec_of(tmp_path, body)
+    assert s.schedule == ("warmup", {"total_iters": 5, "then": ("cosine", {"t_max": 50,
+                                                                          "eta_min": 0.0})})
+    assert lr_factor(s.schedule, 0, 0.01) == pytest.approx(0.2)
+    assert lr_factor(s.schedule, 5, 0.01) == pytest.approx(1.0)
+    assert lr_factor(s.schedule, 30, 0.01) == pytest.approx((1 + math.cos(math.pi * 25 / 50)) / 2)
+
+
+def test_choosing_a_section(tmp_path, capsys):
+    two = BASE.replace("train for net", "train a for net") + \
+        BASE.replace("train for net", "train b for net").replace("adam", "sgd")
+    path = tmp_path / "t.dl"
+    path.write_text(MODEL + two)
+    assert main(["compile", str(path), "--train"]) == 1
+    assert "E0272" in capsys.readouterr().err
+    assert main(["compile", str(path), "--train", "c"]) == 1
+    assert "E0271" in capsys.readouterr().err
+    assert main(["compile", str(path), "--train", "b"]) == 0
+    assert "torch.optim.SGD(" in capsys.readouterr().out
+    path.write_text(MODEL)
+    assert main(["compile", str(path), "--train"]) == 1
+    assert "E0270" in capsys.readouterr().err
+
+
+def test_a_model_variable_may_be_called_target(tmp_path):
+    path = tmp_path / "t.dl"
+    path.write_text("model m {\n  input x: f32[B, 2]\n  target = x * 2\n"
+                    "  output y = target\n}\n")
+    assert dslc.load(path).name == "m"
+    path.write_text(MODEL + BASE.replace("target z", "targt z"))
+    with pytest.raises(DslcError) as exc:
+        dslc.load(path)
+    assert exc.value.diagnostics[0].code == "E0286"
+    assert "did you mean 'target'" in exc.value.diagnostics[0].hint
+
+
+@pytest.mark.parametrize("spec", ["mlp_xor", "lenet5"])
+def test_zoo_train_sections_compile_and_take_two_steps(spec, tmp_path):
+    """Every spec's train section gives a program that trains on data of its arrays."""
+    import types
+
+    prog = dslc.load(ROOT / "specs" / f"{spec}.dl")
+    s = check_train(load_program(ROOT / "specs" / f"{spec}.dl"), prog.source)
+    from dslc.backends.torch_train import generate_train
+
+    src = generate_train(prog.graph, s, str(ROOT / "specs" / f"{spec}.dl"))
+    mod = types.ModuleType("t")
+    exec(compile(src, "train.py", "exec"), mod.__dict__)  # noqa: S102
+    rng = np.random.default_rng(0)
+    n = 2 * s.batch + 8
+    arrays = {}
+    for a in s.data:
+        shape = (n,) + tuple(int(d) for d in a.type.shape[1:])
+        arrays[a.name] = rng.integers(0, a.classes, shape) if a.classes else \
+            rng.random(shape).astype(np.float32)
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert mod.main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"),
+                     "--steps", "2"]) == 0
+    with np.load(tmp_path / "run" / "params.npz") as f:
+        assert sorted(f.files) == sorted(prog.init_params(0))
