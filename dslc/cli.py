@@ -116,10 +116,23 @@ def cmd_summary(args) -> int:
     prog = _load(args)
     s = prog.summary(_bindings(args, prog))
     if args.json:
+        s["train"] = _train_summary(prog)
         print(json.dumps(s, indent=2))
     else:
         print(format_table(s))
     return EXIT_OK
+
+
+def _train_summary(prog) -> dict | None:
+    """The default train section of the file for this model, for `summary --json` (None when
+    there is none or no default; the sections were checked when the file was loaded)."""
+    from dslc.sources import load_program
+    from dslc.train_check import check_train, train_summary
+
+    try:
+        return train_summary(check_train(load_program(prog.path), prog.source))
+    except DslcError:
+        return None
 
 
 def _train_source(args, prog) -> str:

@@ -518,3 +518,37 @@ def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
         s = i + 1
         return a["d_model"] ** -0.5 * min(s ** -0.5, s * a["warmup"] ** -1.5)
     raise ValueError(kind)
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _schedule_json(sched: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    kind, a = sched
+    out: dict[str, Any] = {"name": kind}
+    for k, v in a.items():
+        out[k] = _schedule_json(v) if k == "then" and v is not None else _plain(v)
+    return out
+
+
+def train_summary(spec: TrainSpec) -> dict[str, Any]:
+    """The `train` object of `dslc summary --json`: what a tool needs to make a data file and
+    to know how the model will be trained. Shapes keep their symbols (the sample dim first)."""
+    return {
+        "name": spec.name,
+        "data": [{"name": a.name, "role": a.role, "dtype": a.type.dtype,
+                  "shape": [int(d) if D.as_dim(d).is_Integer else D.fmt(d)
+                            for d in a.type.shape],
+                  **({"classes": a.classes} if a.classes is not None else {})}
+                 for a in spec.data],
+        "optimizer": {"name": spec.optimizer, **{k: _plain(v) for k, v in
+                                                 spec.optimizer_args.items()}},
+        "schedule": _schedule_json(spec.schedule),
+        "batch": spec.batch, "epochs": spec.epochs, "steps": spec.steps,
+        "shuffle": spec.shuffle, "validation": spec.validation, "seed": spec.seed,
+        "clip": list(spec.clip) if spec.clip else None,
+        "metrics": [f"{m.kind}({m.output}, {m.target})" for m in spec.metrics],
+    }

@@ -179,3 +179,39 @@ def test_zoo_train_sections_compile_and_take_two_steps(spec, tmp_path):
                      "--steps", "2"]) == 0
     with np.load(tmp_path / "run" / "params.npz") as f:
         assert sorted(f.files) == sorted(prog.init_params(0))
+
+
+def test_summary_json_has_the_train_object(capsys):
+    import json
+
+    assert main(["summary", str(ROOT / "specs" / "lenet5.dl"), "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["train"]
+    assert t["data"] == [
+        {"name": "x", "role": "input", "dtype": "f32", "shape": ["B", 1, 32, 32]},
+        {"name": "label", "role": "target", "dtype": "i64", "shape": ["B"], "classes": 10}]
+    assert t["optimizer"]["name"] == "sgd" and t["optimizer"]["weight_decay"] == 0.0005
+    assert t["schedule"] == {"name": "step", "step_size": 1000, "gamma": 0.5}
+    assert t["batch"] == 64 and t["clip"] == ["norm", 5.0]
+    # A file without a train section says so.
+    assert main(["summary", str(ROOT / "specs" / "mlp.dl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"] is None
+
+
+def test_compile_train_is_deterministic(tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"t{i}.py"
+        assert main(["compile", str(ROOT / "specs" / "lenet5.dl"), "--train", "-o",
+                     str(out)]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    compile(outs[0], "train.py", "exec")  # valid Python
+
+
+def test_dslc_train_passes_on_the_programs_failure(tmp_path, capfd):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2), np.float32))
+    rc = main(["train", str(ROOT / "specs" / "mlp_xor.dl"), "--data", str(tmp_path / "d.npz"),
+               "--out", str(tmp_path / "run")])
+    assert rc == 1
+    assert "error[E0611]" in capfd.readouterr().err
+    assert not (tmp_path / "run" / "params.npz").exists()
