@@ -155,7 +155,8 @@ def test_a_model_variable_may_be_called_target(tmp_path):
     assert "did you mean 'target'" in exc.value.diagnostics[0].hint
 
 
-@pytest.mark.parametrize("spec", ["mlp_xor", "lenet5"])
+@pytest.mark.parametrize("spec", ["mlp_xor", "lenet5", "linear_regression", "logistic_regression",
+                                  "softmax_regression", "mlp", "autoencoder", "vae"])
 def test_zoo_train_sections_compile_and_take_two_steps(spec, tmp_path):
     """Every spec's train section gives a program that trains on data of its arrays."""
     import types
@@ -215,3 +216,24 @@ def test_dslc_train_passes_on_the_programs_failure(tmp_path, capfd):
     assert rc == 1
     assert "error[E0611]" in capfd.readouterr().err
     assert not (tmp_path / "run" / "params.npz").exists()
+
+
+def test_vae_loss_is_the_negative_elbo():
+    """specs/vae.dl's loss equals the PyTorch VAE example's: BCE summed + KL, per sample."""
+    import torch
+    import torch.nn.functional as F
+
+    from dslc.backends.torch_codegen import generate
+
+    path = ROOT / "specs" / "vae.dl"
+    s = check_train(load_program(path), dslc.load(path).source)
+    ns: dict = {}
+    exec(generate(s.loss_graph), ns)  # noqa: S102 - our own generated source
+    loss = next(v for k, v in ns.items() if k.endswith("Loss"))()
+    g = torch.Generator().manual_seed(0)
+    a = {"x": torch.rand(5, 784, generator=g), "recon": torch.rand(5, 784, generator=g),
+         "mu": torch.randn(5, 20, generator=g), "logvar": torch.randn(5, 20, generator=g)}
+    got = loss(*[a[n] for n in s.loss_args])
+    kl = -0.5 * torch.sum(1 + a["logvar"] - a["mu"] ** 2 - a["logvar"].exp())
+    want = (F.binary_cross_entropy(a["recon"], a["x"], reduction="sum") + kl) / 5
+    assert torch.allclose(got, want, rtol=1e-5)
