@@ -191,13 +191,24 @@ def shape_words(dtype, shape):
                                    for i, d in enumerate(shape)) + "]"
 
 
-def load_data(path):
-    """The arrays of DATA from an .npz file, every one checked before any training."""
+def read_arrays(path):
+    """An .npz file (read into memory), or a folder of NAME.npy files (memory-mapped, so data
+    larger than memory works: a batch reads only its own rows)."""
     try:
+        if os.path.isdir(path):
+            return {name[:-4]: np.load(os.path.join(path, name), mmap_mode="r",
+                                       allow_pickle=False)
+                    for name in sorted(os.listdir(path)) if name.endswith(".npy")}
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
         fail("E0610", f"cannot read data file {path}: {exc}")
+
+
+def load_data(path):
+    """The arrays of DATA from an .npz file or a folder of .npy files, every one checked
+    before any training."""
+    arrays = read_arrays(path)
     n = None
     for name, role, dtype, shape, classes, ignore in DATA:
         want = shape_words(dtype, shape)
@@ -228,7 +239,8 @@ def load_data(path):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\\n")[0])
-    p.add_argument("--data", required=True, help="the .npz file with the arrays of DATA")
+    p.add_argument("--data", required=True, help="an .npz file with the arrays of DATA, or a "
+                   "folder of NAME.npy files (read through memory maps)")
     p.add_argument("--out", required=True, help="run folder: params.npz, metrics.jsonl, "
                    "checkpoint.pt")
     p.add_argument("--epochs", type=int, help=f"default {EPOCHS}")
@@ -268,7 +280,8 @@ def rank_slice(indices, rank, world):
 
 
 def to_batch(data, indices, device):
-    return {name: torch.from_numpy(data[name][indices]).to(device) for name in data}
+    return {name: torch.from_numpy(np.ascontiguousarray(data[name][indices])).to(device)
+            for name in data}
 
 
 def forward_loss(net, loss_fn, batch):

@@ -99,6 +99,20 @@ def test_run_writes_params_metrics_and_checkpoint(tmp_path):
     assert all(np.array_equal(p[k], params(run2)[k]) for k in p)
 
 
+def test_a_folder_of_npy_files_trains_like_the_npz(tmp_path):
+    mod = program(tmp_path, NET)
+    data = net_data(tmp_path / "d.npz")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    with np.load(data) as f:
+        for k in f.files:
+            np.save(folder / f"{k}.npy", f[k])
+    mod.main(["--data", str(data), "--out", str(tmp_path / "a")])
+    mod.main(["--data", str(folder), "--out", str(tmp_path / "b")])
+    a, b = params(tmp_path / "a"), params(tmp_path / "b")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_resume_is_exact(tmp_path):
     mod = program(tmp_path, NET.replace("epochs = 2", "epochs = 3"))
     data = net_data(tmp_path / "d.npz")
