@@ -65,7 +65,9 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "metrics": ("list", None),
     "checkpoint_every": ("int", None),
     "seed": ("int", 0),
+    "no_weight_decay": ("list", ()),
 }
+NO_DECAY_KINDS = ("bias", "norm")
 
 
 @dataclass
@@ -107,6 +109,7 @@ class TrainSpec:
     clip: tuple[str, float] | None
     metrics: list[Metric] = field(default_factory=list)
     checkpoint_every: int | None = None
+    no_weight_decay: tuple[str, ...] = ()  # parameter kinds kept out of weight decay
 
 
 def _err(code: str, msg: str, span: Span, **kw) -> DslcError:
@@ -438,12 +441,23 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
         sched = _schedule(s.value, s.span, steps)
     clip = _clip(settings["clip"].value, settings["clip"].span) if "clip" in settings else None
     metrics = _metrics(settings.get("metrics"), outputs, target_types)
+    no_decay: tuple[str, ...] = ()
+    if "no_weight_decay" in settings:
+        s = settings["no_weight_decay"]
+        v = _const(s.value, "'no_weight_decay'")
+        v = v if isinstance(v, tuple) else (v,)
+        bad = [x for x in v if x not in NO_DECAY_KINDS]
+        if bad:
+            raise _err("E0275", "'no_weight_decay' lists kinds of parameters", s.value.span,
+                       expected='["bias"], ["norm"] or ["bias", "norm"]', found=repr(bad[0]),
+                       hint=did_you_mean(str(bad[0]), NO_DECAY_KINDS))
+        no_decay = tuple(x for x in NO_DECAY_KINDS if x in v)
     spec = TrainSpec(name=t.name, model=graph.model, data=data, loss_graph=loss,
                      loss_args=[n for n, _ in loss.inputs], optimizer=opt,
                      optimizer_args=opt_args, schedule=sched, batch=batch, epochs=epochs,
                      steps=steps, shuffle=num("shuffle"), validation=validation,
                      seed=num("seed", 0), clip=clip, metrics=metrics,
-                     checkpoint_every=num("checkpoint_every", 1))
+                     checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay)
     return spec
 
 
@@ -551,4 +565,5 @@ def train_summary(spec: TrainSpec) -> dict[str, Any]:
         "shuffle": spec.shuffle, "validation": spec.validation, "seed": spec.seed,
         "clip": list(spec.clip) if spec.clip else None,
         "metrics": [f"{m.kind}({m.output}, {m.target})" for m in spec.metrics],
+        "no_weight_decay": list(spec.no_weight_decay),
     }

@@ -145,6 +145,26 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
     cls, defaults = OPTIMIZERS[spec.optimizer]
     args = ", ".join(f"{k}={_py(spec.optimizer_args[k])}" for k in defaults)
     lr = spec.optimizer_args["lr"]
+    if spec.no_weight_decay:
+        kinds = spec.no_weight_decay
+        out += ["", "", "# Parameters kept out of weight decay: " + " and ".join(
+            {"bias": "biases", "norm": "the weights of normalisation layers"}[k] for k in kinds)
+            + ".",
+            "NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,",
+            "               nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,",
+            "               nn.InstanceNorm3d, nn.RMSNorm)",
+            "", "",
+            "def param_groups(model):",
+            "    decay, no_decay = [], []",
+            "    for module in model.modules():",
+            "        for name, param in module.named_parameters(recurse=False):",
+            "            skip = " + " or ".join(
+                (['name == "bias"'] if "bias" in kinds else [])
+                + (["isinstance(module, NORM_LAYERS)"] if "norm" in kinds else [])),
+            "            (no_decay if skip else decay).append(param)",
+            '    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]']
+    else:
+        out += ["", "", "def param_groups(model):", "    return model.parameters()"]
     out += ["", "", "def make_optimizer(params):",
             f"    return torch.optim.{cls}(params, {args})", "", ""]
     kind = spec.schedule[0]
@@ -387,7 +407,7 @@ def main(argv=None):
     torch.manual_seed(seed)
     model = Model().to(device)
     loss_fn = Loss()
-    optimizer = make_optimizer(model.parameters())
+    optimizer = make_optimizer(param_groups(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0}
     ckpt_path = os.path.join(args.out, "checkpoint.pt")

@@ -343,3 +343,36 @@ def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
     err = _fails(mod, capsys, ["--data", str(data), "--out", str(run), "--resume",
                                str(tmp_path / "none")])
     assert "error[E0621]" in err
+
+
+def test_no_weight_decay_on_biases(tmp_path):
+    """A parameter group: weight decay (L2, added to the gradient) on the weight only."""
+    text = LIN.replace("steps = 6", "steps = 6\n  no_weight_decay = [\"bias\"]")
+    mod = program(tmp_path, text.replace("OPT", "sgd(lr=0.1, weight_decay=0.5)")
+                  .replace("SCHED", "constant()"))
+    data = _lin_data(tmp_path / "d.npz")
+    mod.main(["--data", str(data), "--out", str(tmp_path / "init"), "--steps", "0"])
+    mod.main(["--data", str(data), "--out", str(tmp_path / "run"), "--steps", str(K)])
+    with np.load(data) as f:
+        x, t = f["x"].astype(np.float64), f["t"].astype(np.float64)
+    p0 = {k: v.astype(np.float64) for k, v in params(tmp_path / "init").items()}
+    p = params(tmp_path / "run")
+    w, b = p0["fc.weight"], p0["fc.bias"]
+    for _ in range(K):
+        gw, gb = _grads(w, b, x, t)
+        w, b = w - 0.1 * (gw + 0.5 * w), b - 0.1 * gb
+    _check(p, [w, b])
+
+
+def test_no_weight_decay_groups_biases_and_norm_weights(tmp_path):
+    text = NET.replace("-> tanh", "-> batch_norm as bn -> tanh").replace(
+        "optimizer = sgd(lr=0.1, momentum=0.9)",
+        'optimizer = sgd(lr=0.1, weight_decay=0.01)\n  no_weight_decay = ["bias", "norm"]')
+    mod = program(tmp_path, text)
+    model = mod.Model()
+    decay, no_decay = mod.param_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["fc1.weight", "fc2.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == [
+        "bn.bias", "bn.weight", "fc1.bias", "fc2.bias"]
+    assert no_decay["weight_decay"] == 0.0
