@@ -194,7 +194,7 @@ def test_summary_json_has_the_train_object(capsys):
     assert t["schedule"] == {"name": "step", "step_size": 1000, "gamma": 0.5}
     assert t["batch"] == 64 and t["clip"] == ["norm", 5.0]
     # A file without a train section says so.
-    assert main(["summary", str(ROOT / "specs" / "mlp.dl"), "--json"]) == 0
+    assert main(["summary", str(ROOT / "specs" / "elman_rnn.dl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["train"] is None
 
 
