@@ -137,10 +137,14 @@ def _train_summary(prog) -> dict | None:
 
 def _train_source(args, prog) -> str:
     from dslc.backends.torch_train import generate_train
+    from dslc.passes import INFERENCE_ONLY
     from dslc.sources import load_program
     from dslc.train_check import check_train
 
     spec = check_train(load_program(prog.path), prog.source, args.train or None)
+    if prog.folds or INFERENCE_ONLY & set(prog.passes):
+        # -O2 folds batch norms and drops dropout: inference only. Train the model as written.
+        return generate_train(prog.source, spec, prog.path)
     return generate_train(prog.graph, spec, prog.path, folds=prog.folds)
 
 
