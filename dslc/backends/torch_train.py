@@ -416,8 +416,10 @@ def main(argv=None):
     eval_indices = np.arange(n_train, n) if n_val else np.arange(n_train)
     prefix = "val_" if n_val else ""
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same initial parameters on every rank
     model = Model().to(device)
+    # Each rank its own random stream (dropout masks, noise) from here on.
+    torch.manual_seed(seed + rank)
     loss_fn = Loss()
     optimizer = make_optimizer(param_groups(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
