@@ -66,6 +66,7 @@ SETTINGS: dict[str, tuple[str, Any]] = {
     "checkpoint_every": ("int", None),
     "seed": ("int", 0),
     "no_weight_decay": ("list", ()),
+    "early_stop": ("call", None),
 }
 NO_DECAY_KINDS = ("bias", "norm")
 
@@ -110,6 +111,7 @@ class TrainSpec:
     metrics: list[Metric] = field(default_factory=list)
     checkpoint_every: int | None = None
     no_weight_decay: tuple[str, ...] = ()  # parameter kinds kept out of weight decay
+    early_stop: dict[str, Any] | None = None  # patience, metric, min_delta, mode
 
 
 def _err(code: str, msg: str, span: Span, **kw) -> DslcError:
@@ -452,13 +454,48 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                        expected='["bias"], ["norm"] or ["bias", "norm"]', found=repr(bad[0]),
                        hint=did_you_mean(str(bad[0]), NO_DECAY_KINDS))
         no_decay = tuple(x for x in NO_DECAY_KINDS if x in v)
+    early = None
+    if "early_stop" in settings:
+        early = _early_stop(settings["early_stop"], validation, metrics)
     spec = TrainSpec(name=t.name, model=graph.model, data=data, loss_graph=loss,
                      loss_args=[n for n, _ in loss.inputs], optimizer=opt,
                      optimizer_args=opt_args, schedule=sched, batch=batch, epochs=epochs,
                      steps=steps, shuffle=num("shuffle"), validation=validation,
                      seed=num("seed", 0), clip=clip, metrics=metrics,
-                     checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay)
+                     checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay,
+                     early_stop=early)
     return spec
+
+
+def _early_stop(s: TrainSetting, validation: float, metrics: list[Metric]) -> dict[str, Any]:
+    """`early_stop = patience(5, metric="val_loss", min_delta=0)`, on the validation split."""
+    call = s.value
+    if not (isinstance(call, ast.Call) and call.func == "patience"):
+        raise _err("E0288", "early_stop is `patience(EPOCHS, metric=\"val_loss\")`",
+                   call.span, expected="patience(5)",
+                   found=call.func if isinstance(call, ast.Call) else "a value")
+    table = {"patience": None, "metric": "val_loss", "min_delta": 0.0}
+    given = _call_args(call, table, "early_stop")
+    spans = given.pop("__spans__")
+    if "patience" not in given:
+        raise _err("E0288", "patience(...) needs the number of epochs", call.span,
+                   expected="patience(5)", found="no number")
+    patience = _number(given["patience"], _Spanned(spans["patience"]), "patience", "int", 1)
+    min_delta = _number(given.get("min_delta", 0.0), _Spanned(spans.get("min_delta", call.span)),
+                        "min_delta", "float", 0.0)
+    names = ["val_loss"] + ["val_" + ("accuracy" if i == 0 else f"accuracy_{m.output}_{m.target}")
+                            for i, m in enumerate(metrics)]
+    metric = given.get("metric", "val_loss")
+    if metric not in names:
+        raise _err("E0288", f"early_stop watches '{metric}', which the run does not measure",
+                   spans.get("metric", call.span), expected=" | ".join(names), found=repr(metric),
+                   hint=did_you_mean(str(metric), names))
+    if validation <= 0:
+        raise _err("E0288", "early stopping needs a validation split", call.span,
+                   expected="validation = 0.1 (or another fraction) in this section",
+                   found="no validation split")
+    return {"patience": patience, "metric": metric, "min_delta": min_delta,
+            "mode": "min" if metric.endswith("loss") else "max"}
 
 
 def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
@@ -566,4 +603,5 @@ def train_summary(spec: TrainSpec) -> dict[str, Any]:
         "clip": list(spec.clip) if spec.clip else None,
         "metrics": [f"{m.kind}({m.output}, {m.target})" for m in spec.metrics],
         "no_weight_decay": list(spec.no_weight_decay),
+        "early_stop": spec.early_stop,
     }

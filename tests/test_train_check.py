@@ -237,3 +237,21 @@ def test_vae_loss_is_the_negative_elbo():
     kl = -0.5 * torch.sum(1 + a["logvar"] - a["mu"] ** 2 - a["logvar"].exp())
     want = (F.binary_cross_entropy(a["recon"], a["x"], reduction="sum") + kl) / 5
     assert torch.allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("setting,words", [
+    ("early_stop = patience(3)", "needs a validation split"),
+    ("validation = 0.2\n  early_stop = patience(3, metric=\"val_acuracy\")", "does not measure"),
+    ("validation = 0.2\n  early_stop = stop(3)", "early_stop is"),
+])
+def test_early_stop_diagnostics(tmp_path, setting, words):
+    got = diag(tmp_path, BASE.replace("epochs = 3", "epochs = 3\n  " + setting))
+    assert got.startswith("E0288") and words in got, got
+
+
+def test_early_stop_on_accuracy_maximises(tmp_path):
+    s = spec_of(tmp_path, BASE.replace("epochs = 3", "epochs = 3\n  validation = 0.2\n"
+                                       "  metrics = [accuracy(logits, label)]\n"
+                                       "  early_stop = patience(4, metric=\"val_accuracy\")"))
+    assert s.early_stop == {"patience": 4, "metric": "val_accuracy", "min_delta": 0.0,
+                            "mode": "max"}

@@ -148,6 +148,10 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
                        ("CHECKPOINT_EVERY", spec.checkpoint_every)):
         out.append(f"{key} = {value!r}")
     out.append("# CHECKPOINT_EVERY None: a checkpoint at the end of every epoch and of the run.")
+    if spec.early_stop is None:
+        out.append("EARLY_STOP = None")
+    else:
+        out.append(f"EARLY_STOP = {spec.early_stop!r}")
     cls, defaults = OPTIMIZERS[spec.optimizer]
     args = ", ".join(f"{k}={_py(spec.optimizer_args[k])}" for k in defaults)
     lr = spec.optimizer_args["lr"]
@@ -343,6 +347,27 @@ def evaluate(model, loss_fn, data, indices, device):
     return out
 
 
+def early_stopping(record, state, model, out):
+    """EARLY_STOP's rule after a complete epoch: remember the best value of the metric (and
+    write the parameters that gave it to RUN/best_params.npz); True after `patience` epochs
+    without an improvement of more than `min_delta`."""
+    value = record[EARLY_STOP["metric"]]
+    best = state["best"]
+    sign = 1.0 if EARLY_STOP["mode"] == "min" else -1.0
+    if best is None or sign * (best - value) > EARLY_STOP["min_delta"]:
+        state["best"], state["bad_epochs"] = value, 0
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+        write_atomic(os.path.join(out, "best_params.npz"), buf.getvalue())
+        return False
+    state["bad_epochs"] += 1
+    if state["bad_epochs"] >= EARLY_STOP["patience"]:
+        print(f"early stop: {EARLY_STOP['metric']} has not improved for "
+              f"{state['bad_epochs']} epochs (best {best:.6g})", flush=True)
+        return True
+    return False
+
+
 def rng_state(device):
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -423,7 +448,7 @@ def main(argv=None):
     loss_fn = Loss()
     optimizer = make_optimizer(param_groups(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0}
+    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "best": None, "bad_epochs": 0}
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     old_metrics = []
@@ -465,20 +490,30 @@ def main(argv=None):
                              for k, v in record.items())
             print(words, flush=True)
 
-    def end_of_epoch(batches):
+    def end_of_epoch(batches, complete):
+        """Log the epoch; True when early stopping ends the run (the same on every rank)."""
         record = {"epoch": state["epoch"] + 1, "step": state["step"],
                   "loss": state["loss_sum"] / max(batches, 1)}
+        stop = False
         if rank == 0:
             scores = evaluate(model, loss_fn, data, eval_indices, device)
             record.update({prefix + k: v for k, v in scores.items() if prefix or k != "loss"})
             if not prefix:
                 record["eval_loss"] = scores["loss"]
+            if EARLY_STOP and complete:
+                stop = early_stopping(record, state, model, args.out)
         log(record)
+        if distributed and EARLY_STOP:
+            flag = [stop]
+            dist.broadcast_object_list(flag, src=0)
+            stop = flag[0]
+        return stop
 
     def checkpoint():
         save_checkpoint(ckpt_path, model, optimizer, scheduler, state, device, rank, world)
 
-    while state["step"] < total_steps:
+    stopped = False
+    while state["step"] < total_steps and not stopped:
         order = epoch_order(seed, state["epoch"], n_train)
         for b in range(state["batch"], steps_per_epoch):
             indices = rank_slice(order[b * BATCH_SIZE:(b + 1) * BATCH_SIZE], rank, world)
@@ -498,20 +533,20 @@ def main(argv=None):
             state["loss_sum"] += shown.item()
             last = state["step"] >= total_steps
             if state["batch"] == steps_per_epoch or last:
-                end_of_epoch(state["batch"])
+                stopped = end_of_epoch(state["batch"], state["batch"] == steps_per_epoch)
             if state["batch"] == steps_per_epoch:
                 state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0)
             if (CHECKPOINT_EVERY and state["step"] % CHECKPOINT_EVERY == 0) or \\
-                    (CHECKPOINT_EVERY is None and state["batch"] == 0) or last or \\
+                    (CHECKPOINT_EVERY is None and state["batch"] == 0) or last or stopped or \\
                     state["step"] == args.stop_after_steps:
                 checkpoint()
-            if state["step"] == args.stop_after_steps and not last:
+            if state["step"] == args.stop_after_steps and not (last or stopped):
                 if rank == 0:
                     print(f"stopped after step {state['step']} (--stop-after-steps)", flush=True)
                 if distributed:
                     dist.destroy_process_group()
                 return 0
-            if last:
+            if last or stopped:
                 break
     if rank == 0:
         buf = io.BytesIO()

@@ -391,3 +391,29 @@ def test_no_weight_decay_groups_biases_and_norm_weights(tmp_path):
     assert sorted(names[id(p)] for p in no_decay["params"]) == [
         "bn.bias", "bn.weight", "fc1.bias", "fc2.bias"]
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_early_stopping_and_its_resume(tmp_path):
+    """min_delta larger than any change: no epoch after the first improves, so with patience
+    2 the run ends after epoch 3; a run interrupted in epoch 2 and resumed ends alike."""
+    import json
+
+    text = NET.replace("epochs = 2", "epochs = 10\n  early_stop = patience(2, min_delta=1e9)")
+    mod = program(tmp_path, text)
+    data = net_data(tmp_path / "d.npz")
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert mod.main(["--data", str(data), "--out", str(whole)]) == 0
+    records = [json.loads(ln) for ln in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert (whole / "best_params.npz").is_file() and (whole / "params.npz").is_file()
+    mod.main(["--data", str(data), "--out", str(part), "--stop-after-steps", "4"])
+    mod.main(["--data", str(data), "--out", str(part), "--resume", str(part)])
+    assert (whole / "metrics.jsonl").read_text() == (part / "metrics.jsonl").read_text()
+    for name in ("params.npz", "best_params.npz"):
+        a, b = params_file(whole / name), params_file(part / name)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def params_file(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
