@@ -155,8 +155,17 @@ def test_a_model_variable_may_be_called_target(tmp_path):
     assert "did you mean 'target'" in exc.value.diagnostics[0].hint
 
 
+def _vocab(prog, name: str) -> int:
+    """The exclusive upper bound of an integer input (token ids: the embedding's size)."""
+    from dslc.interp import input_int_high
+
+    nid = dict(prog.graph.inputs)[name]
+    return input_int_high(prog.graph, nid)
+
+
 @pytest.mark.parametrize("spec", ["mlp_xor", "lenet5", "linear_regression", "logistic_regression",
-                                  "softmax_regression", "mlp", "autoencoder", "vae"])
+                                  "softmax_regression", "mlp", "autoencoder", "vae",
+                                  "sentiment", "word_embedding", "gpt_tiny", "seq2seq"])
 def test_zoo_train_sections_compile_and_take_two_steps(spec, tmp_path):
     """Every spec's train section gives a program that trains on data of its arrays."""
     import types
@@ -172,9 +181,13 @@ def test_zoo_train_sections_compile_and_take_two_steps(spec, tmp_path):
     n = 2 * s.batch + 8
     arrays = {}
     for a in s.data:
-        shape = (n,) + tuple(int(d) for d in a.type.shape[1:])
-        arrays[a.name] = rng.integers(0, a.classes, shape) if a.classes else \
-            rng.random(shape).astype(np.float32)
+        # Symbolic dims (T, S: sequence lengths) get one size for every array.
+        shape = (n,) + tuple(int(d) if d.is_Integer else 5 for d in a.type.shape[1:])
+        if a.type.dtype == "i64":
+            high = a.classes or _vocab(prog, a.name)
+            arrays[a.name] = rng.integers(0, high, shape)
+        else:
+            arrays[a.name] = rng.random(shape).astype(np.float32)
     np.savez(tmp_path / "d.npz", **arrays)
     assert mod.main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"),
                      "--steps", "2"]) == 0
