@@ -320,9 +320,20 @@ def to_batch(data, indices, device):
             for name in data}
 
 
+def mixed_precision(device):
+    """bf16 autocast for the model's forward on GPUs that support it (parameters, gradients
+    and the optimiser stay float32); a no-op on CPU."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def forward_loss(net, loss_fn, batch):
-    outs = net(*[batch[name] for name in INPUTS])
+    device = next(iter(batch.values())).device
+    with mixed_precision(device):
+        outs = net(*[batch[name] for name in INPUTS])
     outs = outs if isinstance(outs, tuple) else (outs,)
+    # The loss in float32: some losses (binary_cross_entropy) refuse autocast.
+    outs = tuple(o.float() if o.dtype in (torch.bfloat16, torch.float16) else o for o in outs)
     env = dict(zip(OUTPUTS, outs))
     env.update(batch)
     return loss_fn(*[env[name] for name in LOSS_ARGS]), env
