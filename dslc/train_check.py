@@ -47,6 +47,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "multistep": {"milestones": None, "gamma": 0.1},
     "exponential": {"gamma": None},
     "cosine": {"t_max": None, "eta_min": 0.0},
+    "cosine_restarts": {"t_0": None, "t_mult": 1, "eta_min": 0.0},
     "warmup": {"total_iters": None, "then": None},
     "noam": {"d_model": None, "warmup": 4000},
 }
@@ -281,7 +282,7 @@ def _schedule(call, span: Span, total: int | None) -> tuple[str, dict[str, Any]]
             if list(args[k]) != sorted(args[k]):
                 raise _err("E0279", "milestones must increase", spans[k],
                            expected="increasing step numbers", found=repr(v))
-        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model"):
+        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model", "t_0", "t_mult"):
             args[k] = _number(v, e, f"'{k}'", "int", 1)
         else:
             args[k] = _number(v, e, f"'{k}'", "float", 0.0)
@@ -561,6 +562,9 @@ def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
     if kind == "cosine":
         return (a["eta_min"] + (lr - a["eta_min"]) * (1 + math.cos(
             math.pi * min(i, a["t_max"]) / a["t_max"])) / 2) / lr
+    if kind == "cosine_restarts":
+        t_cur, t_i = _restart_position(i, a["t_0"], a["t_mult"])
+        return (a["eta_min"] + (lr - a["eta_min"]) * (1 + math.cos(math.pi * t_cur / t_i)) / 2) / lr
     if kind == "warmup":
         if i < a["total_iters"]:
             return (i + 1) / a["total_iters"]
@@ -569,6 +573,15 @@ def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
         s = i + 1
         return a["d_model"] ** -0.5 * min(s ** -0.5, s * a["warmup"] ** -1.5)
     raise ValueError(kind)
+
+
+def _restart_position(i: int, t_0: int, t_mult: int) -> tuple[int, int]:
+    """SGDR: the step within the current cycle and the cycle's length (t_0, t_0*t_mult, ...)."""
+    t_i = t_0
+    while i >= t_i:
+        i -= t_i
+        t_i *= t_mult
+    return i, t_i
 
 
 def _plain(v):

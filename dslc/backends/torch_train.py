@@ -44,6 +44,10 @@ def _schedule_expr(sched: tuple[str, dict[str, Any]], step: str, lr: float) -> s
         eta = a["eta_min"]
         return (f"({eta!r} + ({lr!r} - {eta!r}) * (1 + math.cos(math.pi * min({step}, "
                 f"{a['t_max']}) / {a['t_max']})) / 2) / {lr!r}")
+    if kind == "cosine_restarts":
+        eta = a["eta_min"]
+        return (f"({eta!r} + ({lr!r} - {eta!r}) * (1 + math.cos(math.pi * restart_fraction("
+                f"{step}, {a['t_0']}, {a['t_mult']}))) / 2) / {lr!r}")
     if kind == "warmup":
         n = a["total_iters"]
         then = _schedule_expr(a["then"] or ("constant", {}), f"({step} - {n})", lr)
@@ -61,6 +65,7 @@ SCHEDULE_WORDS = {
     "exponential": "times gamma every step",
     "cosine": "cosine annealing from lr to eta_min over t_max steps",
     "warmup": "linear warm-up over total_iters steps, then the next schedule",
+    "cosine_restarts": "cosine annealing restarted after t_0, t_0 * t_mult, ... steps (SGDR)",
     "noam": "the Transformer's d_model^-0.5 * min(s^-0.5, s * warmup^-1.5), s = step + 1",
 }
 
@@ -181,6 +186,14 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
             f"        {k}={_py(spec.optimizer_args[k])},\n" for k in defaults) + "    )"
     out += ["", "", "def make_optimizer(params):", call, "", ""]
     kind = spec.schedule[0]
+    if "restart_fraction(" in _schedule_expr(spec.schedule, "step", lr):
+        out += ["def restart_fraction(step, t_0, t_mult):",
+                '    """How far `step` is into its cosine cycle (of t_0, t_0 * t_mult, ...)."""',
+                "    length = t_0",
+                "    while step >= length:",
+                "        step -= length",
+                "        length *= t_mult",
+                "    return step / length", "", ""]
     out += ["def lr_factor(step):",
             f'    """The schedule `{kind}` ({SCHEDULE_WORDS[kind]}): the factor of the base lr',
             '    after `step` optimisation steps (LambdaLR)."""',

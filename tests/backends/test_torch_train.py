@@ -286,6 +286,9 @@ SCHEDULES = [
     ("cosine(t_max=5, eta_min=0.01)",
      lambda i: (0.01 + (0.2 - 0.01) * (1 + math.cos(math.pi * min(i, 5) / 5)) / 2) / 0.2),
     ("cosine()", lambda i: (1 + math.cos(math.pi * i / K)) / 2),  # t_max = the run's steps
+    ("cosine_restarts(t_0=2, t_mult=2, eta_min=0.02)",  # cycles of 2, 4, 8 steps (SGDR)
+     lambda i: (0.02 + 0.18 * (1 + math.cos(math.pi * ([0, 1, 0, 1, 2, 3][i]
+                                                        / [2, 2, 4, 4, 4, 4][i]))) / 2) / 0.2),
     ("warmup(total_iters=3, then=exponential(gamma=0.5))",
      lambda i: (i + 1) / 3 if i < 3 else 0.5 ** (i - 3)),
     ("noam(d_model=16, warmup=3)",
