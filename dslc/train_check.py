@@ -90,6 +90,8 @@ class Metric:
     output: str
     target: str
     threshold: float = 0.5
+    k: int = 1  # top-k accuracy for class scores
+    name: str = "accuracy"  # the key in metrics.jsonl
 
 
 @dataclass
@@ -484,8 +486,7 @@ def _early_stop(s: TrainSetting, validation: float, metrics: list[Metric]) -> di
     patience = _number(given["patience"], _Spanned(spans["patience"]), "patience", "int", 1)
     min_delta = _number(given.get("min_delta", 0.0), _Spanned(spans.get("min_delta", call.span)),
                         "min_delta", "float", 0.0)
-    names = ["val_loss"] + ["val_" + ("accuracy" if i == 0 else f"accuracy_{m.output}_{m.target}")
-                            for i, m in enumerate(metrics)]
+    names = ["val_loss"] + ["val_" + m.name for m in metrics]
     metric = given.get("metric", "val_loss")
     if metric not in names:
         raise _err("E0288", f"early_stop watches '{metric}', which the run does not measure",
@@ -520,12 +521,17 @@ def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
                        expected=", ".join(targets) or "a target", found=tg,
                        hint=did_you_mean(tg, targets))
         ot, tt = outputs[o], targets[tg]
-        threshold = 0.5
+        threshold, k = 0.5, 1
         for kw in e.kwargs:
-            if kw.name != "threshold":
-                raise _err("E0282", f"accuracy has no argument '{kw.name}'", kw.span,
-                           expected="threshold", found=kw.name)
-            threshold = _number(_const(kw.value, "threshold"), kw.value, "threshold", "float")
+            if kw.name == "threshold" and tt.dtype != "i64":
+                threshold = _number(_const(kw.value, "threshold"), kw.value, "threshold",
+                                    "float")
+            elif kw.name == "k" and tt.dtype == "i64":
+                k = _number(_const(kw.value, "k"), kw.value, "k", "int", 1)
+            else:
+                raise _err("E0282", f"accuracy has no argument '{kw.name}' here", kw.span,
+                           expected="k (class labels) or threshold (0/1 targets)",
+                           found=kw.name)
         if tt.dtype == "i64":
             ok = ot.rank == tt.rank + 1 and all(D.equal(a, b) is True for a, b in
                                                 zip(ot.shape[:1] + ot.shape[2:], tt.shape))
@@ -537,7 +543,10 @@ def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
         if not ok:
             raise _err("E0282", f"accuracy cannot compare '{o}' with '{tg}'", e.span,
                        expected=want, found=str(ot))
-        out.append(Metric("accuracy", o, tg, threshold))
+        name = "accuracy" if k == 1 else f"top{k}_accuracy"
+        if any(m.name == name for m in out):
+            name += f"_{o}_{tg}"
+        out.append(Metric("accuracy", o, tg, threshold, k, name))
     return out
 
 
@@ -614,7 +623,7 @@ def train_summary(spec: TrainSpec) -> dict[str, Any]:
         "batch": spec.batch, "epochs": spec.epochs, "steps": spec.steps,
         "shuffle": spec.shuffle, "validation": spec.validation, "seed": spec.seed,
         "clip": list(spec.clip) if spec.clip else None,
-        "metrics": [f"{m.kind}({m.output}, {m.target})" for m in spec.metrics],
+        "metrics": [m.name for m in spec.metrics],
         "no_weight_decay": list(spec.no_weight_decay),
         "early_stop": spec.early_stop,
     }

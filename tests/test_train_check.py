@@ -205,7 +205,7 @@ def test_summary_json_has_the_train_object(capsys):
         {"name": "label", "role": "target", "dtype": "i64", "shape": ["B"], "classes": 10}]
     assert t["optimizer"]["name"] == "sgd" and t["optimizer"]["weight_decay"] == 0.0005
     assert t["schedule"] == {"name": "step", "step_size": 1000, "gamma": 0.5}
-    assert t["batch"] == 64 and t["clip"] == ["norm", 5.0]
+    assert t["batch"] == 64 and t["clip"] == ["norm", 5.0] and t["metrics"] == ["accuracy"]
     # A file without a train section says so.
     assert main(["summary", str(ROOT / "specs" / "elman_rnn.dl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["train"] is None

@@ -207,16 +207,20 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
         out.append(f"    torch.nn.utils.clip_grad_value_(params, {spec.clip[1]!r})")
     out += ["", "", "def count_metrics(outputs, batch):",
             '    """Per metric: (correct, counted) over one batch."""', "    counts = {}"]
-    for i, m in enumerate(spec.metrics):
-        key = "accuracy" if i == 0 else f"accuracy_{m.output}_{m.target}"
+    for m in spec.metrics:
+        key = m.name
         tgt = next(a for a in spec.data if a.name == m.target)
         if tgt.type.dtype == "i64":
             ign = tgt.ignore_index if tgt.ignore_index is not None else -100
             head = f"    counts[{key!r}] = ("
             out += [f"    scores, labels = outputs[{m.output!r}], batch[{m.target!r}]",
-                    f"    kept = labels != {ign}  # ignore_index",
-                    f"{head}((scores.argmax(1) == labels) & kept).sum().item(),",
-                    " " * len(head) + "kept.sum().item())"]
+                    f"    kept = labels != {ign}  # ignore_index"]
+            if m.k == 1:
+                out.append("    hits = scores.argmax(1) == labels")
+            else:  # the label among the k highest scores
+                out.append(f"    hits = (scores.topk({m.k}, dim=1).indices == "
+                           "labels.unsqueeze(1)).any(1)")
+            out += [f"{head}(hits & kept).sum().item(), kept.sum().item())"]
         else:
             out += [f"    probs, targets = outputs[{m.output!r}], batch[{m.target!r}]",
                     f"    hits = (probs > {m.threshold!r}) == (targets > 0.5)",

@@ -420,3 +420,16 @@ def test_early_stopping_and_its_resume(tmp_path):
 def params_file(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+def test_top_k_accuracy(tmp_path):
+    """accuracy(logits, label, k=2): the label among the two highest scores."""
+    import torch
+
+    text = NET.replace("metrics = [accuracy(logits, label)]",
+                       "metrics = [accuracy(logits, label), accuracy(logits, label, k=2)]")
+    mod = program(tmp_path, text)
+    scores = torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([2, 0, 0])
+    counts = mod.count_metrics({"logits": scores}, {"label": labels})
+    assert counts == {"accuracy": (1, 3), "top2_accuracy": (2, 3)}
