@@ -173,6 +173,8 @@ def cmd_train(args) -> int:
         value = getattr(args, flag)
         if value is not None:
             rest += ["--" + flag.replace("_", "-"), str(value)]
+    if args.compile:
+        rest.append("--compile")
     if args.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={args.nproc}", str(script), *rest]
@@ -319,6 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
     t.add_argument("--resume", metavar="RUN/")
     t.add_argument("--stop-after-steps", type=int, metavar="K")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")

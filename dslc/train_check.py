@@ -309,7 +309,8 @@ class _LossElaborator(Elaborator):
     """Elaborates `output loss = EXPR` over given tensor inputs (model outputs, inputs, targets)."""
 
     def __init__(self, prog: Program, name: str, expr, span: Span,
-                 given: list[tuple[str, TensorType, Span]], targets):
+                 given: list[tuple[str, TensorType, Span]], targets,
+                 hparams: dict[str, Any] | None = None):
         body = [ast.OutputDecl(span=span, items=[ast.OutputItem(span=span, name="loss",
                                                                value=expr)])]
         d = ast.Definition(span=span, kind="model", name=name, name_span=span, params=[],
@@ -317,9 +318,13 @@ class _LossElaborator(Elaborator):
         super().__init__(prog, d, {})
         self.given = given
         self.targets = targets
+        self.hparams = dict(hparams or {})
 
     def run(self) -> Graph:
         env = Env()
+        # The model's hyperparameters are constants of the loss (`beta * kl` of a beta-VAE).
+        for name, value in self.hparams.items():
+            env.vars[name] = (value, self.model.span)
         for name, ttype, span in self.given:
             self._input(env, name, ttype, span)
         for t in self.targets:
@@ -419,7 +424,8 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
              zip(graph.outputs, outputs.values())]
     given += [(n, inputs[n], graph.nodes[nid].span) for n, nid in graph.inputs]
     lname = f"{t.name or graph.model}_loss"
-    loss = _LossElaborator(prog, lname, loss_s.value, loss_s.value.span, given, t.targets).run()
+    loss = _LossElaborator(prog, lname, loss_s.value, loss_s.value.span, given, t.targets,
+                           graph.hparams).run()
     interp.check(loss)
     lt = loss.nodes[loss.outputs[0][1][0]].types[loss.outputs[0][1][1]]
     if lt.rank != 0 or not lt.is_float:

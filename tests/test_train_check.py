@@ -268,3 +268,22 @@ def test_early_stop_on_accuracy_maximises(tmp_path):
                                        "  early_stop = patience(4, metric=\"val_accuracy\")"))
     assert s.early_stop == {"patience": 4, "metric": "val_accuracy", "min_delta": 0.0,
                             "mode": "max"}
+
+
+def test_the_loss_reads_the_models_hyperparameters(tmp_path):
+    """`beta * ...` with `beta` a hyperparameter of the model (a beta-VAE's weight)."""
+    path = tmp_path / "t.dl"
+    path.write_text("model m(beta: float = 0.25) {\n  input x: f32[B, 3]\n"
+                    "  output y = x -> linear(3)\n}\n"
+                    "train for m {\n  loss = beta * mse_loss(y, x)\n  optimizer = sgd()\n"
+                    "  batch = 2\n  epochs = 1\n}\n")
+    s = check_train(load_program(path), dslc.load(path).source)
+    assert "0.25" in generate_loss_source(s)
+    s = check_train(load_program(path), dslc.load(path, hparams={"beta": 4.0}).source)
+    assert "4.0" in generate_loss_source(s)
+
+
+def generate_loss_source(spec) -> str:
+    from dslc.backends.torch_codegen import generate
+
+    return generate(spec.loss_graph)
