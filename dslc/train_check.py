@@ -50,6 +50,9 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "cosine_restarts": {"t_0": None, "t_mult": 1, "eta_min": 0.0},
     "warmup": {"total_iters": None, "then": None},
     "noam": {"d_model": None, "warmup": 4000},
+    # Reduce-on-plateau: lr times factor after `patience` epochs without improvement of the
+    # metric (ReduceLROnPlateau, stepped once an epoch); checked with the metrics below.
+    "plateau": {"factor": 0.1, "patience": 10, "metric": "", "min_delta": 0.0},
 }
 
 # setting -> (kind of value, default); `None` default = required (see _require).
@@ -278,13 +281,22 @@ def _schedule(call, span: Span, total: int | None) -> tuple[str, dict[str, Any]]
         v, e = given[k], _Spanned(spans[k])
         if k == "then":
             args[k] = _schedule(v, spans[k], None if total is None else total)
+            if args[k][0] == "plateau":
+                raise _err("E0279", "plateau cannot follow a warm-up", spans[k],
+                           expected="a schedule of the step count", found="plateau(...)")
+        elif k == "metric":
+            if not isinstance(v, str):
+                raise _err("E0279", "metric is a name in quotes", spans[k],
+                           expected='"val_loss"', found=repr(v))
+            args[k] = v
         elif k == "milestones":
             v = v if isinstance(v, tuple) else (v,)
             args[k] = tuple(_number(x, e, "a milestone", "int", 0) for x in v)
             if list(args[k]) != sorted(args[k]):
                 raise _err("E0279", "milestones must increase", spans[k],
                            expected="increasing step numbers", found=repr(v))
-        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model", "t_0", "t_mult"):
+        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model", "t_0", "t_mult",
+                   "patience"):
             args[k] = _number(v, e, f"'{k}'", "int", 1)
         else:
             args[k] = _number(v, e, f"'{k}'", "float", 0.0)
@@ -463,6 +475,8 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                        expected='["bias"], ["norm"] or ["bias", "norm"]', found=repr(bad[0]),
                        hint=did_you_mean(str(bad[0]), NO_DECAY_KINDS))
         no_decay = tuple(x for x in NO_DECAY_KINDS if x in v)
+    if sched[0] == "plateau":
+        sched = (sched[0], _plateau_metric(sched[1], settings["schedule"], validation, metrics))
     early = None
     if "early_stop" in settings:
         early = _early_stop(settings["early_stop"], validation, metrics)
@@ -474,6 +488,21 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                      checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay,
                      early_stop=early)
     return spec
+
+
+def _plateau_metric(a: dict[str, Any], s: TrainSetting, validation: float,
+                    metrics: list[Metric]) -> dict[str, Any]:
+    """plateau's metric: a validation metric, or the epoch's training `loss` (the default
+    without a validation split); losses are minimised, accuracies maximised."""
+    names = ["loss"] + (["val_loss"] + ["val_" + m.name for m in metrics] if validation else [])
+    metric = a["metric"] or ("val_loss" if validation else "loss")
+    if metric not in names:
+        raise _err("E0279", f"plateau watches '{metric}', which the run does not measure",
+                   s.value.span, expected=" | ".join(names), found=repr(metric),
+                   hint="add `validation = 0.1`: val_ metrics are measured on it"
+                   if metric.startswith("val_") and not validation
+                   else did_you_mean(metric, names))
+    return dict(a, metric=metric, mode="min" if metric.endswith("loss") else "max")
 
 
 def _early_stop(s: TrainSetting, validation: float, metrics: list[Metric]) -> dict[str, Any]:
@@ -584,6 +613,8 @@ def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
         if i < a["total_iters"]:
             return (i + 1) / a["total_iters"]
         return lr_factor(a["then"] or ("constant", {}), i - a["total_iters"], lr)
+    if kind == "plateau":
+        return 1.0  # changes with the metric, not the step count
     if kind == "noam":
         s = i + 1
         return a["d_model"] ** -0.5 * min(s ** -0.5, s * a["warmup"] ** -1.5)

@@ -52,6 +52,8 @@ def _schedule_expr(sched: tuple[str, dict[str, Any]], step: str, lr: float) -> s
         n = a["total_iters"]
         then = _schedule_expr(a["then"] or ("constant", {}), f"({step} - {n})", lr)
         return f"({step} + 1) / {n} if {step} < {n} else {then}"
+    if kind == "plateau":
+        return "1.0"
     if kind == "noam":
         return (f"{a['d_model']} ** -0.5 * min(({step} + 1) ** -0.5, "
                 f"({step} + 1) * {a['warmup']} ** -1.5)")
@@ -66,6 +68,7 @@ SCHEDULE_WORDS = {
     "cosine": "cosine annealing from lr to eta_min over t_max steps",
     "warmup": "linear warm-up over total_iters steps, then the next schedule",
     "cosine_restarts": "cosine annealing restarted after t_0, t_0 * t_mult, ... steps (SGDR)",
+    "plateau": "reduced on a plateau of a metric",
     "noam": "the Transformer's d_model^-0.5 * min(s^-0.5, s * warmup^-1.5), s = step + 1",
 }
 
@@ -194,11 +197,28 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
                 "        step -= length",
                 "        length *= t_mult",
                 "    return step / length", "", ""]
+    if kind == "plateau":
+        a = spec.schedule[1]
+        out += [f"PLATEAU_METRIC = {a['metric']!r}  # stepped once an epoch with its value",
+                "", "",
+                "def make_scheduler(optimizer):",
+                "    return torch.optim.lr_scheduler.ReduceLROnPlateau(",
+                f"        optimizer, mode={a['mode']!r}, factor={a['factor']!r}, "
+                f"patience={a['patience']},",
+                f"        threshold={a['min_delta']!r}, threshold_mode='abs')", "", ""]
+        return out + _clip_and_metrics(spec)
+    out += ["PLATEAU_METRIC = None", "", "",
+            "def make_scheduler(optimizer):",
+            "    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)", "", ""]
     out += ["def lr_factor(step):",
             f'    """The schedule `{kind}` ({SCHEDULE_WORDS[kind]}): the factor of the base lr',
             '    after `step` optimisation steps (LambdaLR)."""',
             f"    return {_schedule_expr(spec.schedule, 'step', lr)}", "", ""]
-    out.append("def clip_gradients(params):")
+    return out + _clip_and_metrics(spec)
+
+
+def _clip_and_metrics(spec: TrainSpec) -> list[str]:
+    out = ["def clip_gradients(params):"]
     if spec.clip is None:
         out.append("    pass  # no `clip` in the train section")
     elif spec.clip[0] == "norm":
@@ -475,7 +495,7 @@ def main(argv=None):
     torch.manual_seed(seed + rank)
     loss_fn = Loss()
     optimizer = make_optimizer(param_groups(model))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = make_scheduler(optimizer)
     state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "best": None, "bad_epochs": 0}
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     metrics_path = os.path.join(args.out, "metrics.jsonl")
@@ -531,6 +551,11 @@ def main(argv=None):
             if EARLY_STOP and complete:
                 stop = early_stopping(record, state, model, args.out)
         log(record)
+        if PLATEAU_METRIC and complete:
+            value = [record.get(PLATEAU_METRIC)]
+            if distributed:  # rank 0 measured it; every rank steps its scheduler alike
+                dist.broadcast_object_list(value, src=0)
+            scheduler.step(value[0])
         if distributed and EARLY_STOP:
             flag = [stop]
             dist.broadcast_object_list(flag, src=0)
@@ -551,7 +576,8 @@ def main(argv=None):
             loss.backward()
             clip_gradients(model.parameters())
             optimizer.step()
-            scheduler.step()
+            if not PLATEAU_METRIC:
+                scheduler.step()
             shown = loss.detach()
             if distributed:
                 dist.all_reduce(shown)

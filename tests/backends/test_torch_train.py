@@ -291,6 +291,9 @@ SCHEDULES = [
                                                         / [2, 2, 4, 4, 4, 4][i]))) / 2) / 0.2),
     ("warmup(total_iters=3, then=exponential(gamma=0.5))",
      lambda i: (i + 1) / 3 if i < 3 else 0.5 ** (i - 3)),
+    # One step an epoch here; no epoch improves by 1e9, so after `patience` (1) bad epochs
+    # beyond it the rate halves: ReduceLROnPlateau on the epoch's training loss.
+    ("plateau(factor=0.5, patience=1, min_delta=1e9)", lambda i: [1, 1, 1, .5, .5, .25][i]),
     ("noam(d_model=16, warmup=3)",
      lambda i: 16 ** -0.5 * min((i + 1) ** -0.5, (i + 1) * 3 ** -1.5)),
 ]
