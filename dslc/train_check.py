@@ -295,9 +295,10 @@ def _schedule(call, span: Span, total: int | None) -> tuple[str, dict[str, Any]]
             if list(args[k]) != sorted(args[k]):
                 raise _err("E0279", "milestones must increase", spans[k],
                            expected="increasing step numbers", found=repr(v))
-        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model", "t_0", "t_mult",
-                   "patience"):
+        elif k in ("step_size", "total_iters", "t_max", "warmup", "d_model", "t_0", "t_mult"):
             args[k] = _number(v, e, f"'{k}'", "int", 1)
+        elif k == "patience":  # epochs without improvement tolerated: 0 cuts at the first
+            args[k] = _number(v, e, f"'{k}'", "int", 0)
         else:
             args[k] = _number(v, e, f"'{k}'", "float", 0.0)
     return call.func, args

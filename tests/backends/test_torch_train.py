@@ -143,9 +143,16 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_ddp_two_processes_equal_one(tmp_path):
-    """torchrun --nproc_per_node=2 (gloo on CPU) and one process, the same global batch."""
+    """torchrun --nproc_per_node=2 (gloo on CPU) and one process, the same global batch. The
+    rank-0 decisions (plateau's lr cut, early stopping: no epoch improves by 1e9) reach every
+    rank: the run stops after epoch 3 in both."""
+    import json
+
     spec = tmp_path / "t.dl"
-    spec.write_text(NET.replace("validation = 0.25", "validation = 0.0"))
+    spec.write_text(NET.replace("epochs = 2", "epochs = 6").replace(
+        "schedule = step(step_size=2, gamma=0.5)",
+        "schedule = plateau(factor=0.5, patience=0, min_delta=1e9)\n"
+        "  early_stop = patience(2, min_delta=1e9)"))
     data = net_data(tmp_path / "d.npz", 32)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     runs = {}
@@ -156,6 +163,9 @@ def test_ddp_two_processes_equal_one(tmp_path):
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[nproc] = params(out)
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        epochs = [json.loads(ln)["epoch"] for ln in lines]
+        assert epochs == [1, 2, 3]
     for k in runs[1]:
         np.testing.assert_allclose(runs[2][k], runs[1][k], atol=1e-5, rtol=0)
     # ... and training moved them: the comparison is not of two untouched models.
