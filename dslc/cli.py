@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dslc.atomic import write_atomic
-from dslc.diagnostics import Diagnostic, DslcError, render_all
+from dslc.diagnostics import Diagnostic, DslcError, Span, render_all
 from dslc.npz import read_npz
 
 EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
