@@ -53,10 +53,6 @@ PENDING = {
     "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
     "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
     # core families (branch grad_core)
-    "identity", "relu", "leaky_relu", "sigmoid", "hard_sigmoid", "tanh", "softmax",
-    "log_softmax", "gelu", "elu", "prelu", "hardsigmoid", "relu6", "hardtanh", "hardswish",
-    "silu", "mish", "selu", "celu", "softplus", "softsign", "logsigmoid", "softmin", "glu",
-    "clamp",
     "linear",
     "add", "sub", "mul", "div", "matmul",
     "abs", "sign", "square", "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "minimum",
