@@ -97,8 +97,6 @@ def forward(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.nd
         return outs
 
     values = walk(graph, visit, inputs)
-    for name, nid in graph.inputs:
-        tape.outs[nid] = [values[(nid, 0)]]
     tape.outputs = {name: values[ref] for name, ref in graph.outputs}
     return tape
 
@@ -115,7 +113,8 @@ def active_nodes(graph: Graph, wrt_inputs: bool) -> set[int]:
         if node.op == "input":
             if wrt_inputs and node.types[0].is_float:
                 active.add(node.id)
-        elif trainable(node) or has_region_params(node) or any(ref[0] in active for ref in node.inputs):
+        elif (trainable(node) or has_region_params(node)
+              or any(ref[0] in active for ref in node.inputs)):
             active.add(node.id)
     return active
 

@@ -53,10 +53,6 @@ PENDING = {
     "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
     "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
     # core families (branch grad_core)
-    "linear",
-    "add", "sub", "mul", "div", "matmul",
-    "abs", "sign", "square", "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "minimum",
-    "maximum", "pow", "eq", "ne", "lt", "le", "gt", "ge", "where",
     "const",
     "flatten", "reshape", "permute", "transpose", "squeeze", "unsqueeze", "zeros",
     "concat", "stack", "split",
