@@ -53,14 +53,11 @@ PENDING = {
     "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
     "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
     # core families (branch grad_core)
-    "const",
-    "index",
     "batch_norm", "instance_norm1d", "instance_norm2d", "instance_norm3d",
     "local_response_norm",
     "layer_norm", "rms_norm", "group_norm", "layer_scale",
     "dropout", "dropout2d", "alpha_dropout", "drop_path", "gaussian_noise",
     "embedding",
-    "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "bce", "bce_with_logits", "kl_div",
 }
 
 
