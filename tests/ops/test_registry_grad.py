@@ -56,7 +56,6 @@ PENDING = {
     "batch_norm", "instance_norm1d", "instance_norm2d", "instance_norm3d",
     "local_response_norm",
     "layer_norm", "rms_norm", "group_norm", "layer_scale",
-    "dropout", "dropout2d", "alpha_dropout", "drop_path", "gaussian_noise",
     "embedding",
 }
 
