@@ -53,9 +53,6 @@ PENDING = {
     "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
     "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
     # core families (branch grad_core)
-    "batch_norm", "instance_norm1d", "instance_norm2d", "instance_norm3d",
-    "local_response_norm",
-    "layer_norm", "rms_norm", "group_norm", "layer_scale",
     "embedding",
 }
 
