@@ -142,8 +142,9 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
         if op.vjp is None:
             reason = op.no_grad or "no vector-Jacobian product is written for it yet"
             raise run_error("E0530", f"cannot differentiate through '{node.op}': {reason}",
-                            node.span, hint="the loss depends on a trainable parameter "
-                            "only through this op; detach that path or change the model")
+                            node.span, hint="the gradient of the loss passes this op on its "
+                            "way to a trainable parameter; change the model or differentiate "
+                            "another output")
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
         for ref, g in zip(node.inputs, gins):
             if g is None or ref[0] not in active:
