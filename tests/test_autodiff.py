@@ -185,3 +185,30 @@ def test_a_cotangent_of_the_wrong_shape_is_refused():
         prog.grad(prog.random_inputs(0), prog.init_params(0),
                   loss={"b": np.zeros((2, 5), np.float32)})
     assert info.value.diagnostics[0].code == "E0532"
+
+
+def test_a_region_run_is_taped_and_differentiated_by_its_op():
+    """A scan's cell runs are taped one per step; `region_vjp` of one step equals the
+    derivative of hₜ = tanh(W xₜ + b + U hₜ₋₁ + c) written out (the scan's own vjp, on branch
+    grad_more, chains these backwards through time)."""
+    prog = dslc.load(ROOT / "specs" / "elman_rnn.dl", hparams={"features": 3, "hidden": 4})
+    inputs = prog.random_inputs(0, {"B": 2, "T": 5})
+    params = prog.init_params(0)
+    tape = autodiff.forward(prog.source, inputs, params)
+    scan = next(n for n in prog.source.order() if n.op == "scan")
+    region_vjp = tape.ctxs[scan.id].saved["region_vjp"]
+    k = 3
+    x, h_prev = inputs["x"][:, k], tape.outs[scan.id][0][:, k - 1]
+    h = tape.outs[scan.id][0][:, k]
+    g = np.random.default_rng(2).standard_normal(h.shape).astype(np.float32)
+    gins, grads = region_vjp(k, [g])
+    w, u = params["elman_cell1.ih.weight"], params["elman_cell1.hh.weight"]
+    gz = g * (1 - h * h)
+    assert_close(gins[0], gz @ w, what="d/dx_t")
+    assert_close(gins[1], gz @ u, what="d/dh_t-1")
+    assert_close(grads["elman_cell1.ih.weight"], gz.T @ x, what="dW")
+    assert_close(grads["elman_cell1.hh.weight"], gz.T @ h_prev, what="dU")
+    assert_close(grads["elman_cell1.ih.bias"], gz.sum(axis=0), what="db")
+    with pytest.raises(ValueError, match="already"):
+        region_vjp(k, [g])  # its tape was released
+
