@@ -232,7 +232,10 @@ def output_seeds(graph: Graph, outputs: dict[str, np.ndarray],
             raise run_error("E0532", f"the cotangent of '{name}' does not fit the output",
                             node.span, expected=f"float {list(value.shape)}",
                             found=f"{g.dtype} {list(g.shape)} for a {value.dtype} output")
-        seeds[refs[name]] = g.astype(value.dtype)
+        ref = refs[name]
+        g = g.astype(value.dtype)
+        # Two outputs may name one value: their cotangents add up.
+        seeds[ref] = seeds[ref] + g if ref in seeds else g
     return seeds
 
 
