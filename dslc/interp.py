@@ -168,27 +168,35 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
         return [values[ref] for _, ref in sub.outputs]
 
     def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
-        op = OPS[node.op]
-        local = node_params(node, params)
-        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound, run_graph=run_graph)
-        try:
-            outs = op.numpy(node.attrs, ins, ctx)
-        except ShapeError as exc:
-            # E0505 (too large to run) keeps its code; any other shape error a kernel finds is
-            # E0507.
-            code = "E0505" if exc.code == "E0505" else "E0507"
-            raise run_error(code, f"{node.op}: {exc.message}", node.span,
-                            expected=exc.expected, found=exc.found) from None
-        except FloatingPointError as exc:
-            raise run_error("E0508", f"{node.op}: {exc}", node.span) from None
-        for local_name, value in ctx.params.items():
-            if node.params[local_name].persistent:
-                key = f"{node.module}.{local_name}" if local_name else node.module
-                params[key] = value
-        return [np.asarray(o) for o in outs]
+        ctx = RunCtx(train=train, rng=rng, params=node_params(node, params), bindings=bound,
+                     run_graph=run_graph)
+        return run_node(node, ins, ctx, params)
 
     values = walk(graph, visit, inputs, release=True)
     return {name: values[ref] for name, ref in graph.outputs}
+
+
+def run_node(node: IRNode, ins: list[np.ndarray], ctx: RunCtx,
+             params: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One node's kernel, its errors made located diagnostics; buffers the kernel updated
+    (batch-norm statistics in training) are written back to `params`. The backward walk
+    (dslc/autodiff.py) runs its forward through this too, keeping `ctx`."""
+    op = OPS[node.op]
+    try:
+        outs = op.numpy(node.attrs, ins, ctx)
+    except ShapeError as exc:
+        # E0505 (too large to run) keeps its code; any other shape error a kernel finds is
+        # E0507.
+        code = "E0505" if exc.code == "E0505" else "E0507"
+        raise run_error(code, f"{node.op}: {exc.message}", node.span,
+                        expected=exc.expected, found=exc.found) from None
+    except FloatingPointError as exc:
+        raise run_error("E0508", f"{node.op}: {exc}", node.span) from None
+    for local_name, value in ctx.params.items():
+        if node.params[local_name].persistent:
+            key = f"{node.module}.{local_name}" if local_name else node.module
+            params[key] = value
+    return [np.asarray(o) for o in outs]
 
 
 def validate_params(graph: Graph, params: dict[str, np.ndarray]) -> None:

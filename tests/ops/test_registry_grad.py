@@ -1,0 +1,245 @@
+"""Gradient tests generated from the registry: every op's vector-Jacobian product, on every
+Example, against torch.autograd through the generated module of the one-op program (float64)
+and against central finite differences; plus the completeness of the gradient fact.
+
+Like tests/ops/test_registry.py this reads `ALL_OPS` at collection, so a VJP added to an op is
+tested without touching this file (except to take the op off `PENDING`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dslc.interp import node_params
+from dslc.ops.base import RunCtx
+from dslc.ops.docs import CONSTRUCTS
+from dslc.ops.registry import ALL_OPS, OPS
+from tests.ops.test_registry import Case, case, op_node
+
+torch = pytest.importorskip("torch")
+
+SEED = 0
+RTOL = 1e-8  # float64 NumPy VJP vs float64 torch.autograd
+FD_EPS = 1e-6
+FD_TOL = 1e-6  # central differences in float64, relative to the gradient's scale
+FD_POINTS = 3  # coordinates checked per differentiable array
+
+# Ops with neither a `vjp` nor a `no_grad` reason yet. The completeness test asserts this is
+# EXACTLY the set still missing: giving an op its VJP means taking it off this list.
+PENDING = {
+    # conv / pool (branch grad_more)
+    "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "global_avg_pool",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "k_max_pool",
+    # spatial / sample / resample (branch grad_more)
+    "affine_grid", "grid_sample",
+    "reparameterize", "randn_like",
+    "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+    # recurrent / scan (branch grad_more)
+    "scan", "rnn", "lstm", "gru",
+    # attention (branch grad_more)
+    "causal_mask", "band_mask", "padding_mask", "masked_fill", "masked_softmax", "einsum",
+    "attention", "multihead_attention", "sinusoidal_encoding", "position_embedding",
+    "shared_embedding", "class_token",
+    # graph (branch grad_more)
+    "gather", "scatter", "edge_softmax", "degree", "add_self_loops", "gcn_norm", "laplacian",
+    "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
+    "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
+    # core families (branch grad_core)
+    "const",
+    "index",
+    "batch_norm", "instance_norm1d", "instance_norm2d", "instance_norm3d",
+    "local_response_norm",
+    "layer_norm", "rms_norm", "group_norm", "layer_scale",
+    "dropout", "dropout2d", "alpha_dropout", "drop_path", "gaussian_noise",
+    "embedding",
+    "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "bce", "bce_with_logits", "kl_div",
+}
+
+
+def test_every_op_has_a_vjp_or_says_why_not():
+    missing = {op.name for op in ALL_OPS if op.vjp is None and not op.no_grad.strip()}
+    gained = sorted(PENDING - missing)
+    lost = sorted(missing - PENDING)
+    assert not lost, f"ops with neither vjp nor no_grad (give them one): {lost}"
+    assert not gained, f"ops now with a vjp or no_grad: take them off PENDING: {gained}"
+
+
+def test_no_op_has_both_a_vjp_and_a_no_grad_reason():
+    both = sorted(op.name for op in ALL_OPS if op.vjp is not None and op.no_grad)
+    assert not both, both
+
+
+def grad_cases():
+    return [pytest.param(op.name, i, id=f"{op.name}-{i}")
+            for op in ALL_OPS if op.vjp is not None and op.name not in CONSTRUCTS
+            for i in range(len(op.examples))]
+
+
+# ---- the NumPy side: forward + vjp of the one op, in float64 -------------------------------
+
+
+def as64(arr: np.ndarray) -> np.ndarray:
+    arr = np.asarray(arr)
+    return arr.astype(np.float64) if np.issubdtype(arr.dtype, np.floating) else arr.copy()
+
+
+def is_float(arr: np.ndarray) -> bool:
+    return np.issubdtype(np.asarray(arr).dtype, np.floating)
+
+
+def forward(c: Case, ins: list[np.ndarray], params: dict[str, np.ndarray]):
+    """The op's kernel with a fresh context (the same random stream every call)."""
+    node = op_node(c.graph)
+    local = {k: as64(v) for k, v in node_params(node, params).items()}
+    ctx = RunCtx(train=c.ex.train, rng=np.random.default_rng(SEED), params=local,
+                 bindings=c.bind)
+    outs = [np.asarray(o) for o in c.op.numpy(node.attrs, ins, ctx)]
+    return outs, ctx
+
+
+def cotangents(outs: list[np.ndarray]) -> list[np.ndarray | None]:
+    rng = np.random.default_rng(SEED + 7)
+    return [rng.standard_normal(o.shape) if is_float(o) else None for o in outs]
+
+
+def objective(c: Case, ins, params, couts) -> float:
+    outs, _ = forward(c, ins, params)
+    return float(sum(np.sum(o * g) for o, g in zip(outs, couts) if g is not None))
+
+
+def numpy_grads(c: Case):
+    """Float64 inputs, params, cotangents, and the VJP's input and parameter gradients."""
+    node = op_node(c.graph)
+    ins = [as64(c.inputs[name]) for name, _ in c.graph.inputs]
+    params = {k: as64(v) for k, v in c.params0.items()}
+    outs, ctx = forward(c, ins, params)
+    couts = cotangents(outs)
+    if all(g is None for g in couts):
+        # No float output, so no gradient reaches the op: the walk does not call its vjp.
+        gins, gparams = [None] * len(ins), {}
+    else:
+        gins, gparams = c.op.vjp(node.attrs, ins, outs, couts, ctx)
+    assert len(gins) == len(ins), f"vjp gave {len(gins)} input cotangents for {len(ins)}"
+    for x, g in zip(ins, gins):
+        if g is not None:
+            assert is_float(x), "a cotangent for an integer input"
+            assert np.shape(g) == x.shape, f"input cotangent {np.shape(g)} for {x.shape}"
+    keys = {}
+    for local, g in gparams.items():
+        key = f"{node.module}.{local}" if local else node.module
+        assert np.shape(g) == params[key].shape, f"{key}: {np.shape(g)}"
+        keys[key] = np.asarray(g)
+    return ins, params, couts, gins, keys
+
+
+# ---- the torch side ------------------------------------------------------------------------
+
+
+def torch_grads(c: Case, ins, params, couts):
+    m = c.prog.to_torch()()
+    m.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items()}, strict=True)
+    m = m.double()
+    m.train(c.ex.train)
+    args = c.prog.torch_arg_names()
+    tins = []
+    for x in ins:
+        t = torch.from_numpy(x.copy())
+        tins.append(t.requires_grad_(True) if t.is_floating_point() else t)
+    torch.manual_seed(SEED)
+    out = m(**{args[name]: t for (name, _), t in zip(c.graph.inputs, tins)})
+    out = out if isinstance(out, tuple) else (out,)
+    pairs = [(o, torch.from_numpy(g)) for o, g in zip(out, couts)
+             if g is not None and o.requires_grad]
+    named = dict(m.named_parameters())
+    wrt = [t for t in tins if t.requires_grad] + list(named.values())
+    grads = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
+                                allow_unused=True) if pairs else [None] * len(wrt)
+    grads = list(grads)
+    gins = [grads.pop(0) if t.requires_grad else None for t in tins]
+    return gins, dict(zip(named, grads))
+
+
+def close(got, want, rtol, what):
+    got = np.zeros_like(want) if got is None else np.asarray(got, dtype=np.float64)
+    scale = max(float(np.abs(want).max()) if want.size else 0.0, 1.0)
+    err = float(np.abs(got - want).max()) if want.size else 0.0
+    assert err <= rtol * scale, f"{what}: max abs error {err:g} (scale {scale:g})"
+
+
+def check_vjp_vs_torch(c: Case) -> None:
+    ins, params, couts, gins, gparams = numpy_grads(c)
+    t_ins, t_params = torch_grads(c, ins, params, couts)
+    for (name, _), x, g, tg in zip(c.graph.inputs, ins, gins, t_ins):
+        if is_float(x):
+            want = np.zeros_like(x) if tg is None else tg.detach().numpy()
+            close(g, want, RTOL, f"d/d{name}")
+    assert sorted(gparams) == sorted(t_params), "parameter gradients: keys differ"
+    for key, tg in t_params.items():
+        want = np.zeros(tuple(tg.shape)) if tg is None else tg.detach().numpy()
+        close(gparams[key], want, RTOL, f"d/d{key}")
+
+
+def check_vjp_vs_finite_differences(c: Case) -> None:
+    ins, params, couts, gins, gparams = numpy_grads(c)
+    rng = np.random.default_rng(SEED + 3)
+    arrays = [(f"input {i}", x, g, ("in", i)) for i, (x, g) in enumerate(zip(ins, gins))
+              if is_float(x)]
+    arrays += [(key, params[key], g, ("param", key)) for key, g in gparams.items()]
+    for what, x, g, where in arrays:
+        if x.size == 0:
+            continue
+        g = np.zeros_like(x) if g is None else np.asarray(g)
+        scale = max(float(np.abs(g).max()), 1.0)
+        for flat in rng.choice(x.size, size=min(FD_POINTS, x.size), replace=False):
+            idx = np.unravel_index(flat, x.shape)
+            vals = []
+            for step in (FD_EPS, -FD_EPS):
+                xs = [a.copy() for a in ins]
+                ps = {k: v.copy() for k, v in params.items()}
+                target = xs[where[1]] if where[0] == "in" else ps[where[1]]
+                target[idx] += step
+                vals.append(objective(c, xs, ps, couts))
+            fd = (vals[0] - vals[1]) / (2 * FD_EPS)
+            assert abs(fd - g[idx]) <= FD_TOL * scale, \
+                f"{what}{list(idx)}: vjp {g[idx]:.10g}, finite differences {fd:.10g}"
+
+
+@pytest.mark.parametrize("name,index", grad_cases())
+def test_vjp_matches_torch_autograd(name, index):
+    c = case(name, index)
+    if not c.deterministic:
+        # Random in this mode (dropout in training): torch draws another mask, so only the
+        # finite-difference check below (same random stream each run) can judge it.
+        pytest.skip("random op in this mode: checked by finite differences")
+    check_vjp_vs_torch(c)
+
+
+@pytest.mark.parametrize("name,index", grad_cases())
+def test_vjp_matches_finite_differences(name, index):
+    check_vjp_vs_finite_differences(case(name, index))
+
+
+def test_check_catches_a_wrong_vjp(monkeypatch):
+    """The torch and finite-difference checks both fail on a VJP off by a factor."""
+    import dataclasses
+
+    from tests.ops.test_registry import make_case
+
+    def twice(attrs, ins, outs, gouts, ctx):
+        return [2.0 * gouts[0]], {}
+
+    op = dataclasses.replace(OPS["exp"], vjp=twice, no_grad="")
+    monkeypatch.setitem(OPS, "exp", op)
+    c = make_case(op, op.examples[0])
+    with pytest.raises(AssertionError, match="max abs error"):
+        check_vjp_vs_torch(c)
+    with pytest.raises(AssertionError, match="finite differences"):
+        check_vjp_vs_finite_differences(c)
