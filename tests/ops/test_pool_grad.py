@@ -1,6 +1,5 @@
-"""The vjps of the windowed pools (ops/pool_grad.py) and the adaptive, global and k-max pools
-(ops/pool_adaptive.py) on every Example: float64 against torch.autograd through the generated
-module, and finite differences; max pool ties go to the first maximum, as in torch."""
+"""Max pool ties in the vjp of ops/pool_grad.py (every Example of every pool is checked against
+torch.autograd by tests/ops/test_registry_grad.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +9,9 @@ import pytest
 from dslc.ops.pool import Window
 from dslc.ops.pool_grad import max_pool_grad
 from dslc.ops.registry import OPS
-from tests.ops.grad_check import check_finite_differences, check_vjp_vs_torch
 
 torch = pytest.importorskip("torch")
 
-NAMES = tuple(f"{m}_pool{n}d" for m in ("max", "avg", "lp") for n in (1, 2, 3)) + tuple(
-    f"adaptive_{m}_pool{n}d" for m in ("max", "avg") for n in (1, 2, 3)) + (
-    "global_avg_pool", "k_max_pool")
-CASES = [pytest.param(n, i, id=f"{n}-{i}") for n in NAMES for i in range(len(OPS[n].examples))]
-
-
-@pytest.mark.parametrize("name,index", CASES)
-def test_vjp_matches_torch(name, index):
-    check_vjp_vs_torch(name, index)
-
-
-@pytest.mark.parametrize("name,index", CASES[::3])
-def test_vjp_matches_finite_differences(name, index):
-    check_finite_differences(name, index)
 
 
 @pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), (1, 1)])

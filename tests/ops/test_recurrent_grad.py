@@ -1,5 +1,6 @@
-"""The vjps of rnn, lstm and gru (ops/recurrent_grad.py, backpropagation through time) on every
-Example, and with sequence lengths and training dropout: float64 against torch.autograd."""
+"""The vjps of rnn, lstm and gru (ops/recurrent_grad.py, backpropagation through time) with
+sequence lengths (against torch.autograd through packed sequences) and training dropout
+(finite differences). Every Example is checked by tests/ops/test_registry_grad.py."""
 
 from __future__ import annotations
 
@@ -8,22 +9,9 @@ import pytest
 
 from dslc.ops.base import RunCtx
 from dslc.ops.registry import OPS
-from tests.ops.grad_check import check_finite_differences, check_vjp_vs_torch
 
 torch = pytest.importorskip("torch")
 
-NAMES = ("rnn", "lstm", "gru")
-CASES = [pytest.param(n, i, id=f"{n}-{i}") for n in NAMES for i in range(len(OPS[n].examples))]
-
-
-@pytest.mark.parametrize("name,index", CASES)
-def test_vjp_matches_torch(name, index):
-    check_vjp_vs_torch(name, index)
-
-
-@pytest.mark.parametrize("name,index", CASES[::2])
-def test_vjp_matches_finite_differences(name, index):
-    check_finite_differences(name, index)
 
 
 def _torch_module(kind, a, f):
@@ -32,7 +20,7 @@ def _torch_module(kind, a, f):
                batch_first=True, dropout=a.dropout).double()
 
 
-@pytest.mark.parametrize("kind", NAMES)
+@pytest.mark.parametrize("kind", ("rnn", "lstm", "gru"))
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_vjp_with_lengths_matches_packed_sequences(kind, bidirectional):
     """Rows shorter than T: no cotangent flows through the steps past their length."""
@@ -63,7 +51,7 @@ def test_vjp_with_lengths_matches_packed_sequences(kind, bidirectional):
                                    err_msg=k)
 
 
-@pytest.mark.parametrize("kind", NAMES)
+@pytest.mark.parametrize("kind", ("rnn", "lstm", "gru"))
 def test_vjp_reuses_the_forward_dropout_masks(kind):
     """Training dropout between layers: the vjp of y equals the finite difference of the
     same forward (same masks), by recomputing with the saved masks' random stream."""

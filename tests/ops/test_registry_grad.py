@@ -28,22 +28,12 @@ FD_POINTS = 3  # coordinates checked per differentiable array
 # Ops with neither a `vjp` nor a `no_grad` reason yet. The completeness test asserts this is
 # EXACTLY the set still missing: giving an op its VJP means taking it off this list.
 PENDING = {
-    # conv / pool (branch grad_more)
-    "conv1d", "conv2d", "conv3d",
-    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "max_pool1d", "max_pool2d", "max_pool3d",
-    "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "lp_pool1d", "lp_pool2d", "lp_pool3d",
-    "global_avg_pool",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "k_max_pool",
     # spatial / sample / resample (branch grad_more)
     "affine_grid", "grid_sample",
     "reparameterize", "randn_like",
     "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
     # recurrent / scan (branch grad_more)
-    "scan", "rnn", "lstm", "gru",
+    "scan",
     # attention (branch grad_more)
     "causal_mask", "band_mask", "padding_mask", "masked_fill", "masked_softmax", "einsum",
     "attention", "multihead_attention", "sinusoidal_encoding", "position_embedding",
