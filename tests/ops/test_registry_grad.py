@@ -34,10 +34,6 @@ PENDING = {
     "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
     # recurrent / scan (branch grad_more)
     "scan",
-    # graph (branch grad_more)
-    "gather", "scatter", "edge_softmax", "degree", "add_self_loops", "gcn_norm", "laplacian",
-    "propagate", "chebyshev", "diffusion", "readout", "edge_dropout", "gcn_conv", "cheb_conv",
-    "gat_conv", "gin_aggregate", "sage_conv", "gmm_conv",
     # core families (branch grad_core)
     "const",
     "index",
