@@ -177,11 +177,10 @@ def gcn_weights_grad(ei: np.ndarray, n: int, w: np.ndarray | None, gout: np.ndar
     g_dinv = (np.bincount(src2, weights=gout * ww * dinv[dst2], minlength=n)
               + np.bincount(dst2, weights=gout * ww * dinv[src2], minlength=n))
     g_ww = g_ww + (g_dinv * ddeg)[dst2]
-    gw = np.where(loops, 0, g_ww[:e])
-    owner = np.full(n, -1)
-    owner[src[loops]] = np.flatnonzero(loops)  # the last loop of a node set its weight
-    has = owner >= 0
-    gw[owner[has]] = g_ww[e:][has]
+    # A self-loop's weight moved to its node's appended loop. With repeated loops only one
+    # of them set it, but torch's autograd (index_put's backward) hands the cotangent to
+    # each of them: so does this, to equal torch.
+    gw = np.where(loops, g_ww[e:][src], g_ww[:e])
     return gw.astype(gout.dtype)
 
 
