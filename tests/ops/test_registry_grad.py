@@ -31,7 +31,6 @@ PENDING = {
     # spatial / sample / resample (branch grad_more)
     "affine_grid", "grid_sample",
     "reparameterize", "randn_like",
-    "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
     # recurrent / scan (branch grad_more)
     "scan",
     # core families (branch grad_core)
