@@ -28,9 +28,6 @@ FD_POINTS = 3  # coordinates checked per differentiable array
 # Ops with neither a `vjp` nor a `no_grad` reason yet. The completeness test asserts this is
 # EXACTLY the set still missing: giving an op its VJP means taking it off this list.
 PENDING = {
-    # spatial / sample / resample (branch grad_more)
-    "affine_grid", "grid_sample",
-    "reparameterize", "randn_like",
     # recurrent / scan (branch grad_more)
     "scan",
     # core families (branch grad_core)
