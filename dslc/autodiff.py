@@ -31,6 +31,7 @@ Ref = tuple[int, int]
 class Tape:
     """What the forward kept for the backward walk, per node id."""
 
+    graph: Graph
     order: list[IRNode]
     ins: dict[int, list[np.ndarray]]
     outs: dict[int, list[np.ndarray]]
@@ -74,31 +75,56 @@ def forward(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.nd
         inputs = {k: widen(v) for k, v in inputs.items()}
         for k in list(params):
             params[k] = widen(params[k])
-    rng = np.random.default_rng(seed)
-    tape = Tape(graph.order(), {}, {}, {}, {})
+    return taped(graph, inputs, params, train, np.random.default_rng(seed), bound)
 
-    def run_graph(sub: Graph, ins: list[np.ndarray]) -> list[np.ndarray]:
-        # A region (a scan's cell) run from its op's kernel: plain forward, not taped; the
-        # op's vjp differentiates it.
-        def visit_sub(node: IRNode, xs: list[np.ndarray]) -> list[np.ndarray]:
-            ctx = RunCtx(train=train, rng=rng, params=node_params(node, params),
-                         bindings=bound, run_graph=run_graph)
-            return run_node(node, xs, ctx, params)
 
-        values = walk(sub, visit_sub, {name: v for (name, _), v in zip(sub.inputs, ins)},
-                      release=True)
-        return [values[ref] for _, ref in sub.outputs]
+def taped(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
+          train: bool, rng: np.random.Generator, bound: dict[str, int]) -> Tape:
+    """One graph's forward walk, keeping each node's inputs, outputs and context.
+
+    A region an op's kernel runs (`ctx.run_graph`: a scan's cell, once per step) is taped the
+    same way, and the op's vjp differentiates the k-th run through
+    `ctx.saved["region_vjp"](k, output cotangents) -> (input cotangents,
+    {parameter key: gradient})`, which releases that run's tape: backpropagation through time
+    holds every step's values until the backward walk reaches it."""
+    tape = Tape(graph, graph.order(), {}, {}, {}, {})
 
     def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
+        regions: list[Tape | None] = []
+
+        def run_region(sub: Graph, xs: list[np.ndarray]) -> list[np.ndarray]:
+            t = taped(sub, {name: v for (name, _), v in zip(sub.inputs, xs)}, params, train,
+                      rng, bound)
+            regions.append(t)
+            return [t.outputs[name] for name, _ in sub.outputs]
+
         ctx = RunCtx(train=train, rng=rng, params=node_params(node, params), bindings=bound,
-                     run_graph=run_graph)
+                     run_graph=run_region)
         outs = run_node(node, ins, ctx, params)
+        if regions:
+            ctx.saved["region_vjp"] = lambda k, gouts: region_vjp(regions, k, gouts)
         tape.ins[node.id], tape.outs[node.id], tape.ctxs[node.id] = ins, outs, ctx
         return outs
 
     values = walk(graph, visit, inputs)
     tape.outputs = {name: values[ref] for name, ref in graph.outputs}
     return tape
+
+
+def region_vjp(regions: list[Tape | None], k: int, gouts: list[np.ndarray | None],
+               ) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+    """The k-th taped run of a region, walked backwards from its outputs' cotangents."""
+    tape = regions[k]
+    if tape is None:
+        raise ValueError(f"region run {k} was differentiated already")
+    regions[k] = None
+    seeds: dict[Ref, np.ndarray] = {}
+    for (_, ref), g in zip(tape.graph.outputs, gouts):
+        if g is not None:
+            seeds[ref] = seeds[ref] + g if ref in seeds else np.asarray(g)
+    grads = backward(tape.graph, tape, seeds, wrt_inputs=True)
+    gins = [grads.pop(name, None) for name, _ in tape.graph.inputs]
+    return gins, grads
 
 
 def widen(arr: np.ndarray) -> np.ndarray:
@@ -142,8 +168,9 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
         if op.vjp is None:
             reason = op.no_grad or "no vector-Jacobian product is written for it yet"
             raise run_error("E0530", f"cannot differentiate through '{node.op}': {reason}",
-                            node.span, hint="the loss depends on a trainable parameter "
-                            "only through this op; detach that path or change the model")
+                            node.span, hint="the gradient of the loss passes this op on its "
+                            "way to a trainable parameter; change the model or differentiate "
+                            "another output")
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
         for ref, g in zip(node.inputs, gins):
             if g is None or ref[0] not in active:

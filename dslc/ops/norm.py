@@ -88,6 +88,56 @@ def _affine(y: np.ndarray, ctx, cshape) -> np.ndarray:
     return y
 
 
+# ---- vector-Jacobian products --------------------------------------------------------------
+
+
+def standardize_vjp(x: np.ndarray, axes: tuple[int, ...], eps: float,
+                    dxhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For xhat = (x - mean) / sqrt(var + eps) over `axes` (biased variance): (dL/dx, xhat)
+    from dL/dxhat. The statistics are recomputed in float64 rather than kept by the forward."""
+    xf = x.astype(np.float64)
+    centred = xf - xf.mean(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
+    xhat = centred * inv
+    dx = inv * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                - xhat * np.mean(dxhat * xhat, axis=axes, keepdims=True))
+    return dx, xhat
+
+
+def affine_vjp(g: np.ndarray, xhat: np.ndarray, ctx, channel: int | None,
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """dL/dxhat and the weight and bias gradients of y = xhat·weight + bias, the weight on
+    axis `channel` (None: on xhat's trailing axes, in the weight's shape)."""
+    grads: dict[str, np.ndarray] = {}
+    g = g.astype(np.float64)
+    w = ctx.params.get("weight")
+    if channel is None:
+        lead = tuple(range(g.ndim - (w.ndim if w is not None else 0)))
+        shape = None
+    else:
+        lead = tuple(i for i in range(g.ndim) if i != channel)
+        shape = [1] * g.ndim
+        shape[channel] = -1
+    dxhat = g
+    if w is not None:
+        wb = w.astype(np.float64) if shape is None else w.astype(np.float64).reshape(shape)
+        dxhat = g * wb
+        grads["weight"] = (g * xhat).sum(axis=lead).reshape(w.shape).astype(w.dtype)
+    b = ctx.params.get("bias")
+    if b is not None:
+        grads["bias"] = g.sum(axis=lead).reshape(b.shape).astype(b.dtype)
+    return dxhat, grads
+
+
+def _running_vjp(a, x, g, ctx):
+    """Eval with running statistics: y = (x - running_mean)/sqrt(running_var + eps)·w + b."""
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    rm = ctx.params["running_mean"].astype(np.float64).reshape(cshape)
+    inv = 1.0 / np.sqrt(ctx.params["running_var"].astype(np.float64).reshape(cshape) + a.eps)
+    dxhat, grads = affine_vjp(g, (x - rm) * inv, ctx, 1)
+    return [(dxhat * inv).astype(x.dtype)], grads
+
+
 def _stats_label(a) -> str:
     parts = []
     if a.momentum != 0.1:
@@ -160,6 +210,17 @@ def _bn_kernel(a: BatchNormAttrs, xs, ctx):
     return [_affine(y, ctx, cshape).astype(x.dtype)]
 
 
+def _bn_vjp(a: BatchNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    if not ctx.train and a.track_running_stats:
+        return _running_vjp(a, x, g, ctx)
+    axes = (0,) + tuple(range(2, x.ndim))
+    _, xhat = standardize_vjp(x, axes, a.eps, g.astype(np.float64))
+    dxhat, grads = affine_vjp(g, xhat, ctx, 1)
+    dx, _ = standardize_vjp(x, axes, a.eps, dxhat)
+    return [dx.astype(x.dtype)], grads
+
+
 def _bn_module(a: BatchNormAttrs, ins):
     c = _bn_channels(ins)
     kind = {2: "1d", 3: "1d", 4: "2d", 5: "3d"}[ins[0].rank]
@@ -190,6 +251,7 @@ BATCH_NORM = Op(
     params=_bn_params,
     macs=lambda a, ins, outs: D.product(outs[0].shape),
     numpy=_bn_kernel,
+    vjp=_bn_vjp,
     torch_module=lambda a, ins: (_bn_module(a, ins)
                                  if a.affine or a.track_running_stats else None),
     torch_call=_bn_call,
@@ -292,6 +354,17 @@ def _in_kernel(a: InstanceNormAttrs, xs, ctx):
     return [_affine(y, ctx, cshape).astype(x.dtype)]
 
 
+def _in_vjp(a: InstanceNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    if not ctx.train and a.track_running_stats:
+        return _running_vjp(a, x, g, ctx)
+    axes = tuple(range(2, x.ndim))
+    _, xhat = standardize_vjp(x, axes, a.eps, g.astype(np.float64))
+    dxhat, grads = affine_vjp(g, xhat, ctx, 1)
+    dx, _ = standardize_vjp(x, axes, a.eps, dxhat)
+    return [dx.astype(x.dtype)], grads
+
+
 def _in_module(nd: int):
     def module(a: InstanceNormAttrs, ins):
         if not _in_has_state(a):
@@ -341,6 +414,7 @@ def _instance_norm(nd: int, examples: tuple[Example, ...]) -> Op:
         params=_in_params(nd),
         macs=lambda a, ins, outs: D.product(outs[0].shape),
         numpy=_in_kernel,
+        vjp=_in_vjp,
         torch_module=_in_module(nd),
         torch_call=_in_call,
         label=_in_label,
@@ -414,6 +488,28 @@ def _lrn_kernel(a: LRNAttrs, xs, ctx):
     return [(xf / div).astype(x.dtype)]
 
 
+def _lrn_vjp(a: LRNAttrs, xs, ys, gs, ctx):
+    x = xs[0]
+    xf = x.astype(np.float64)
+    g = gs[0].astype(np.float64)
+    c = x.shape[1]
+    lo, hi = min(a.size // 2, c - 1), min((a.size - 1) // 2, c - 1)
+
+    def window(v, before, after):
+        pad = [(0, 0)] * x.ndim
+        pad[1] = (before, after)
+        vp = np.pad(v, pad)
+        return sum(vp[:, s:s + c] for s in range(before + after + 1))
+
+    base = window(xf * xf, lo, hi) * (a.alpha / a.size) + a.k
+    div = base ** a.beta
+    # Output c reads the squares of channels c-lo..c+hi; so channel j feeds outputs
+    # j-hi..j+lo (the window mirrored).
+    t = g * xf / (div * base)
+    dx = g / div - (2 * a.alpha * a.beta / a.size) * xf * window(t, hi, lo)
+    return [dx.astype(x.dtype)], {}
+
+
 LOCAL_RESPONSE_NORM = Op(
     name="local_response_norm",
     family="norm",
@@ -425,6 +521,7 @@ LOCAL_RESPONSE_NORM = Op(
     positional=("size",),
     shape=_lrn_shape,
     numpy=_lrn_kernel,
+    vjp=_lrn_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"F.local_response_norm({args[0]}, {a.size}, alpha={a.alpha!r}, beta={a.beta!r}, "
         f"k={a.k!r})"),
