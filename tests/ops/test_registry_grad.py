@@ -27,10 +27,7 @@ FD_POINTS = 3  # coordinates checked per differentiable array
 
 # Ops with neither a `vjp` nor a `no_grad` reason yet. The completeness test asserts this is
 # EXACTLY the set still missing: giving an op its VJP means taking it off this list.
-PENDING = {
-    # scan (branch grad_more)
-    "scan",
-}
+PENDING: set[str] = set()
 
 
 def _embedding_padding_row(attrs, what: str, idx: tuple) -> bool:
