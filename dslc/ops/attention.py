@@ -457,7 +457,7 @@ def _mha_kernel(a: MHAAttrs, xs, ctx):
     if ctx.train and a.dropout > 0:
         keep = ctx.rng.random(wts.shape) >= a.dropout
         wts = wts * keep / np.asarray(1.0 - a.dropout, wts.dtype)
-        ctx.saved["dropout"] = keep / (1.0 - a.dropout)  # the vjp's mask
+        ctx.saved["dropout"] = (keep / (1.0 - a.dropout)).astype(wts.dtype)  # the vjp's mask
     o = np.matmul(wts.astype(v.dtype, copy=False), v)  # [B, h, Tq, dh]
     o = o.transpose(0, 2, 1, 3).reshape(bsz, tq, d)
     out = _linear(o, p["out_proj.weight"], p.get("out_proj.bias"))

@@ -249,7 +249,7 @@ def gat_conv_vjp(a, ins, outs, gouts, ctx):
     e = np.where(raw > 0, raw, a.negative_slope * raw)
     old_loop = np.concatenate([ei[0] == ei[1], np.zeros(n, bool)])
     e = np.where(old_loop[:, None], -np.inf, e)
-    top = np.full((n, hh), -np.inf)
+    top = np.full((n, hh), -np.inf, e.dtype)
     np.maximum.at(top, dst, e)
     ex = np.exp(e - top[dst])
     alpha = ex / scatter_add(ex, dst, n)[dst]  # [E', H]
@@ -260,7 +260,7 @@ def gat_conv_vjp(a, ins, outs, gouts, ctx):
     g_alpha = (g3[dst] * h[src]).sum(-1)  # [E', H]
     gh = scatter_add(g3[dst] * alpha[:, :, None], src, n)
     g_e = segment_softmax_grad(alpha, g_alpha, dst, n)
-    g_raw = g_e * np.where(raw > 0, 1.0, a.negative_slope)
+    g_raw = g_e * np.where(raw > 0, raw.dtype.type(1), raw.dtype.type(a.negative_slope))
     g_as, g_ad = scatter_add(g_raw, src, n), scatter_add(g_raw, dst, n)
     grads["att_src"] = (g_as[:, :, None] * h).sum(0, keepdims=True)
     grads["att_dst"] = (g_ad[:, :, None] * h).sum(0, keepdims=True)
@@ -295,7 +295,7 @@ def _lstm_aggregate_grad(h_sorted, seg, p, g_agg):
     dense[seg.sorted_idx, pos] = h_sorted
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     cell = _Direction("lstm", False, {f"{k}_agg": p[k] for k in names}, "agg", f)
-    mask = (np.arange(steps)[:, None] < deg)[:, :, None]
+    mask = (np.arange(steps)[:, None] < deg)[:, :, None].astype(g_agg.dtype)
     zeros = np.zeros((n, f), g_agg.dtype)
     cell.forward(dense, zeros, zeros, mask, list(range(steps)))
     grads: dict[str, np.ndarray] = {}
@@ -332,7 +332,7 @@ def sage_conv_vjp(a, ins, outs, gouts, ctx):
         gx += g @ p["lin_r_weight"]
     g_agg = g @ p["lin_l_weight"]
     if a.aggr == "mean":
-        count = np.maximum(np.bincount(dst, minlength=n), 1)
+        count = np.maximum(np.bincount(dst, minlength=n), 1).astype(g.dtype)
         gh = scatter_add(g_agg[dst] / count[dst, None], src, n)
     elif a.aggr == "max":
         gh = scatter_add(g_agg[dst] * _max_share(h[src], agg, dst, n), src, n)
@@ -360,7 +360,7 @@ def gmm_conv_vjp(a, ins, outs, gouts, ctx):
     diff = pseudo[:, None, :] - p["mu"][None]  # [E, K, d]
     var = _GMM_EPS + p["sigma"][None] ** 2
     gauss = np.exp((-0.5 * diff ** 2 / var).sum(-1))  # [E, K]
-    count = np.maximum(np.bincount(dst, minlength=n), 1)
+    count = np.maximum(np.bincount(dst, minlength=n), 1).astype(g.dtype)
     gm = g[dst] / count[dst, None]  # the cotangent of each message [E, O]
     grads: dict[str, np.ndarray] = {}
     if a.bias:

@@ -27,8 +27,8 @@ class _Direction:
         self.kind, self.relu, self.hs, self.name = kind, relu, hs, name
         self.w_ih, self.w_hh = p[f"weight_ih_{name}"], p[f"weight_hh_{name}"]
         gh = self.w_hh.shape[0]
-        self.b_ih = p.get(f"bias_ih_{name}", np.zeros(gh))
-        self.b_hh = p.get(f"bias_hh_{name}", np.zeros(gh))
+        self.b_ih = p.get(f"bias_ih_{name}", np.zeros(gh, self.w_hh.dtype))
+        self.b_hh = p.get(f"bias_hh_{name}", np.zeros(gh, self.w_hh.dtype))
         self.has_bias = f"bias_ih_{name}" in p
 
     def forward(self, u, h, c, mask, order) -> np.ndarray:
@@ -133,7 +133,8 @@ def recurrent_vjp(kind: str):
         c0 = inits[1] if len(inits) > 1 else np.zeros_like(h0)
         mask = None
         if lengths is not None:
-            mask = (np.arange(steps)[:, None] < lengths)[:, :, None]  # [T, B, 1]
+            # [T, B, 1], as x's dtype so that (1 - mask) keeps it
+            mask = (np.arange(steps)[:, None] < lengths)[:, :, None].astype(x.dtype)
         relu = getattr(a, "nonlinearity", "tanh") == "relu"
         orders = (list(range(steps)), list(range(steps - 1, -1, -1)))
         # forward again, keeping every step
