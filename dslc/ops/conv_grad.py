@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from dslc.ops.padding import resolve_padding
-from dslc.ops.window_grad import NP_PAD_MODES, pad_vjp, tap_slice
+from dslc.ops.window import reach
+from dslc.ops.window_grad import NP_PAD_MODES, framed, pad_vjp, tap_slice, unframed
 
 
 def _tup(v, n: int) -> tuple[int, ...]:
@@ -65,23 +66,39 @@ def conv_vjp(nd: int):
             x, g = x[None], g[None]
         s, d = _tup(a.stride, nd), _tup(a.dilation, nd)
         pads = resolve_padding(a.padding, w.shape[2:], s, d, nd, f"conv{nd}d")
-        if a.padding_mode != "zeros" and any(lo or hi for lo, hi in pads):
-            xp = pad_input(x, pads, a.padding_mode)
-        else:
-            xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
         groups = a.groups
-        n, out = x.shape[0], g.shape[2:]
+        n, out, k = x.shape[0], g.shape[2:], w.shape[2:]
         o, cg = w.shape[:2]
+        gw = np.zeros_like(w, dtype=g.dtype)
+        moded = a.padding_mode != "zeros" and any(lo or hi for lo, hi in pads)
+        if moded:  # padded in full first, as the forward does
+            xp = pad_input(x, pads, a.padding_mode)
+            taps, origin = [range(kk) for kk in k], (0,) * nd
+        else:
+            # Zero padding: only the taps that reach the input, on the rows they read (a
+            # padding of 2**30 costs nothing, as in the forward)
+            reaches = tuple(reach(sz, kk, ss, dd, lo, oo) for sz, kk, ss, dd, (lo, _), oo
+                            in zip(x.shape[2:], k, s, d, pads, out))
+            if any(r.empty for r in reaches):
+                xp, taps = None, []
+            else:
+                xp = framed(x, reaches, 0.0)
+                taps = [range(r.t0, r.t1) for r in reaches]
+                origin = tuple(r.lo for r in reaches)
         go = _grouped(g, groups)  # [G, O/G, N*P]
-        gw = np.zeros_like(w)
-        gxp = np.zeros_like(xp)
-        for tap in itertools.product(*(range(k) for k in w.shape[2:])):
-            sl = tap_slice(tap, s, d, out)
+        gxp = None if xp is None else np.zeros_like(xp, dtype=g.dtype)
+        for tap in itertools.product(*taps):
+            sl = tap_slice(tap, s, d, out, origin=origin)
             xs = _grouped(xp[sl], groups)  # [G, Cg, N*P]
             gw[(slice(None), slice(None)) + tap] = (go @ xs.transpose(0, 2, 1)).reshape(o, cg)
             wt = w[(slice(None), slice(None)) + tap].reshape(groups, o // groups, cg)
             gxp[sl] += _ungrouped(wt.transpose(0, 2, 1) @ go, n, out)
-        gx = pad_vjp(gxp, pads, NP_PAD_MODES[a.padding_mode])
+        if moded:
+            gx = pad_vjp(gxp, pads, NP_PAD_MODES[a.padding_mode])
+        elif gxp is None:
+            gx = np.zeros(x.shape, g.dtype)
+        else:
+            gx = unframed(gxp, x.shape, reaches)
         gb = g.sum(axis=(0,) + tuple(range(2, g.ndim))) if b is not None else None
         return _result(a, ins, functional, gx, gw, gb, batched)
     return vjp
@@ -91,7 +108,7 @@ def conv_transpose_vjp(nd: int):
     """The vjp of conv_transpose{nd}d: cotangents of the input, weight and bias."""
 
     def vjp(a, ins, outs, gouts, ctx):
-        from dslc.ops.conv_transpose import transposed_pads  # it imports this module
+        from dslc.ops.conv_transpose import _tap_slices, transposed_pads  # it imports us
         x, w, b, functional = *ins[:1], *_weights(ins, ctx)
         g = gouts[0]
         batched = x.ndim == nd + 2
@@ -101,23 +118,25 @@ def conv_transpose_vjp(nd: int):
         k = w.shape[2:]
         pads = transposed_pads(a.padding, k, s, d, nd, f"conv_transpose{nd}d")
         n, size, out = x.shape[0], x.shape[2:], g.shape[2:]
-        # the uncropped output: long enough for every tap's rows and for the cropped output
-        full = tuple(max(lo + o, (sz - 1) * ss + dd * (kk - 1) + 1)
-                     for (lo, _), o, sz, ss, dd, kk in zip(pads, out, size, s, d, k))
-        gfull = np.zeros(g.shape[:2] + full, g.dtype)
-        gfull[(slice(None), slice(None)) + tuple(slice(lo, lo + o) for (lo, _), o
-                                                  in zip(pads, out))] = g
+        # per axis, per tap: which inputs land on which (kept) outputs, as the forward
+        per_axis = [[_tap_slices(t, sz, ss, dd, lo, ot) for t in range(kk)]
+                    for kk, sz, ss, dd, (lo, _), ot in zip(k, size, s, d, pads, out)]
         groups = a.groups
         cin, og = w.shape[:2]
-        xg = _grouped(x, groups)  # [G, Cg, N*P]
-        gw = np.zeros_like(w)
-        gx = np.zeros_like(xg)
+        gw = np.zeros_like(w, dtype=g.dtype)
+        gx = np.zeros(x.shape, g.dtype)
         for tap in itertools.product(*(range(kk) for kk in k)):
-            gs = _grouped(gfull[tap_slice(tap, s, d, size)], groups)  # [G, Og, N*P]
-            gw[(slice(None), slice(None)) + tap] = (xg @ gs.transpose(0, 2, 1)).reshape(cin, og)
+            sl = [per_axis[ax][t] for ax, t in enumerate(tap)]
+            if any(v is None for v in sl):
+                continue  # the tap lands in the crop only
+            src = (slice(None), slice(None)) + tuple(v[0] for v in sl)
+            dst = (slice(None), slice(None)) + tuple(v[1] for v in sl)
+            xs = x[src]
+            gs = _grouped(g[dst], groups)  # [G, Og, N*M]
+            gw[(slice(None), slice(None)) + tap] = (
+                _grouped(xs, groups) @ gs.transpose(0, 2, 1)).reshape(cin, og)
             wt = w[(slice(None), slice(None)) + tap].reshape(groups, cin // groups, og)
-            gx += wt @ gs
-        gx = _ungrouped(gx, n, size)
+            gx[src] += _ungrouped(wt @ gs, n, xs.shape[2:])
         gb = g.sum(axis=(0,) + tuple(range(2, g.ndim))) if b is not None else None
         return _result(a, ins, functional, gx, gw, gb, batched)
     return vjp

@@ -6,8 +6,9 @@ an average sends each output's cotangent, divided as the forward divided, to eve
 of its window; a max sends it to the window's first maximum in kernel order (torch's
 tie rule: a later element must be strictly greater, or NaN, to take over). The argmax is
 recomputed from the forward's input, which the backward walk holds anyway, so the forward
-kernel stays the inference kernel and keeps nothing. Memory: the framed input and its
-cotangent, and the argmax tap per output.
+kernel stays the inference kernel and keeps nothing. Only the taps that reach the input are
+visited, on the padded rows they read (ops/window.py), so a huge padding costs nothing.
+Memory: the framed input and its cotangent, and the argmax tap per output.
 """
 
 from __future__ import annotations
@@ -17,67 +18,67 @@ import math
 
 import numpy as np
 
-from dslc.ops.window_grad import tap_slice
+from dslc.ops.window_grad import framed, tap_slice, unframed
 
 
 def _geometry(win, sizes):
-    """(outs, framed length per axis) of a pool over `sizes`."""
+    """(outs, reaches) of a pool over `sizes`: the output sizes, and per axis the taps that
+    reach the input and the padded rows they read (ops/window.py), as the forward kernel."""
     from dslc.ops.pool import out_size  # pool.py imports this module
+    from dslc.ops.window import reach
     outs = tuple(out_size(n, k, s, d, lo, hi, win.ceil_mode, win.pre_padded)
                  for n, k, s, d, (lo, hi) in zip(sizes, win.k, win.s, win.d, win.pads))
-    full = tuple(max(lo + n, d * (k - 1) + (o - 1) * s + 1)
-                 for n, k, s, d, (lo, _), o in zip(sizes, win.k, win.s, win.d, win.pads, outs))
-    return outs, full
+    reaches = tuple(reach(n, k, s, d, lo, o)
+                    for n, k, s, d, (lo, _), o in zip(sizes, win.k, win.s, win.d, win.pads, outs))
+    return outs, reaches
 
 
-def _frame(x, win, full, fill):
-    buf = np.full(x.shape[:2] + full, fill, x.dtype)
-    buf[_inside(win, x.shape[2:])] = x
-    return buf
-
-
-def _inside(win, sizes):
-    return (slice(None), slice(None)) + tuple(slice(lo, lo + n)
-                                              for (lo, _), n in zip(win.pads, sizes))
-
-
-def _taps(win):
-    return itertools.product(*(range(k) for k in win.k))
+def _taps(reaches):
+    """The kernel taps that read input rows (the others read padding only), in kernel order,
+    with the first padded row of the frame per axis."""
+    taps = list(itertools.product(*(range(r.t0, r.t1) for r in reaches)))
+    return taps, tuple(r.lo for r in reaches)
 
 
 def max_pool_grad(x, g, win):
     """x [N, C, *S], g [N, C, *out] -> the cotangent of x under a max pool."""
-    outs, full = _geometry(win, x.shape[2:])
-    xp = _frame(x, win, full, -np.inf)
+    outs, reaches = _geometry(win, x.shape[2:])
+    if any(r.empty for r in reaches):  # every window is padding only: -inf, no cotangent
+        return np.zeros(x.shape, g.dtype)
+    xp = framed(x, reaches, -np.inf)
+    taps, origin = _taps(reaches)
     best = np.full(g.shape, -np.inf, x.dtype)
     arg = np.zeros(g.shape, np.int64)
-    for i, tap in enumerate(_taps(win)):
-        v = xp[tap_slice(tap, win.s, win.d, outs)]
+    for i, tap in enumerate(taps):
+        v = xp[tap_slice(tap, win.s, win.d, outs, origin=origin)]
         take = (v > best) | (np.isnan(v) & ~np.isnan(best))
         best = np.where(take, v, best)
         arg[take] = i
-    gxp = np.zeros_like(xp)
-    for i, tap in enumerate(_taps(win)):
-        gxp[tap_slice(tap, win.s, win.d, outs)] += np.where(arg == i, g, 0.0)
-    return gxp[_inside(win, x.shape[2:])]
+    gxp = np.zeros(xp.shape, g.dtype)
+    for i, tap in enumerate(taps):
+        gxp[tap_slice(tap, win.s, win.d, outs, origin=origin)] += np.where(arg == i, g, 0)
+    return unframed(gxp, x.shape, reaches)
 
 
 def avg_pool_grad(x_shape, g, win, count_include_pad=True, divisor_override=None):
     """The cotangent of an input of shape x_shape [N, C, *S] under an average pool."""
     from dslc.ops.pool import _counts
     sizes = x_shape[2:]
-    outs, full = _geometry(win, sizes)
+    outs, reaches = _geometry(win, sizes)
+    if any(r.empty for r in reaches):  # windows of padding only: constant zeros
+        return np.zeros(x_shape, g.dtype)
     if divisor_override is not None:
-        gd = g / divisor_override
+        gd = g / g.dtype.type(divisor_override)
     else:
         div = np.ones((), np.float64)
         for n, o, k, s, (lo, hi) in zip(sizes, outs, win.k, win.s, win.pads):
             div = np.multiply.outer(div, _counts(n, o, k, s, lo, hi, count_include_pad))
-        gd = g / np.maximum(div, 1.0)
-    gxp = np.zeros(tuple(x_shape[:2]) + full, g.dtype)
-    for tap in _taps(win):
-        gxp[tap_slice(tap, win.s, win.d, outs)] += gd
-    return gxp[_inside(win, sizes)]
+        gd = g * (1.0 / np.maximum(div, 1.0)).astype(g.dtype)
+    gxp = np.zeros(tuple(x_shape[:2]) + tuple(r.hi - r.lo for r in reaches), g.dtype)
+    taps, origin = _taps(reaches)
+    for tap in taps:
+        gxp[tap_slice(tap, win.s, win.d, outs, origin=origin)] += gd
+    return unframed(gxp, x_shape, reaches)
 
 
 def _batched(nd, x, g, run):

@@ -41,8 +41,29 @@ def pad_vjp(g: np.ndarray, pads: tuple[tuple[int, int], ...], mode: str,
 
 
 def tap_slice(tap: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-              out: tuple[int, ...], lead: int = 2) -> tuple[slice, ...]:
+              out: tuple[int, ...], lead: int = 2,
+              origin: tuple[int, ...] | None = None) -> tuple[slice, ...]:
     """The rows of a padded input that kernel tap `tap` reads for every output (lead axes
-    whole): t*d, t*d + s, ..., t*d + (out-1)*s on each spatial axis."""
+    whole): t*d, t*d + s, ..., t*d + (out-1)*s on each spatial axis, less `origin` (the
+    first padded row a buffer holds, ops/window.py's Reach.lo)."""
+    origin = origin or (0,) * len(tap)
     return (slice(None),) * lead + tuple(
-        slice(t * d, t * d + (o - 1) * s + 1, s) for t, s, d, o in zip(tap, stride, dilation, out))
+        slice(t * d - z, t * d - z + (o - 1) * s + 1, s)
+        for t, s, d, o, z in zip(tap, stride, dilation, out, origin))
+
+
+def framed(x: np.ndarray, reaches: tuple, fill: float) -> np.ndarray:
+    """x [N, C, *S] in a frame of `fill`: the padded rows its kernel taps read (a copy; see
+    ops/window.py: padding no tap reads is left out, so a huge padding costs nothing)."""
+    from dslc.ops.window import window
+    return window(x, tuple(range(2, x.ndim)), reaches, fill,
+                  lambda shape: np.empty(shape, x.dtype), copy=True)
+
+
+def unframed(g: np.ndarray, shape: tuple[int, ...], reaches: tuple) -> np.ndarray:
+    """The cotangent of x (of `shape`) from that of framed(x): rows no tap read get 0."""
+    gx = np.zeros(shape, g.dtype)
+    src = (slice(None),) * 2 + tuple(slice(r.a, r.b) for r in reaches)
+    dst = (slice(None),) * 2 + tuple(slice(r.r0, r.r1) for r in reaches)
+    gx[dst] = g[src]
+    return gx
