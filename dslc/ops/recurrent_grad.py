@@ -79,8 +79,10 @@ class _Direction:
         final states; adds the weights' gradients into `grads`; returns (du, dh0, dc0)."""
         name = self.name
         dgates_all = np.zeros(self.u.shape[:2] + (self.w_ih.shape[0],), gout.dtype)
-        gw_hh = np.zeros_like(self.w_hh)
-        gb_hh = np.zeros_like(self.b_hh)
+        # W_hh's products, and the states they multiplied, per step: one GEMM after the loop
+        # instead of a small one per step
+        dgh_all = dgates_all if self.kind != "gru" else np.zeros_like(dgates_all)
+        h_prev = np.zeros(self.u.shape[:2] + (self.hs,), gout.dtype)
         for t, rec in zip(reversed(self.order), reversed(self.steps)):
             m = 1.0 if self.mask is None else self.mask[t]
             dhn = (dh + gout[:, t]) * m
@@ -106,15 +108,17 @@ class _Direction:
                 dgates = dhn * ((hn > 0) if self.relu else (1 - hn * hn))
                 dgh = dgates
             dgates_all[:, t] = dgates
-            gw_hh += dgh.T @ h
-            gb_hh += dgh.sum(axis=0)
+            if self.kind == "gru":
+                dgh_all[:, t] = dgh
+            h_prev[:, t] = h
             dh = dgh @ self.w_hh + keep_h
         flat = dgates_all.reshape(-1, dgates_all.shape[-1])
         grads[f"weight_ih_{name}"] = flat.T @ self.u.reshape(-1, self.u.shape[-1])
-        grads[f"weight_hh_{name}"] = gw_hh
+        flat_hh = dgh_all.reshape(flat.shape)
+        grads[f"weight_hh_{name}"] = flat_hh.T @ h_prev.reshape(-1, self.hs)
         if self.has_bias:
             grads[f"bias_ih_{name}"] = flat.sum(axis=0)
-            grads[f"bias_hh_{name}"] = gb_hh
+            grads[f"bias_hh_{name}"] = flat_hh.sum(axis=0)
         return dgates_all @ self.w_ih, dh, dc
 
 
