@@ -446,8 +446,10 @@ def make_kernel(kind: str):
             w_ih, bias, b_hn = _input_weights(kind, a, ctx.params, layer, dt)
             w_hh = _stacked(kind, a, ctx.params, "weight_hh", layer, dt)
             ks = slice(layer * nd, (layer + 1) * nd)
-            h = np.ascontiguousarray(h0[ks].transpose(0, 2, 1), dtype=dt)
-            c = np.ascontiguousarray(c0[ks].transpose(0, 2, 1), dtype=dt) \
+            # Copies, always: the loop updates them in place, and an initial state laid out
+            # [H, B]-contiguous (another lstm's final state) would otherwise be overwritten
+            h = np.array(h0[ks].transpose(0, 2, 1), dtype=dt, order="C", copy=True)
+            c = np.array(c0[ks].transpose(0, 2, 1), dtype=dt, order="C", copy=True) \
                 if kind == "lstm" else None
             out = np.empty((steps, nd, hs, bsz), dt)
             _Layer(kind, hs, np.ascontiguousarray(y), w_ih, bias, w_hh, b_hn, h, c, out, valid,

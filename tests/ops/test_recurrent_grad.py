@@ -77,3 +77,22 @@ def test_vjp_reuses_the_forward_dropout_masks(kind):
         xm[idx] -= eps
         fd = ((run(xp)[0][0] * g).sum() - (run(xm)[0][0] * g).sum()) / (2 * eps)
         assert abs(fd - gins[0][idx]) <= 1e-6 * max(1.0, abs(fd))
+
+
+@pytest.mark.parametrize("kind", ("rnn", "lstm", "gru"))
+def test_the_kernel_leaves_an_initial_state_it_is_given_alone(kind):
+    """An initial state laid out [H, B]-contiguous (another layer's final state, say) is
+    not updated in place: seq2seq's encoder state once ended up holding the decoder's, and
+    the decoder's vjp then recomputed from the wrong h0."""
+    op = OPS[kind]
+    a = op.attrs(hidden_size=4)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 3))
+    states = [np.asfortranarray(rng.standard_normal((1, 2, 4)))
+              for _ in range(2 if kind == "lstm" else 1)]
+    m = _torch_module(kind, a, 3)
+    params = {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}
+    before = [s.copy() for s in states]
+    op.numpy(a, [x] + states, RunCtx(train=False, rng=rng, params=params))
+    for s, b in zip(states, before):
+        np.testing.assert_array_equal(s, b)
