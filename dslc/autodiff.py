@@ -166,11 +166,7 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
             continue
         op = OPS[node.op]
         if op.vjp is None:
-            reason = op.no_grad or "no vector-Jacobian product is written for it yet"
-            raise run_error("E0530", f"cannot differentiate through '{node.op}': {reason}",
-                            node.span, hint="the gradient of the loss passes this op on its "
-                            "way to a trainable parameter; change the model or differentiate "
-                            "another output")
+            raise no_gradient(node)
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
         for ref, g in zip(node.inputs, gins):
             if g is None or ref[0] not in active:
@@ -181,6 +177,30 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
             key = param_key(node, local)
             grads[key] = grads[key] + g if key in grads else np.asarray(g)
     return grads
+
+
+def no_gradient(node: IRNode):
+    op = OPS[node.op]
+    reason = op.no_grad or "no vector-Jacobian product is written for it yet"
+    return run_error("E0530", f"cannot differentiate through '{node.op}': {reason}",
+                     node.span, hint="the gradient of the loss passes this op on its way to a "
+                     "trainable parameter; change the model or differentiate another output")
+
+
+def check_differentiable(graph: Graph, loss_refs: list[Ref], wrt_inputs: bool = False) -> None:
+    """Before running anything: every op a gradient must pass has a vjp, else E0530 at the
+    first the backward walk would meet. A gradient flows back along float values from the
+    loss to the active nodes (those depending on a trainable parameter)."""
+    active = active_nodes(graph, wrt_inputs)
+    reach = set(loss_refs)
+    for node in reversed(graph.order()):
+        if node.op == "input" or node.id not in active:
+            continue
+        if not any((node.id, port) in reach for port in range(len(node.types))):
+            continue
+        if OPS[node.op].vjp is None:
+            raise no_gradient(node)
+        reach.update(ref for ref in node.inputs if graph.type_of(ref).is_float)
 
 
 def output_seeds(graph: Graph, outputs: dict[str, np.ndarray],
@@ -212,7 +232,10 @@ def output_seeds(graph: Graph, outputs: dict[str, np.ndarray],
             raise run_error("E0532", f"the cotangent of '{name}' does not fit the output",
                             node.span, expected=f"float {list(value.shape)}",
                             found=f"{g.dtype} {list(g.shape)} for a {value.dtype} output")
-        seeds[refs[name]] = g.astype(value.dtype)
+        ref = refs[name]
+        g = g.astype(value.dtype)
+        # Two outputs may name one value: their cotangents add up.
+        seeds[ref] = seeds[ref] + g if ref in seeds else g
     return seeds
 
 
@@ -236,6 +259,9 @@ def grad(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarr
     outputs). Buffers updated in training are written to `params`, as in `interp.run`."""
     if loss is None:
         loss = default_loss(graph)
+    refs = dict(graph.outputs)
+    check_differentiable(graph, [refs[n] for n in ([loss] if isinstance(loss, str) else loss)
+                                 if n in refs], wrt_inputs)
     tape = forward(graph, inputs, params, train, seed, bindings, float64)
     seeds = output_seeds(graph, tape.outputs, loss)
     grads = backward(graph, tape, seeds, wrt_inputs)

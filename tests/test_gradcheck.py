@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ model blocked {
 }
 """
 
+ROOT = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^(?P<key>\S+)\s+(?P<n>\d+)\s+(?P<err>\S+)\s+(?P<a>\S+)\s+(?P<b>\S+)(?P<fail>"
                  r"\s+FAIL)?$")
 
@@ -113,6 +115,9 @@ def test_e0530_through_the_cli_is_located_and_writes_nothing(tmp_path, monkeypat
     assert "error[E0530]: cannot differentiate through 'sign'" in err
     assert "^" in err and "Traceback" not in err
     assert not (tmp_path / "g.npz").exists()
+    # docs/errors.md shows this very case and its first line.
+    docs = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert BLOCKED in docs and err.splitlines()[0] in docs.splitlines()
 
 
 def test_a_model_without_a_scalar_output_needs_loss_or_cotangents(tmp_path, monkeypatch,

@@ -91,17 +91,21 @@ def _affine(y: np.ndarray, ctx, cshape) -> np.ndarray:
 # ---- vector-Jacobian products --------------------------------------------------------------
 
 
-def standardize_vjp(x: np.ndarray, axes: tuple[int, ...], eps: float,
-                    dxhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For xhat = (x - mean) / sqrt(var + eps) over `axes` (biased variance): (dL/dx, xhat)
-    from dL/dxhat. The statistics are recomputed in float64 rather than kept by the forward."""
-    xf = x.astype(np.float64)
-    centred = xf - xf.mean(axis=axes, keepdims=True)
+def normalize_vjp(x: np.ndarray, axes: tuple[int, ...], eps: float, g: np.ndarray, ctx,
+                  channel: int | None, rows: tuple[int, ...] | None = None,
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The VJP of y = xhat·weight + bias, xhat = (x - mean) / sqrt(var + eps) over `axes`
+    (biased variance) of x, or of x viewed as `rows` (group norm): (dL/dx, {weight, bias
+    gradients}). The statistics are recomputed in float64 rather than kept by the forward."""
+    xr = x.astype(np.float64).reshape(rows or x.shape)
+    centred = xr - xr.mean(axis=axes, keepdims=True)
     inv = 1.0 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
     xhat = centred * inv
+    dxhat, grads = affine_vjp(g, xhat.reshape(x.shape), ctx, channel)
+    dxhat = dxhat.reshape(xr.shape)
     dx = inv * (dxhat - dxhat.mean(axis=axes, keepdims=True)
                 - xhat * np.mean(dxhat * xhat, axis=axes, keepdims=True))
-    return dx, xhat
+    return dx.reshape(x.shape).astype(x.dtype), grads
 
 
 def affine_vjp(g: np.ndarray, xhat: np.ndarray, ctx, channel: int | None,
@@ -215,10 +219,8 @@ def _bn_vjp(a: BatchNormAttrs, xs, ys, gs, ctx):
     if not ctx.train and a.track_running_stats:
         return _running_vjp(a, x, g, ctx)
     axes = (0,) + tuple(range(2, x.ndim))
-    _, xhat = standardize_vjp(x, axes, a.eps, g.astype(np.float64))
-    dxhat, grads = affine_vjp(g, xhat, ctx, 1)
-    dx, _ = standardize_vjp(x, axes, a.eps, dxhat)
-    return [dx.astype(x.dtype)], grads
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, 1)
+    return [dx], grads
 
 
 def _bn_module(a: BatchNormAttrs, ins):
@@ -359,10 +361,8 @@ def _in_vjp(a: InstanceNormAttrs, xs, ys, gs, ctx):
     if not ctx.train and a.track_running_stats:
         return _running_vjp(a, x, g, ctx)
     axes = tuple(range(2, x.ndim))
-    _, xhat = standardize_vjp(x, axes, a.eps, g.astype(np.float64))
-    dxhat, grads = affine_vjp(g, xhat, ctx, 1)
-    dx, _ = standardize_vjp(x, axes, a.eps, dxhat)
-    return [dx.astype(x.dtype)], grads
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, 1)
+    return [dx], grads
 
 
 def _in_module(nd: int):

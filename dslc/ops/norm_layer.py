@@ -21,7 +21,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
-from dslc.ops.norm import affine_vjp, standardize_vjp, torch_kwargs, work_dtype
+from dslc.ops.norm import affine_vjp, normalize_vjp, torch_kwargs, work_dtype
 from dslc.types import TensorType, tensor
 
 
@@ -164,10 +164,8 @@ def _ln_vjp(a: LayerNormAttrs, xs, ys, gs, ctx):
     else:
         k = len(_ln_norm_shape(a, [tensor("f32", *x.shape)]))
         axes, channel = tuple(range(x.ndim - k, x.ndim)), None
-    _, xhat = standardize_vjp(x, axes, a.eps, g.astype(np.float64))
-    dxhat, grads = affine_vjp(g, xhat, ctx, channel)
-    dx, _ = standardize_vjp(x, axes, a.eps, dxhat)
-    return [dx.astype(x.dtype)], grads
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, channel)
+    return [dx], grads
 
 
 def _ln_module(a: LayerNormAttrs, ins):
@@ -388,10 +386,8 @@ def _gn_kernel(a: GroupNormAttrs, xs, ctx):
 def _gn_vjp(a: GroupNormAttrs, xs, ys, gs, ctx):
     x, g = xs[0], gs[0]
     rows = (x.shape[0], a.num_groups, -1)
-    _, xhat = standardize_vjp(x.reshape(rows), (2,), a.eps, g.reshape(rows).astype(np.float64))
-    dxhat, grads = affine_vjp(g, xhat.reshape(x.shape), ctx, 1)
-    dx, _ = standardize_vjp(x.reshape(rows), (2,), a.eps, dxhat.reshape(rows))
-    return [dx.reshape(x.shape).astype(x.dtype)], grads
+    dx, grads = normalize_vjp(x, (2,), a.eps, g, ctx, 1, rows)
+    return [dx], grads
 
 
 def _gn_module(a: GroupNormAttrs, ins):
