@@ -27,6 +27,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.conv_grad import conv_vjp
 from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
 from dslc.ops.window import Reach, reach, window
 from dslc.types import tensor
@@ -534,6 +535,7 @@ def _conv_op(nd: int, attrs, examples) -> Op:
         params=_params(nd),
         macs=_macs(nd),
         numpy=_kernel(nd),
+        vjp=conv_vjp(nd),
         torch_module=_torch_module(nd),
         torch_call=_torch_call(nd),
         label=_label(nd),
