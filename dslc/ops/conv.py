@@ -289,9 +289,57 @@ def _conv_group(xp, w, s, d, ho, wo):
     return out
 
 
+# Output elements of one block of the depthwise kernel: the block and the tap's product stay
+# in L2 over the kh*kw passes (a whole MobileNetV2 layer at batch 16 is 25 MB and ran the nine
+# passes from memory: 2-7x slower, measured on the 2-core VM).
+_DW_BLOCK = 1 << 16
+
+
 def _depthwise(xp, w, s, d, ho, wo):
     """groups == in_channels: one small filter per channel, as kh*kw shifted multiply-adds
-    (a matmul per channel would be a few thousand tiny BLAS calls)."""
+    (a matmul per channel would be a few thousand tiny BLAS calls), in blocks of output rows
+    that stay in cache. Each tap's weight is tiled along the output row ([Wo, C]), so that
+    NumPy's loop runs over a whole contiguous row instead of C elements at a time; a strided
+    conv first splits the columns into `stride` phases, so every tap reads contiguous rows.
+    _depthwise_reference is the plain form this must equal."""
+    n, _, _, c = xp.shape
+    o, _, kh, kw = w.shape
+    if o != c:  # a channel multiplier: rare, the plain form
+        return _depthwise_reference(xp, w, s, d, ho, wo)
+    (sh, sw), (dh, dw) = s, d
+    dt = xp.dtype
+    taps = np.empty((kh * kw, wo, c), dt)
+    taps[...] = w.reshape(c, kh * kw).T[:, None, :]
+    out = np.empty((n, ho, wo, c), dt)
+    rows = max(1, _DW_BLOCK // (wo * c))
+    tmp = np.empty((min(rows, ho), wo, c), dt)
+    for img in range(n):
+        for h0 in range(0, ho, rows):
+            h1 = min(ho, h0 + rows)
+            acc = out[img, h0:h1]
+            t = tmp[:h1 - h0]
+            # the padded rows this block reads; for a strided conv, split into column phases
+            # (phase p: columns p, p + sw, ...; tap j reads phase (j*dw) % sw from column
+            # (j*dw) // sw), a copy that stays in cache
+            lo, hi = h0 * sh, (h1 - 1) * sh + (kh - 1) * dh + 1
+            band = xp[img, lo:hi]
+            phases = [band] if sw == 1 else [np.ascontiguousarray(band[:, p::sw])
+                                             for p in range(sw)]
+            for i in range(kh):
+                for j in range(kw):
+                    ph, c0 = (j * dw) % sw, (j * dw) // sw
+                    win = phases[ph][i * dh:i * dh + (h1 - h0 - 1) * sh + 1:sh, c0:c0 + wo]
+                    if i == j == 0:
+                        np.multiply(win, taps[0], out=acc)
+                    else:
+                        np.multiply(win, taps[i * kw + j], out=t)
+                        acc += t
+    return out
+
+
+def _depthwise_reference(xp, w, s, d, ho, wo):
+    """The plain depthwise conv (any channel multiplier): xp [N, Hp, Wp, C] (padded),
+    w [C*m, 1, kh, kw] -> [N, Ho, Wo, C*m], one shifted multiply-add per tap."""
     n, _, _, c = xp.shape
     o, _, kh, kw = w.shape
     m = o // c
@@ -345,6 +393,31 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
         out += b.astype(out.dtype, copy=False)
     res = out.transpose(0, 3, 1, 2)
     return res.astype(dtype) if res.dtype != dtype else res
+
+
+def conv2d_reference(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+    """The plain conv2d that conv2d_nchw (blocked patches, 1x1 matmuls, the tuned depthwise
+    kernel) must equal: pad in full, then one multiply-add of a shifted, strided view per
+    kernel tap and group, NCHW throughout. Slow; for tests."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
+    ho = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, ho, wo), np.result_type(x, w))
+    for gi in range(groups):
+        xs = xp[:, gi * cg:(gi + 1) * cg]
+        ws = w[gi * og:(gi + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                win = xs[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                         j * dw:j * dw + (wo - 1) * sw + 1:sw]
+                out[:, gi * og:(gi + 1) * og] += np.einsum("nchw,oc->nohw", win, ws[:, :, i, j])
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out
 
 
 def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
