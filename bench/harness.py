@@ -50,9 +50,9 @@ def timed(fn, runs: int) -> list[float]:
     return out
 
 
-def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
-               blocks: int = 5) -> tuple:
-    """(numpy median ms, torch median ms, numpy min, torch min, max relative error)."""
+def prepare(path: str, model: str | None, bind: dict) -> tuple:
+    """(run_np, run_torch, max relative error): both sides with the same weights and inputs,
+    checked to give the same answer first (a benchmark of a wrong kernel is worthless)."""
     import torch
 
     prog = dslc.load(ROOT / "specs" / path, model)
@@ -72,11 +72,15 @@ def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
         with torch.no_grad():
             return module(**tin)
 
-    # Same answer first (a benchmark of a wrong kernel is worthless).
     got = next(iter(run_np().values()))
     want = run_torch()
     want = (want[0] if isinstance(want, tuple) else want).numpy()
     err = float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
+    return run_np, run_torch, err
+
+
+def compare(run_np, run_torch, runs: int, warmup: int, blocks: int = 5) -> tuple:
+    """(numpy median ms, torch median ms, numpy min, torch min), timed in blocks."""
     # Timed in blocks, never interleaved call by call: OpenBLAS's and torch's worker threads
     # spin for a while after each call and would steal the cores from the other library.
     # Several alternating blocks, so that both libraries see the same drift of a shared
@@ -91,7 +95,14 @@ def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
             run_torch()
         t_ms += timed(run_torch, runs)
         time.sleep(0.2)
-    return statistics.median(np_ms), statistics.median(t_ms), min(np_ms), min(t_ms), err
+    return statistics.median(np_ms), statistics.median(t_ms), min(np_ms), min(t_ms)
+
+
+def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
+               blocks: int = 5) -> tuple:
+    """(numpy median ms, torch median ms, numpy min, torch min, max relative error)."""
+    run_np, run_torch, err = prepare(path, model, bind)
+    return compare(run_np, run_torch, runs, warmup, blocks) + (err,)
 
 
 def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> None:

@@ -14,6 +14,7 @@ from dslc.ir import Graph, IRNode
 from dslc.limits import MAX_RUN_ELEMENTS
 from dslc.ops.base import RunCtx, ShapeError
 from dslc.ops.registry import OPS
+from dslc.ops.scratch import Scratch
 from dslc.types import TensorType, dtype_of_array, numpy_dtype
 
 Visit = Callable[[IRNode, list[Any]], list[Any]]
@@ -161,6 +162,7 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
     check_sizes(graph, bound)
     validate_params(graph, params)
     rng = np.random.default_rng(seed)
+    scratch = Scratch()  # this run's reusable temporaries: gone when the run returns
 
     def run_graph(sub: Graph, ins: list[np.ndarray]) -> list[np.ndarray]:
         values = walk(sub, visit, {name: v for (name, _), v in zip(sub.inputs, ins)},
@@ -170,7 +172,8 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
     def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
         op = OPS[node.op]
         local = node_params(node, params)
-        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound, run_graph=run_graph)
+        ctx = RunCtx(train=train, rng=rng, params=local, bindings=bound, run_graph=run_graph,
+                     scratch=scratch)
         try:
             outs = op.numpy(node.attrs, ins, ctx)
         except ShapeError as exc:

@@ -68,6 +68,8 @@ class RunCtx:
     bindings: dict[str, int] = field(default_factory=dict)
     # Runs a sub-graph (a scan's cell) with the same parameters, mode and random stream.
     run_graph: Callable[..., list[np.ndarray]] | None = None
+    # The run's reusable temporaries (dslc/ops/scratch.py); None outside a run.
+    scratch: Any = None
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)
