@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dslc.atomic import write_atomic
-from dslc.diagnostics import Diagnostic, DslcError, Span, render_all
+from dslc.diagnostics import Diagnostic, DslcError, render_all
+from dslc.npz import read_npz
 
 EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
 
@@ -57,15 +58,27 @@ def _parse_value(v: str, int_only: bool):
         return v
 
 
-def _load(args, path: str | None = None, after: str | None = None):
+def _load(args, path: str | None = None, after: str | None = None,
+          show_warnings: bool = True):
+    """Load the spec; its warnings go to stderr, or fail the command under --Werror."""
     import dslc
 
     passes = getattr(args, "passes", None)
-    return dslc.load(path or args.file, model=getattr(args, "model", None),
+    prog = dslc.load(path or args.file, model=getattr(args, "model", None),
                      opt_level=getattr(args, "opt", 1),
                      hparams=_parse_kv(getattr(args, "set", None), "--set"),
                      passes=[p.strip() for p in passes.split(",") if p.strip()]
                      if passes is not None else None, after=after)
+    if prog.warnings and getattr(args, "werror", False):
+        raise DslcError(_as_errors(prog.warnings))
+    if prog.warnings and show_warnings:
+        print(render_all(prog.warnings), file=sys.stderr)
+    return prog
+
+
+def _as_errors(warnings: list[Diagnostic]) -> list[Diagnostic]:
+    """--Werror: the same diagnostics, as errors (the W code says which warning it was)."""
+    return [dataclasses.replace(w, severity="error") for w in warnings]
 
 
 def _bindings(args, prog) -> dict[str, int]:
@@ -95,19 +108,22 @@ def cmd_check(args) -> int:
     ok = []
     for f in args.file:
         try:
-            prog = _load(args, f)
+            prog = _load(args, f, show_warnings=False)
             ok.append((f, prog.name))
+            diags += prog.warnings
         except DslcError as exc:
             diags += exc.diagnostics
+    failed = any(d.severity == "error" for d in diags)
     if args.format == "json":
-        print(json.dumps({"ok": not diags, "checked": [{"file": f, "model": m} for f, m in ok],
+        print(json.dumps({"ok": not failed,
+                          "checked": [{"file": f, "model": m} for f, m in ok],
                           "diagnostics": [d.to_json() for d in diags]}, indent=2))
     else:
         for f, m in ok:
             print(f"{f}: ok (model {m})")
         if diags:
             print(render_all(diags), file=sys.stderr)
-    return EXIT_DIAG if diags else EXIT_OK
+    return EXIT_DIAG if failed else EXIT_OK
 
 
 def cmd_summary(args) -> int:
@@ -133,15 +149,7 @@ def cmd_compile(args) -> int:
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise DslcError(Diagnostic("E0601", f"{what} file not found", Span(path, 0, 0, 0, 0),
-                                   found=path)) from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DslcError(Diagnostic("E0602", f"cannot read {what} file: not a valid .npz",
-                                   Span(path, 0, 0, 0, 0), found=str(exc)[:200])) from None
+    return read_npz(path, what)  # dslc/npz.py names the real cause of an unreadable file
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -222,6 +230,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="dslc 0.1.0")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def werror(sp):
+        sp.add_argument("--Werror", dest="werror", action="store_true",
+                        help="treat warnings (W00xx) as errors: exit 1")
+
     def common(sp, bind=True):
         sp.add_argument("--model", help="which model of the file (default: the only one, or "
                         "the one named like the file)")
@@ -232,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="run exactly these passes, in this order (see `dslc ir`)")
         sp.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="set a model hyperparameter (repeatable)")
+        werror(sp)
         if bind:
             sp.add_argument("--bind", action="append", metavar="DIM=SIZE",
                             help="bind a symbolic dim, e.g. B=8 (repeatable; unused ones "
@@ -242,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model")
     c.add_argument("--set", action="append", metavar="NAME=VALUE")
     c.add_argument("--format", choices=("text", "json"), default="text")
+    werror(c)
     c.set_defaults(func=cmd_check)
 
     s = sub.add_parser("summary", help="per-layer table of shapes, parameters and MACs")

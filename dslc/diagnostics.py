@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,49 @@ def did_you_mean(name: str, candidates) -> str | None:
     # `Relu` for `relu`: a difference of case only is the likeliest slip; offer it first.
     same = [c for c in pool if c.lower() == name.lower() and c != name]
     close = same + [c for c in close if c not in same][:3 - len(same)]
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of
+    two neighbours (`lienar` is one edit from `linear`)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def did_you_mean_op(name: str, candidates) -> str | None:
+    """"did you mean" for an unknown op or block: only names a slip of the keyboard away.
+
+    A candidate must be within max(1, len(name) // 3) edits of the name (case ignored), so a
+    long name never suggests a short op it merely contains (`conv_transpose2d` is 7 edits from
+    `transpose`, which does something else entirely), and a name that contains another with
+    two or more characters more is a different op, not a slip (`upsample` is not `sample`;
+    `relu6` may be `relu`). Among those, fewer edits first, then the
+    longer shared prefix (the same family: `conv2` prefers `conv2d`), then the name."""
+    low = name.lower()
+    budget = max(1, len(name) // 3)
+    scored = []
+    for c in sorted(set(candidates)):
+        if c == name:
+            continue
+        cl = c.lower()
+        d = edit_distance(low, cl)
+        contained = cl in low or low in cl
+        if d <= budget and not (contained and d >= 2):
+            prefix = len(os.path.commonprefix([low, c.lower()]))
+            scored.append((d, -prefix, c))
+    close = [c for _, _, c in sorted(scored)[:3]]
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

@@ -136,6 +136,31 @@ def _py(e, names) -> str:
     raise ValueError(f"cannot print dim {e}")
 
 
+_RELATIONS = {sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", sympy.Gt: ">",
+              sympy.Ge: ">="}
+
+
+def py_condition(cond, names: dict[str, str]) -> str:
+    """Python source for a condition over dims (an assert's, or a divisibility the checker
+    recorded as a constraint), with symbols renamed as in py_expr."""
+    for cls, sym in _RELATIONS.items():
+        if isinstance(cond, cls):
+            return f"{_py(cond.lhs, names)} {sym} {_py(cond.rhs, names)}"
+    if isinstance(cond, sympy.And):
+        return " and ".join(f"({py_condition(a, names)})" for a in cond.args)
+    if isinstance(cond, sympy.Or):
+        return " or ".join(f"({py_condition(a, names)})" for a in cond.args)
+    if isinstance(cond, sympy.Not):
+        return f"not ({py_condition(cond.args[0], names)})"
+    raise ValueError(f"cannot print condition {cond}")
+
+
+def py_divisible(e, names: dict[str, str]) -> str:
+    """Python source for "the dim expression `e` (a fraction such as T/2) is an integer"."""
+    num, den = sympy.fraction(sympy.together(e))
+    return f"{_py(num, names)} % {_py(den, names)} == 0"
+
+
 def evaluate(d: Dim, bindings: dict[str, int]) -> int:
     v = substitute(d, bindings)
     if not v.is_Integer:

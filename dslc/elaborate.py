@@ -6,11 +6,17 @@ counts depend on shapes (`if x.shape[1] != out { ... }`): structure cannot be kn
 types are. `dslc.interp.check` walks the finished graph again with the same rules, which keeps
 the "one interpreter loop" of DESIGN.md as an independent check of the result.
 
+A statement that fails is reported and elaboration goes on with the next one (exec_body):
+the names the failed statement defines become `Unknown`, and a later statement that reads one
+is skipped without a diagnostic of its own, so each independent mistake is reported once.
+Warnings (dslc/elaborate_warn.py) are collected on the way and returned with the graph.
+
 Reading the files (dslc/sources.py) and the values and scopes (dslc/values.py) come before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -20,9 +26,10 @@ import sympy
 
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
-from dslc.elaborate_call import Calls
+from dslc.elaborate_call import BUILTINS, Calls
 from dslc.elaborate_expr import Expressions
 from dslc.elaborate_scan import Scans
+from dslc.elaborate_warn import Warnings
 from dslc.ir import Constraint, Frame, Graph, IRNode
 from dslc.limits import (
     LOOP_ATTRS,
@@ -37,12 +44,20 @@ from dslc.ops.registry import OPS
 from dslc.sources import Program, pick_model
 from dslc.syntax import ast
 from dslc.types import DTYPES, TensorType
-from dslc.values import Env, TensorVal, describe, is_int, norm_int
+from dslc.values import Env, TensorVal, Unknown, UnknownValue, describe, is_int, norm_int
 
 HPARAM_TYPES = {"int", "float", "bool", "string", "tuple"}
+MAX_ERRORS = 20  # shown per model; the last one says how many more were found
+STOP_AFTER = 200  # errors after which elaboration gives up looking for more
+# Limits stop elaboration at once: going on would only repeat them (docs/limits.md).
+FATAL_CODES = frozenset({"E0237", "E0241"})
 
 
-class Elaborator(Expressions, Calls, Scans):
+class _Stop(Exception):
+    """Elaboration gives up: too many errors, or a limit was reached."""
+
+
+class Elaborator(Expressions, Calls, Scans, Warnings):
     """Builds one model's IR graph. The statements, op application and the graph's bookkeeping
     are here; expressions, calls and `scan` live in their own modules (dslc/elaborate_expr.py,
     elaborate_call.py, elaborate_scan.py) as parts of this one class, because they share its
@@ -63,10 +78,45 @@ class Elaborator(Expressions, Calls, Scans):
         self.statement_span: Span | None = None
         self.param_elements = 0  # of the whole model: bounded by MAX_PARAM_ELEMENTS
         self.symbolic_conditions = False
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self.reported: set[tuple[str, Span]] = set()
+        self.failed_statements = 0  # statements skipped for an error or an Unknown value
 
     # ---- diagnostics helpers
     def err(self, code: str, msg: str, span: Span, **kw) -> DslcError:
         return DslcError(Diagnostic(code, msg, span, **kw))
+
+    def warn(self, code: str, msg: str, span: Span, **kw) -> None:
+        """Record a warning (docs/errors.md, W00xx) once per place, however many repeat
+        iterations or block calls pass there."""
+        if (code, span) not in self.reported:
+            self.reported.add((code, span))
+            self.warnings.append(Diagnostic(code, msg, span, severity="warning", **kw))
+
+    def record(self, exc: DslcError) -> None:
+        for d in exc.diagnostics:
+            if (d.code, d.span) not in self.reported:
+                self.reported.add((d.code, d.span))
+                self.errors.append(d)
+        if len(self.errors) >= STOP_AFTER:
+            raise _Stop
+
+    def all_diagnostics(self) -> list[Diagnostic]:
+        """Errors (at most MAX_ERRORS) in source order, then the warnings in source order:
+        the first diagnostic of a failure is always its first error."""
+        errors = sorted(self.errors, key=self.source_order)
+        shown = errors[:MAX_ERRORS]
+        if len(errors) > MAX_ERRORS:
+            more = len(errors) - MAX_ERRORS
+            at_least = "at least " if len(errors) >= STOP_AFTER else ""
+            note = (f"{at_least}{more} more error{'s' if more != 1 else ''} not shown (the "
+                    f"first {MAX_ERRORS} are)")
+            shown[-1] = dataclasses.replace(shown[-1], notes=[*shown[-1].notes, (note, None)])
+        return shown + sorted(self.warnings, key=self.source_order)
+
+    def source_order(self, d: Diagnostic) -> tuple:
+        return (d.span.file != self.prog.root, d.span.file, d.span.line, d.span.column)
 
     # ---- frames and names
     def path(self) -> str:
@@ -95,6 +145,7 @@ class Elaborator(Expressions, Calls, Scans):
             raise self.err("E0206", f"layer name '{name}' is used twice in this scope", span,
                            hint="give each layer its own name")
         used.add(name)
+        self.warn_renamed_label(name, span)
         return layer_key(name)
 
     # ---- entry
@@ -104,12 +155,17 @@ class Elaborator(Expressions, Calls, Scans):
                          is_model=True)
         unknown = sorted(set(self.overrides) - {p.name for p in self.model.params})
         if unknown:
-            raise self.err("E0404", f"model '{self.model.name}' has no hyperparameter "
-                           f"'{unknown[0]}'", self.model.name_span,
-                           expected=", ".join(p.name for p in self.model.params) or "none",
-                           found=unknown[0],
-                           hint=did_you_mean(unknown[0], [p.name for p in self.model.params]))
-        self.exec_body(self.model.body, env, is_model=True)
+            names = [p.name for p in self.model.params]
+            self.record(self.err("E0404", f"model '{self.model.name}' has no hyperparameter "
+                                 f"'{unknown[0]}'", self.model.name_span,
+                                 expected=", ".join(names) or "none", found=unknown[0],
+                                 hint=did_you_mean(unknown[0], names)))
+        try:
+            self.exec_body(self.model.body, env, is_model=True)
+        except _Stop:
+            pass
+        if self.errors:
+            raise DslcError(self.all_diagnostics())
         if not self.graph.outputs:
             raise self.err("E0214", f"model '{self.model.name}' declares no output",
                            self.model.name_span, hint="add `output name` at the end of the model")
@@ -124,25 +180,41 @@ class Elaborator(Expressions, Calls, Scans):
             if p.name in seen:
                 raise self.err("E0205", f"parameter '{p.name}' is declared twice", p.span)
             seen.add(p.name)
-            if p.type not in HPARAM_TYPES:
-                raise self.err("E0207", f"unknown parameter type '{p.type}'", p.type_span,
-                               expected=" | ".join(sorted(HPARAM_TYPES)), found=p.type,
-                               hint=did_you_mean(p.type, HPARAM_TYPES))
-            if p.name in given_kw:
-                # A model's values come from --set: blame the parameter's declaration.
-                value, span = given_kw[p.name], given_spans.get(
-                    p.name, p.span if is_model else call_span)
-            elif p.default is not None:
-                value, span = self.eval(p.default, env), p.default.span
-            else:
-                what = "model" if is_model else "block"
-                raise self.err("E0208", f"missing argument '{p.name}'", call_span,
-                               expected=f"a value for {what} parameter '{p.name}: {p.type}'",
-                               found="no value", notes=[("parameter declared here", p.span)])
-            value = self.coerce_param(p, value, span)
-            env.vars[p.name] = (value, p.span)
-            if is_model:
-                self.graph.hparams[p.name] = value
+            if not is_model:
+                self.bind_param(p, given_kw, given_spans, env, call_span, is_model)
+                continue
+            # A model's parameters are checked one by one: a bad one is reported and becomes
+            # Unknown, and the body is still checked.
+            try:
+                self.bind_param(p, given_kw, given_spans, env, call_span, is_model)
+            except DslcError as exc:
+                self.record(exc)
+                env.vars[p.name] = (Unknown(p.span), p.span)
+            except UnknownValue:
+                env.vars[p.name] = (Unknown(p.span), p.span)
+
+    def bind_param(self, p: ast.Param, given_kw: dict, given_spans: dict[str, Span], env: Env,
+                   call_span: Span, is_model: bool) -> None:
+        if p.type not in HPARAM_TYPES:
+            raise self.err("E0207", f"unknown parameter type '{p.type}'", p.type_span,
+                           expected=" | ".join(sorted(HPARAM_TYPES)), found=p.type,
+                           hint=did_you_mean(p.type, HPARAM_TYPES))
+        if p.name in given_kw:
+            # A model's values come from --set: blame the parameter's declaration.
+            value, span = given_kw[p.name], given_spans.get(
+                p.name, p.span if is_model else call_span)
+        elif p.default is not None:
+            value, span = self.eval(p.default, env), p.default.span
+        else:
+            what = "model" if is_model else "block"
+            raise self.err("E0208", f"missing argument '{p.name}'", call_span,
+                           expected=f"a value for {what} parameter '{p.name}: {p.type}'",
+                           found="no value", notes=[("parameter declared here", p.span)])
+        value = self.coerce_param(p, value, span)
+        self.warn_shadowing(p.name, p.span, callable_too=False)
+        env.vars[p.name] = (value, p.span)
+        if is_model:
+            self.graph.hparams[p.name] = value
 
     def coerce_param(self, p: ast.Param, value, span: Span):
         ok = {
@@ -164,9 +236,44 @@ class Elaborator(Expressions, Calls, Scans):
     # ---- statements
     def exec_body(self, body: list[ast.Stmt], env: Env, is_model: bool = False,
                   outputs: list | None = None) -> None:
+        """Run the statements; one that fails is reported and the names it would define
+        become Unknown, so the statements after it are still checked (several diagnostics
+        per file) without an error for each use of the name that failed."""
         for stmt in body:
             self.statement_span = stmt.span
-            self.exec_stmt(stmt, env, is_model, outputs)
+            target = self.target
+            try:
+                self.exec_stmt(stmt, env, is_model, outputs)
+            except DslcError as exc:
+                self.target = target
+                self.record(exc)
+                if any(d.code in FATAL_CODES for d in exc.diagnostics):
+                    raise _Stop from None
+                self.poison(stmt, env)
+            except UnknownValue:
+                self.target = target
+                self.report_unknown_callees(stmt)
+                self.poison(stmt, env)
+
+    def report_unknown_callees(self, stmt) -> None:
+        """A statement skipped for an Unknown value may still call an op that does not exist:
+        that error does not depend on any value, so it is reported (`-> lineer(10)` after a
+        block that failed)."""
+        for call in calls_in(stmt):
+            known = (call.func in self.prog.definitions or call.func in OPS
+                     or call.func in BUILTINS)
+            if not known:
+                self.record(self.unknown_callee(call))
+
+    def poison(self, stmt, env: Env) -> None:
+        self.failed_statements += 1
+        for name in defined_names(stmt):
+            env.set(name, Unknown(stmt.span), stmt.span)
+        if isinstance(stmt, ast.InputDecl) and stmt.type is not None:
+            # `input x: f32[B, T]` would have defined the dims B and T it names first.
+            for d in stmt.type.dims:
+                if isinstance(d, ast.Name) and env.get(d.name) is None:
+                    env.vars[d.name] = (Unknown(stmt.span), stmt.span)
 
     def exec_stmt(self, stmt, env: Env, is_model: bool, outputs: list | None) -> None:
         if isinstance(stmt, ast.InputDecl):
@@ -176,6 +283,7 @@ class Elaborator(Expressions, Calls, Scans):
         elif isinstance(stmt, ast.OutputDecl):
             for item in stmt.items:
                 if item.value is not None:
+                    self.warn_shadowing(item.name, item.span)
                     self.target = item.name
                     value = self.eval(item.value, env)
                     self.target = None
@@ -185,6 +293,8 @@ class Elaborator(Expressions, Calls, Scans):
                     if found is None:
                         raise self.unknown_name(item.name, item.span, env)
                     value = found[0]
+                    if isinstance(value, Unknown):
+                        raise UnknownValue(item.name)
                 if not isinstance(value, TensorVal):
                     raise self.err("E0215", f"output '{item.name}' is not a tensor", item.span,
                                    expected="a tensor", found=describe(value))
@@ -218,6 +328,7 @@ class Elaborator(Expressions, Calls, Scans):
                            expected=f"input {stmt.name}: f32[B, ...]", found=f"input {stmt.name}")
         if env.get(stmt.name) is not None:
             raise self.err("E0205", f"'{stmt.name}' is already defined", stmt.span)
+        self.warn_shadowing(stmt.name, stmt.span)
         ttype = self.eval_type(stmt.type, env, bind_unknown=True)
         # Dim names of inputs (B, T, ...) are usable in the body: `reshape(x, [B, T, 4, -1])`.
         for d in ttype.shape:
@@ -258,6 +369,8 @@ class Elaborator(Expressions, Calls, Scans):
         return TensorType(t.dtype, tuple(shape))
 
     def exec_assign(self, stmt: ast.Assign, env: Env) -> None:
+        for name in stmt.targets:
+            self.warn_shadowing(name, stmt.span)
         self.target = stmt.targets[0] if len(stmt.targets) == 1 else ",".join(stmt.targets)
         value = self.eval(stmt.value, env)
         self.target = None
@@ -302,6 +415,7 @@ class Elaborator(Expressions, Calls, Scans):
                 self.frames.append(it)
                 inner = Env(env)
                 if stmt.index:
+                    self.warn_shadowing(stmt.index, stmt.span)
                     inner.vars[stmt.index] = (i, stmt.span)
                 self.flatten_block = single_block
                 try:
@@ -338,6 +452,7 @@ class Elaborator(Expressions, Calls, Scans):
                 raise self.err("E0222", "constant value does not match its declared shape",
                                stmt.value.span, expected=D.fmt_shape(ttype.shape),
                                found=str(list(arr.shape)))
+        self.warn_shadowing(stmt.name, stmt.span)
         name = self.claim_name(stmt.name, stmt.span)
         op = OPS["const"]
         attrs = op.attrs(dtype=ttype.dtype, shape=want)
@@ -397,6 +512,7 @@ class Elaborator(Expressions, Calls, Scans):
                            else first["msg"],
                            found=describe(attrs.get(field_name))) from None
         self.check_attr_sizes(op, a, span, attr_spans)
+        self.warn_dense_over_spatial(op, tensors, span)
         in_types = [t.type for t in tensors]
         try:
             out_types = op.shape(a, in_types)
@@ -468,6 +584,50 @@ class Elaborator(Expressions, Calls, Scans):
         return self.graph.add(node)
 
 
+def calls_in(node) -> list[ast.Call]:
+    """The calls of a statement's own expressions, in source order: not those in nested
+    statement bodies (they run on their own), nor in the branches of a conditional (only one
+    is ever elaborated), nor a scan's cell (a block, checked as such)."""
+    out: list[ast.Call] = []
+
+    def walk(n) -> None:
+        if isinstance(n, list):
+            for x in n:
+                walk(x)
+            return
+        if not isinstance(n, ast.Node) or isinstance(n, (ast.Repeat, ast.If)):
+            return
+        if isinstance(n, ast.Conditional):
+            walk(n.cond)
+            return
+        if isinstance(n, ast.Call):
+            out.append(n)
+        for name in type(n).model_fields:
+            if isinstance(n, ast.Scan) and name == "cell":
+                walk(n.cell.args)
+                walk(n.cell.kwargs)
+                continue
+            walk(getattr(n, name))
+
+    walk(node)
+    return sorted(out, key=lambda c: (c.func_span.line, c.func_span.column))
+
+
+def defined_names(stmt) -> list[str]:
+    """The names a statement binds, in its nested bodies too (both branches of an `if`)."""
+    if isinstance(stmt, ast.Assign):
+        return list(stmt.targets)
+    if isinstance(stmt, ast.OutputDecl):
+        return [i.name for i in stmt.items]
+    if isinstance(stmt, (ast.InputDecl, ast.ConstDecl)):
+        return [stmt.name]
+    if isinstance(stmt, ast.Repeat):
+        return [n for s in stmt.body for n in defined_names(s)]
+    if isinstance(stmt, ast.If):
+        return [n for s in stmt.body + stmt.orelse for n in defined_names(s)]
+    return []
+
+
 def _to_attr(v):
     if isinstance(v, sympy.Expr) and v.is_Integer:
         return int(v)
@@ -483,8 +643,18 @@ def _type_words(field) -> str:
 
 def elaborate(prog: Program, model: str | None = None,
               hparams: dict[str, Any] | None = None) -> Graph:
+    return elaborate_with_warnings(prog, model, hparams)[0]
+
+
+def elaborate_with_warnings(prog: Program, model: str | None = None,
+                            hparams: dict[str, Any] | None = None
+                            ) -> tuple[Graph, list[Diagnostic]]:
+    """The model's graph and the warnings found on the way, in source order. Errors are
+    raised together (DslcError), followed by the warnings."""
     d = pick_model(prog, model)
+    e = Elaborator(prog, d, hparams or {})
     try:
-        return Elaborator(prog, d, hparams or {}).run()
+        graph = e.run()
     except RecursionError:
         raise DslcError(Diagnostic("E0237", "model nested too deeply", d.name_span)) from None
+    return graph, sorted(e.warnings, key=e.source_order)

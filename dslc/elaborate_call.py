@@ -8,13 +8,13 @@ import math
 import sympy
 
 from dslc import dims as D
-from dslc.diagnostics import Span, did_you_mean
+from dslc.diagnostics import SOURCES, Span, did_you_mean, did_you_mean_op
 from dslc.ir import Frame
 from dslc.limits import MAX_BLOCK_DEPTH
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
 from dslc.types import DTYPES
-from dslc.values import Env, TensorVal, describe, is_int, norm_int
+from dslc.values import Env, TensorVal, UnknownValue, describe, is_int, norm_int
 
 # Functions of numbers that calls may name (the rest are ops and blocks).
 BUILTINS = ("len", "min", "max", "int", "float", "sqrt", "prod")
@@ -82,10 +82,13 @@ class Calls:
                                  label=call.label, label_span=call.span)
         if name in BUILTINS and piped is None:
             return self.call_builtin(call, args, spans)
+        raise self.unknown_callee(call)
+
+    def unknown_callee(self, call: ast.Call):
         candidates = list(OPS) + list(self.prog.definitions) + list(BUILTINS)
-        raise self.err("E0203", f"unknown op or block '{name}'", call.func_span,
-                       hint=did_you_mean(name, candidates)
-                       or "see docs/ops.md for the list of ops")
+        return self.err("E0203", f"unknown op or block '{call.func}'", call.func_span,
+                        hint=did_you_mean_op(call.func, candidates)
+                        or "see docs/ops.md for the list of ops")
 
     def call_builtin(self, call: ast.Call, args, spans):
         name = call.func
@@ -151,6 +154,7 @@ class Calls:
         for decl, t, s in zip(inputs, tensors, spans):
             if decl.type is not None:
                 self.match_type(decl, t, s, env)
+            self.warn_shadowing(decl.name, decl.span)
             env.vars[decl.name] = (t, s)
         pushed = False
         if self.flatten_block:
@@ -169,6 +173,7 @@ class Calls:
         self.block_depth += 1
         saved_target = self.target
         first_id = self.graph.new_id()
+        failed = self.failed_statements
         try:
             self.exec_body(d.body, env, is_model=False, outputs=outputs)
         finally:
@@ -176,6 +181,9 @@ class Calls:
             self.target = saved_target
             if pushed:
                 self.frames.pop()
+        if self.failed_statements > failed:
+            # The body reported its own errors; what the block returns is unknown.
+            raise UnknownValue(d.name)
         if not outputs:
             raise self.err("E0214", f"block '{d.name}' declares no output", d.name_span)
         # The caller's name wins for what the block returns (`h = h -> blk` reads as `h`), so
@@ -192,25 +200,44 @@ class Calls:
 
 
     def match_type(self, decl: ast.InputDecl, t: TensorVal, span: Span, env: Env) -> None:
+        """A block input's declared type against the tensor given: the message names the
+        first axis (or the dtype, or the rank) that differs and shows both whole types."""
         want = decl.type
         if want.dtype not in DTYPES:
             raise self.err("E0217", f"unknown dtype '{want.dtype}'", want.dtype_span)
         problem = None
-        if want.dtype != t.type.dtype:
-            problem = "dtype"
-        elif len(want.dims) != t.type.rank:
-            problem = "rank"
-        else:
-            for dexpr, actual in zip(want.dims, t.type.shape):
-                if isinstance(dexpr, ast.Name) and env.get(dexpr.name) is None:
+        declared: list[str] = []
+        for i, dexpr in enumerate(want.dims):
+            actual = t.type.shape[i] if i < t.type.rank else None
+            if isinstance(dexpr, ast.Name) and env.get(dexpr.name) is None:
+                if actual is not None and problem is None:
                     env.vars[dexpr.name] = (norm_int(actual), dexpr.span)
-                    continue
-                v = self.eval(dexpr, env)
+                declared.append(dexpr.name)
+                continue
+            v = self.eval(dexpr, env)
+            shown = D.fmt(D.as_dim(v)) if is_int(v) else describe(v)
+            declared.append(shown)
+            if problem is None and actual is not None and len(want.dims) == t.type.rank and \
+                    want.dtype == t.type.dtype:
                 if not is_int(v) or D.equal(D.as_dim(v), actual) is not True:
-                    problem = "shape"
-                    break
+                    problem = (f"axis {i} is {D.fmt(actual)}, declared {shown}"
+                               + (f" (`{_source_text(dexpr.span)}`)"
+                                  if _source_text(dexpr.span) not in (shown, None) else ""))
+        if want.dtype != t.type.dtype:
+            problem = f"dtype is {t.type.dtype}, declared {want.dtype}"
+        elif len(want.dims) != t.type.rank:
+            problem = f"rank is {t.type.rank}, declared {len(want.dims)}"
         if problem:
             raise self.err("E0301", f"block input '{decl.name}' does not match its declared "
-                           f"type ({problem})", span,
-                           expected=f"{want.dtype}[...] as declared", found=str(t.type),
+                           f"type: {problem}", span,
+                           expected=f"{want.dtype}[{', '.join(declared)}] as declared",
+                           found=str(t.type),
                            notes=[("declared here", decl.span), ("value made here", t.origin)])
+
+
+def _source_text(span: Span) -> str | None:
+    """The text of a one-line span, as written (`width * 2`), for a diagnostic."""
+    line = SOURCES.line(span.file, span.line)
+    if line is None or span.end_line != span.line:
+        return None
+    return line[span.column - 1:span.end_column - 1]

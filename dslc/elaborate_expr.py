@@ -12,7 +12,7 @@ from dslc.diagnostics import DslcError, Span, did_you_mean
 from dslc.ir import Constraint
 from dslc.ops.registry import OPS
 from dslc.syntax import ast
-from dslc.values import Env, TensorVal, describe, norm_int
+from dslc.values import Env, TensorVal, Unknown, UnknownValue, describe, norm_int
 
 BINOP_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 _DECIDABLE = "a comparison of fixed sizes and hyperparameters"
@@ -52,6 +52,8 @@ class Expressions:
                 if symbols:
                     return D.symbol(e.name)
                 raise self.unknown_name(e.name, e.span, env)
+            if isinstance(found[0], Unknown):
+                raise UnknownValue(e.name)
             return found[0]
         if isinstance(e, (ast.TupleLit, ast.ListLit)):
             return tuple(norm_int(self.eval(i, env, symbols)) for i in e.items)
@@ -82,6 +84,13 @@ class Expressions:
             return self.eval_call(e.stage, env, (src, e.source.span))
         if isinstance(e, ast.Scan):
             return self.eval_scan(e, env)
+        if isinstance(e, ast.Conditional):
+            # Decided when the model is compiled, like an `if` statement; the other branch is
+            # never elaborated (it makes no layer and may even be ill-typed for these values).
+            cond = self.eval(e.cond, env, symbols)
+            if not isinstance(cond, bool):
+                cond = self.truth(cond, e.cond.span)
+            return self.eval(e.then if cond else e.orelse, env, symbols)
         raise self.err("E0299", "unsupported expression", e.span)  # pragma: no cover
 
     def eval_attribute(self, e: ast.Attribute, env: Env):

@@ -48,6 +48,10 @@ def py_ident(name: str) -> str:
     """A readable Python identifier for a spec name (NFKC-normalised, as Python reads source)."""
     s = unicodedata.normalize("NFKC", name)
     s = re.sub(r"\W", "_", s)
+    if s.startswith("__") and not s.endswith("__"):
+        # Python mangles `__x` (and `__x_`) inside a class body, parameter names included: a
+        # keyword argument `__x=` would then not reach the parameter. One underscore is safe.
+        s = "_" + s.lstrip("_")
     if not s or s[0].isdigit():
         s = "v_" + s
     if (keyword.iskeyword(s) or keyword.issoftkeyword(s) or s in PY_BUILTINS

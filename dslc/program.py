@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dslc import interp
-from dslc.elaborate import elaborate
+from dslc.elaborate import elaborate_with_warnings
 from dslc.ir import Graph
 from dslc.sources import load_program
 
@@ -24,8 +24,13 @@ class Program:
 
     def __init__(self, graph: Graph, path: str, source: Graph | None = None,
                  passes: tuple[str, ...] = (), changes: list | None = None,
-                 folds: list | None = None):
+                 folds: list | None = None, warnings: list | None = None,
+                 sources: dict[str, str] | None = None):
         self.graph = graph
+        self.warnings = list(warnings or [])  # Diagnostics with severity "warning"
+        # The texts of the spec files as loaded: the generated comments quote these, not
+        # whatever a later load in the same process put under the same file name.
+        self.sources = dict(sources or {})
         self.path = path
         self.source = source or graph
         self.passes = passes
@@ -85,7 +90,7 @@ class Program:
     def to_torch_source(self) -> str:
         from dslc.backends.torch_codegen import generate
 
-        return generate(self.graph, folds=self.folds)
+        return generate(self.graph, folds=self.folds, sources=self.sources)
 
     def torch_arg_names(self) -> dict[str, str]:
         """Spec input name -> keyword argument of the generated `forward` (they differ only
@@ -121,7 +126,15 @@ def load(path: str | Path, model: str | None = None, opt_level: int = 1,
 
     names = pipeline(opt_level, passes)
     prog = load_program(path, text)
-    source = elaborate(prog, model, hparams)
+    source, warnings = elaborate_with_warnings(prog, model, hparams)
     interp.check(source)
     graph, changes, folds = optimize(source, names, after)
-    return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds)
+    return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds,
+                   warnings=warnings, sources=_texts_of(m.file for m in prog.modules))
+
+
+def _texts_of(files) -> dict[str, str]:
+    """The source text of each file as the parser read it."""
+    from dslc.diagnostics import SOURCES
+
+    return {f: SOURCES.texts[f] for f in sorted(set(files)) if f in SOURCES.texts}

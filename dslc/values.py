@@ -22,6 +22,19 @@ class TensorVal:
     origin: Span  # where the value was made, for "came from" notes
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """The value of a name whose defining statement failed with a diagnostic. Using it
+    aborts the using statement quietly (UnknownValue), so one mistake gives one error, not
+    one more per statement that depends on it."""
+
+    span: Span
+
+
+class UnknownValue(Exception):
+    """A statement read an Unknown: it is skipped without a diagnostic of its own."""
+
+
 def describe(v: Any) -> str:
     if isinstance(v, TensorVal):
         return f"tensor {v.type}"

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 DOCS = ROOT / "docs" / "errors.md"
 CASES = sorted(p.name for p in HERE.glob("*.dl"))
-HEAD = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): error\[(?P<code>E\d{4})\]: \S")
+# W codes are warnings; a case shows one with `# args: --Werror`, which makes it an error.
+HEAD = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): "
+                  r"error\[(?P<code>[EW]\d{4})\]: \S")
 
 
 def _regen(request) -> bool:
@@ -110,10 +112,10 @@ def test_every_expected_code_is_documented():
 def test_every_code_in_the_compiler_is_documented():
     """Codes are stable and documented: any `"E1234"` the package can raise has a section."""
     doc = DOCS.read_text(encoding="utf-8")
-    documented = set(re.findall(r"^## (E\d{4})\b", doc, re.M))
+    documented = set(re.findall(r"^## ([EW]\d{4})\b", doc, re.M))
     used: dict[str, str] = {}
     for src in sorted((ROOT / "dslc").rglob("*.py")):
-        for code in re.findall(r"[\"'](E\d{4})[\"']", src.read_text(encoding="utf-8")):
+        for code in re.findall(r"[\"']([EW]\d{4})[\"']", src.read_text(encoding="utf-8")):
             used.setdefault(code, str(src.relative_to(ROOT)))
     missing = {c: f for c, f in sorted(used.items()) if c not in documented}
     assert not missing, f"codes raised but not documented in docs/errors.md: {missing}"
@@ -181,6 +183,38 @@ def test_docs_examples_fail_with_their_code(code, src, tmp_path):
     with pytest.raises(DslcError) as exc:
         dslc.load(path)
     assert exc.value.diagnostics[0].code == code, exc.value
+
+
+def doc_warning_examples() -> list[tuple[str, str]]:
+    """The ```dl-warning blocks of docs/errors.md, as (declared code, source)."""
+    text = DOCS.read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"^```dl-warning\n(.*?)^```", text, re.M | re.S):
+        m = re.match(r"# warning: (W\d{4})\n", block)
+        assert m, f"a dl-warning example lacks its `# warning: CODE` line:\n{block}"
+        out.append((m[1], block))
+    return out
+
+
+@pytest.mark.parametrize("code,src", doc_warning_examples(),
+                         ids=[c for c, _ in doc_warning_examples()])
+def test_docs_warning_examples_warn_with_their_code(code, src, tmp_path):
+    import dslc
+
+    path = tmp_path / "example.dl"
+    path.write_text(src, encoding="utf-8")
+    prog = dslc.load(path)  # a warning never stops loading
+    assert [w.code for w in prog.warnings][:1] == [code]
+    assert all(w.severity == "warning" for w in prog.warnings)
+
+
+def test_every_warning_code_has_a_doc_example_and_a_case():
+    doc = DOCS.read_text(encoding="utf-8")
+    codes = sorted(set(re.findall(r"^## (W\d{4})\b", doc, re.M)))
+    assert codes, "docs/errors.md documents no warnings"
+    assert [c for c, _ in doc_warning_examples()] == codes
+    cases = {HEAD.match(expected_text(n))["code"] for n in CASES}
+    assert set(codes) <= cases, f"warnings without a bad-input case: {set(codes) - cases}"
 
 
 # ---- robustness: a damaged spec gives a syntax diagnostic, never a crash -------------------

@@ -100,3 +100,30 @@ def test_py_ident_is_always_a_safe_identifier():
         s = py_ident(name)
         assert s.isidentifier() and not keyword.iskeyword(s), (name, s)
         assert not s.startswith("__") or s.endswith("_")
+
+
+def test_mangled_and_nfkc_names_work_as_keyword_arguments():
+    """`__k` would be mangled inside the class (`_Net__k`) and `ｗ` is `w` to Python: the
+    generated constructor and forward still take every argument by the name dslc reports."""
+    import numpy as np
+    torch = pytest.importorskip("torch")
+
+    src = ("model net(__k: int = 3, w: int = 2, ｗ: int = 2) {\n"
+           "  input __x: f32[B, 4]\n  input x: f32[B, 4]\n  input ｘ: f32[B, 4]\n"
+           "  h = (__x + x + ｘ) -> linear(__k) as __fc\n"
+           "  g = h -> linear(w) as ｗ\n"
+           "  output y = g -> linear(ｗ) as w\n}\n")
+    prog = dslc.load("net.dl", text=src)
+    code = prog.to_torch_source()
+    init = ast.parse(code).body[-1].body[1]
+    hp = [a.arg for a in init.args.kwonlyargs]
+    assert hp == ["_k", "w", "w_"] and len(set(hp)) == 3
+    names = prog.torch_arg_names()
+    assert sorted(names.values()) == ["_x", "x", "x_"]
+    module = prog.to_torch()(**{a: d.value for a, d in zip(hp, init.args.kw_defaults)})
+    params = prog.init_params(0)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+    inputs = prog.random_inputs(0, {"B": 2})
+    want = prog.run(inputs, params)["y"]
+    got = module(**{names[k]: torch.from_numpy(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-6)

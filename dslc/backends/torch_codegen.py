@@ -47,8 +47,10 @@ def _all_nodes(graph: Graph) -> list[tuple[IRNode, Graph]]:
 class _Modules:
     """The module tree: frames become ModuleList/ModuleDict, layers become nn modules."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, sources: dict[str, str] | None = None):
         self.graph = graph
+        # The spec texts the program was loaded from, for the comments (None: read the files).
+        self.sources = sources
         self.tree: dict = {}
         self.owner: dict[int, Graph] = {}
         for node, owner in _all_nodes(graph):
@@ -206,7 +208,7 @@ class _Body:
     def comment(self, span, last_line: int | None) -> str | None:
         if not span.line or span.line == last_line:
             return None
-        text = (SOURCES.line(span.file, span.line) or "").strip()
+        text = (_source_line(self.mods.sources, span.file, span.line) or "").strip()
         if len(text) > 80:
             text = text[:77] + "..."
         return f"# {_safe_text(Path(span.file).name)}:{span.line}: {text}"
@@ -359,9 +361,19 @@ def _fold_hook_lines(folds) -> list[str]:
     return lines
 
 
-def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
-    """The whole generated file: imports, one class named after the model, nothing else."""
-    mods = _Modules(graph)
+def _source_line(sources: dict[str, str] | None, file: str, line: int) -> str | None:
+    if sources is None:
+        return SOURCES.line(file, line)
+    lines = sources.get(file, "").splitlines()
+    return lines[line - 1] if 1 <= line <= len(lines) else None
+
+
+def generate(graph: Graph, source_file: str | None = None, folds=(),
+             sources: dict[str, str] | None = None) -> str:
+    """The whole generated file: imports, one class named after the model, nothing else.
+    `sources` (file -> text) are the texts the program was loaded from; without them the
+    comments read the files."""
+    mods = _Modules(graph, sources)
     cls = class_name(graph.model)
     src_name = _safe_text(Path(source_file or graph.file).name)
     input_vars = input_arg_names(graph)
@@ -380,6 +392,8 @@ def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
     hp_check = []
     for name, value in graph.hparams.items():
         ident = safe_ident(name)
+        while ident in (h[0] for h in hp_check):  # `ｗ` and `w` are one name to Python
+            ident += "_"
         pyval = _py_value(value)
         hp_sig.append(f"{ident}={pyval}")
         hp_check.append((ident, name, pyval))
@@ -443,8 +457,26 @@ def generate(graph: Graph, source_file: str | None = None, folds=()) -> str:
             if t.rank == 4 and t.is_float:
                 v = input_vars[name]
                 lines.append(f"        {v} = {v}.contiguous(memory_format=torch.channels_last)")
+    lines += ["        " + ln for ln in _constraint_lines(graph, dim_names)]
     lines += ["        " + b for b in body]
     return "\n".join(lines) + "\n"
+
+
+def _constraint_lines(graph: Graph, dim_names: dict[str, str]) -> list[str]:
+    """The facts about input sizes the checker could not decide (the spec's asserts, exact
+    divisions of dims): the generated module checks them as `dslc run` does, with the same
+    words, instead of running on with wrong sizes."""
+    lines = []
+    for c in graph.constraints:
+        try:
+            test = (D.py_divisible(c.expr, dim_names) if c.kind == "integer"
+                    else D.py_condition(c.expr, dim_names))
+        except ValueError:  # a condition Python cannot state: dslc run still checks it
+            continue
+        where = f"{_safe_text(Path(c.span.file).name)}:{c.span.line}"
+        lines += [f"if not ({test}):",
+                  f"    raise ValueError({(c.message + ' (' + where + ')')!r})"]
+    return lines
 
 
 def _py_value(v) -> str:

@@ -1,4 +1,5 @@
-"""Pointwise activations of the notes, one table: relu, sigmoid, tanh, softmax, gelu, ..."""
+"""Pointwise activations, one table: relu, sigmoid, tanh, softmax, gelu, and the rest of
+torch.nn.functional's (relu6, selu, softplus, mish, hardswish, glu, ...)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 from scipy.special import erf
 
 from dslc import dims as D
+from dslc.ops.arith import need_fits, need_numeric, py_number, scalar_array, scalar_result_dtype
 from dslc.ops.base import (
     Attrs,
     Example,
@@ -17,7 +19,11 @@ from dslc.ops.base import (
     need_float,
     norm_axis,
 )
-from dslc.types import tensor
+from dslc.types import TensorType, dtype_of_array, numpy_dtype, tensor
+
+# SELU's constants as torch writes them (ATen/native/Activation.cpp), to full precision.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 
 class LeakyAttrs(Attrs):
@@ -34,6 +40,25 @@ class DimAttrs(Attrs):
 
 class GeluAttrs(Attrs):
     approximate: str = "none"
+
+
+class CeluAttrs(Attrs):
+    alpha: float = 1.0
+
+
+class HardtanhAttrs(Attrs):
+    min_val: float = -1.0
+    max_val: float = 1.0
+
+
+class SoftplusAttrs(Attrs):
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+class ClampAttrs(Attrs):
+    min: float | int | None = None
+    max: float | int | None = None
 
 
 class PreluAttrs(Attrs):
@@ -53,14 +78,117 @@ def _same_dim(a, ins):
 
 
 def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
-    # exp(x) - 1 as torch's CPU kernel writes it: np.expm1 is 5x slower than np.exp on float32
-    # (12.6 against 2.2 ns an element here, GAT's first layer: 2 ms) and no closer to torch.
+    # exp(x) - 1: np.expm1 is 5x slower than np.exp on float32 (12.6 against 2.2 ns an
+    # element here, GAT's first layer: 2 ms). torch's result is expm1's near 0: this one is
+    # within 1.2e-7 of it absolutely, but not relatively for |x| < 1e-4 (elu(-1e-8) is 0 here,
+    # -1e-8 in torch; tests/ops/test_activation.py). selu and celu use expm1 (_scaled_elu).
     # The exp only ever sees x <= 0, so it cannot overflow.
     neg = np.minimum(x, 0)
     np.exp(neg, out=neg)
     neg -= 1
     neg *= alpha
     return np.where(x > 0, x, neg)
+
+
+def _scaled_elu(x: np.ndarray, alpha: float, scale: float, input_scale: float) -> np.ndarray:
+    """ATen's elu with its scale (both sides) and input_scale (inside the exp), which selu and
+    celu are: scale·x above 0, alpha·scale·(e^(x·input_scale) − 1) below. expm1, as torch:
+    e^x − 1 loses every digit for |x| < 1e-8, where torch gives x·alpha·scale."""
+    neg = np.minimum(x, 0) * input_scale
+    return np.where(x > 0, x * scale, np.expm1(neg) * (alpha * scale))
+
+
+def _celu_shape(a, ins):
+    if a.alpha == 0:
+        raise ShapeError("alpha cannot be 0 (the input is divided by it)", expected="alpha != 0",
+                         found=repr(a.alpha), attr="alpha", code="E0341")
+    return _same(a, ins)
+
+
+def _hardtanh_shape(a, ins):
+    if a.min_val > a.max_val:
+        raise ShapeError("min_val is greater than max_val",
+                         expected=f"min_val <= {a.max_val!r}", found=repr(a.min_val),
+                         attr="min_val", code="E0340")
+    return _same(a, ins)
+
+
+def _hard(x, lo, hi):
+    # min(max(x, lo), hi) as torch's clamp: a NaN stays NaN (np.clip would too, but this is
+    # the order torch applies the bounds in, which decides the result when lo > hi).
+    return np.minimum(np.maximum(x, lo), hi)
+
+
+def _softplus(x, beta, threshold):
+    # torch: x where x·beta > threshold, else log1p(exp(x·beta)) / beta. The exp may overflow
+    # on the side that is not taken, or to inf where a large threshold asks for it, as torch.
+    z = x * beta
+    return np.where(z > threshold, x, np.log1p(np.exp(z)) / beta)
+
+
+def _logsigmoid(x):
+    # torch's stable form: min(x, 0) - log1p(exp(-|x|)); exp never sees a positive number.
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _glu_shape(a, ins):
+    need_float(ins[0])
+    x = ins[0]
+    axis = norm_axis(a.dim, x.rank)
+    n = concrete(x.shape[axis], "glu's split axis")
+    if n % 2:
+        raise ShapeError(f"halves axis {a.dim}, whose size {n} is odd",
+                         expected="an even size", found=str(x), code="E0344")
+    return [x.with_shape(x.shape[:axis] + (D.const(n // 2),) + x.shape[axis + 1:])]
+
+
+def _glu(x, dim):
+    first, second = np.split(x, 2, axis=dim)
+    return first * _sigmoid(second)
+
+
+def _clamp_dtype(dtype: str, a: ClampAttrs) -> str:
+    # torch promotes with both bounds: a float bound makes an integer tensor f32.
+    for bound in (a.min, a.max):
+        if bound is not None:
+            dtype = scalar_result_dtype(dtype, bound)
+    return dtype
+
+
+def _clamp_shape(a: ClampAttrs, ins):
+    x = ins[0]
+    need_numeric(x)
+    if a.min is None and a.max is None:
+        raise ShapeError("needs a bound", expected="min=..., max=... or both",
+                         found="neither", code="E0340")
+    need_fits(x, a.min, "min")
+    need_fits(x, a.max, "max")
+    return [TensorType(_clamp_dtype(x.dtype, a), x.shape)]
+
+
+def _clamp_kernel(a: ClampAttrs, xs, ctx):
+    x = xs[0]
+    dt = numpy_dtype(_clamp_dtype(dtype_of_array(x) or "f32", a))
+    # torch compares in the result dtype: the bounds are rounded to it first. min then max,
+    # so that min > max gives max everywhere, as torch documents.
+    y = x.astype(dt, copy=False)
+    if a.min is not None:
+        y = np.maximum(y, scalar_array(a.min, dt))
+    if a.max is not None:
+        y = np.minimum(y, scalar_array(a.max, dt))
+    return [np.asarray(y, dt)]
+
+
+def _clamp_call(a: ClampAttrs, args, ctx, ins) -> str:
+    bounds = [f"{k}={py_number(v)}" for k, v in (("min", a.min), ("max", a.max))
+              if v is not None]
+    return f"torch.clamp({args[0]}, {', '.join(bounds)})"
+
+
+def _clamp_label(a: ClampAttrs) -> str:
+    lo = "-inf" if a.min is None else f"{a.min:g}"
+    hi = "inf" if a.max is None else f"{a.max:g}"
+    return f"[{lo}, {hi}]"
 
 
 def _gelu_shape(a, ins):
@@ -88,10 +216,12 @@ def _log_softmax(x, axis):
 
 
 def _gelu(x, approximate):
+    # In the input's precision with torch's constants and order (ATen GeluKernel): erf of a
+    # float32 rounds to -1 below -4, where torch's result is -0.0.
     if approximate == "tanh":
-        c = np.sqrt(2.0 / np.pi).astype(x.dtype)
-        return (0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x ** 3)))).astype(x.dtype)
-    return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(x.dtype)
+        inner = 0.7978845608028654 * (x + 0.044715 * (x * x * x))  # sqrt(2 / pi)
+        return 0.5 * x * (1 + np.tanh(inner))
+    return x * 0.5 * (1 + erf(x * 0.7071067811865476))
 
 
 def _prelu_shape(a, ins):
@@ -116,8 +246,43 @@ def _prelu_kernel(a, xs, ctx):
     return [np.where(x >= 0, x, w * x).astype(x.dtype)]
 
 
+def _pointwise(fn, upcast: bool = True, quiet: bool = False):
+    """The kernel of a table row: `fn(attrs, x)` in torch's precision, rounded to x's dtype.
+
+    float16 is computed in float32 and rounded once at the end, as torch's CPU kernels do (a
+    formula of several steps rounded after each would drift from them); `upcast=False` for
+    the few that torch writes as several tensor ops, each rounded (softsign). With `quiet`,
+    overflow and invalid values give inf and NaN as in torch (exp of a large input in
+    softplus, mish, silu; -inf · 0 in hardswish) without NumPy's warnings. Only those rows ask:
+    np.errstate costs 3 us a call, which a scan's per-step tanh on tiny tensors would feel.
+    """
+
+    def kernel(a, xs, ctx):
+        x = xs[0]
+        wide = x.astype(np.float32) if upcast and x.dtype == np.float16 else x
+        if not quiet:
+            return [np.asarray(fn(a, wide), dtype=x.dtype)]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return [np.asarray(fn(a, wide), dtype=x.dtype)]
+
+    return kernel
+
+
+def _call(fn: str, *names: str):
+    """Emitter of `fn(x, name=value, ...)` naming only the attributes that differ from their
+    defaults, as a person writes `F.softplus(x)` rather than every keyword."""
+
+    def emit(a, x: str) -> str:
+        fields = type(a).model_fields
+        kws = [f", {n}={py_number(getattr(a, n))}" for n in names
+               if getattr(a, n) != fields[n].default]
+        return f"{fn}({x}{''.join(kws)})"
+
+    return emit
+
+
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None):
+         examples=None, upcast=True, quiet=False):
     return Op(
         name=name,
         family="act",
@@ -125,14 +290,18 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         attrs=attrs,
         positional=positional,
         shape=shape,
-        numpy=lambda a, xs, ctx: [np.asarray(fn(a, xs[0]), dtype=xs[0].dtype)],
-        torch_call=lambda a, args, ctx, ins: torch_fmt.format(x=args[0], a=a),
+        numpy=_pointwise(fn, upcast, quiet),
+        torch_call=(lambda a, args, ctx, ins: torch_fmt(a, args[0])) if callable(torch_fmt)
+        else (lambda a, args, ctx, ins: torch_fmt.format(x=args[0], a=a)),
         label=label or (lambda a: ""),
         examples=examples or (Example({}, (tensor("f32", 2, 3, 4),)),),
     )
 
 
 X24 = (tensor("f32", 4, 6),)
+# Inputs that reach both bends of relu6 / hardswish / hardsigmoid (at -3, 0, 3 and 6).
+X6 = Example({}, X24, float_range=(-8.0, 8.0))
+X3 = Example({}, X24, float_range=(-5.0, 5.0))
 
 ACTIVATIONS = (
     _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
@@ -143,8 +312,8 @@ ACTIVATIONS = (
          positional=("negative_slope",), label=lambda a: f"slope {a.negative_slope:g}",
          examples=(Example({"negative_slope": 0.2}, X24),)),
     _act("sigmoid", "1 / (1 + e^-x).", lambda a, x: _sigmoid(x), "torch.sigmoid({x})"),
-    _act("hard_sigmoid", "Piecewise-linear sigmoid: relu6(x + 3) / 6 (torch's hardsigmoid).",
-         lambda a, x: np.clip(x / 6.0 + 0.5, 0.0, 1.0), "F.hardsigmoid({x})"),
+    _act("hard_sigmoid", "The notes' name of `hardsigmoid`: relu6(x + 3) / 6.",
+         lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})"),
     _act("tanh", "Hyperbolic tangent.", lambda a, x: np.tanh(x), "torch.tanh({x})"),
     _act("softmax", "exp(x) / sum(exp(x)) along `dim` (default the last).",
          lambda a, x: _softmax(x, a.dim), "torch.softmax({x}, dim={a.dim})", attrs=DimAttrs,
@@ -157,7 +326,7 @@ ACTIVATIONS = (
     _act("gelu", "x·Φ(x) (exact, or the tanh approximation).",
          lambda a, x: _gelu(x, a.approximate),
          "F.gelu({x}, approximate={a.approximate!r})", attrs=GeluAttrs, shape=_gelu_shape,
-         examples=(Example({}, X24), Example({"approximate": "tanh"}, X24))),
+         examples=(Example({}, X24), Example({"approximate": "tanh"}, X24)), quiet=True),
     _act("elu", "x if x > 0 else alpha·(e^x − 1).",
          lambda a, x: _elu(x, a.alpha),
          "F.elu({x}, alpha={a.alpha!r})", attrs=EluAttrs, positional=("alpha",),
@@ -178,5 +347,66 @@ ACTIVATIONS = (
         module_prefix="prelu",
         label=lambda a: f"{a.num_parameters} slope" + ("s" if a.num_parameters > 1 else ""),
         examples=(Example({}, X24), Example({"num_parameters": 3}, (tensor("f32", 2, 3, 4),))),
+    ),
+
+    # torch.nn.functional's other activations.
+    _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
+         lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
+    _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
+         "F.relu6({x})", examples=(X6,)),
+    _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
+         lambda a, x: _hard(x, a.min_val, a.max_val),
+         _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,
+         shape=_hardtanh_shape, positional=("min_val", "max_val"),
+         label=lambda a: f"[{a.min_val:g}, {a.max_val:g}]",
+         examples=(Example({}, X24), Example({"min_val": -0.5, "max_val": 2.0}, X24))),
+    _act("hardswish", "x · relu6(x + 3) / 6 (MobileNetV3's activation).",
+         lambda a, x: x * _hard(x + 3, 0, 6) / 6, "F.hardswish({x})", examples=(X3,), quiet=True),
+    _act("silu", "x · sigmoid(x) (swish).", lambda a, x: x / (1 + np.exp(-x)), "F.silu({x})",
+         quiet=True),
+    _act("mish", "x · tanh(softplus(x)).", lambda a, x: x * np.tanh(np.log1p(np.exp(x))),
+         "F.mish({x})", quiet=True),
+    _act("selu", "scale · elu(x, alpha) with torch's fixed alpha and scale (self-normalising).",
+         lambda a, x: _scaled_elu(x, SELU_ALPHA, SELU_SCALE, 1.0), "F.selu({x})",
+         quiet=True),
+    _act("celu", "max(0, x) + min(0, alpha · (e^(x/alpha) − 1)).",
+         lambda a, x: _scaled_elu(x, a.alpha, 1.0, 1.0 / a.alpha), _call("F.celu", "alpha"),
+         attrs=CeluAttrs, shape=_celu_shape, positional=("alpha",),
+         label=lambda a: f"α {a.alpha:g}",
+         examples=(Example({}, X24), Example({"alpha": 0.5}, X24)), quiet=True),
+    _act("softplus", "log(1 + e^(beta·x)) / beta; x itself where beta·x > threshold.",
+         lambda a, x: _softplus(x, a.beta, a.threshold),
+         _call("F.softplus", "beta", "threshold"), attrs=SoftplusAttrs,
+         positional=("beta", "threshold"), label=lambda a: f"β {a.beta:g}",
+         examples=(Example({}, X24), Example({"beta": 2.0, "threshold": 1.0}, X24)),
+         quiet=True),
+    _act("softsign", "x / (1 + |x|).", lambda a, x: x / (np.abs(x) + 1), "F.softsign({x})",
+         upcast=False, quiet=True),
+    _act("logsigmoid", "log(sigmoid(x)), computed stably.", lambda a, x: _logsigmoid(x),
+         "F.logsigmoid({x})"),
+    _act("softmin", "softmax(-x) along `dim`.", lambda a, x: _softmax(-x, a.dim),
+         "F.softmin({x}, dim={a.dim})", attrs=DimAttrs, shape=_same_dim, positional=("dim",),
+         label=lambda a: f"dim {a.dim}",
+         examples=(Example({"dim": -1}, X24), Example({"dim": 1}, (tensor("f32", 2, 3, 4),)))),
+    _act("glu", "Gated linear unit: the first half of `dim` times sigmoid of the second half.",
+         lambda a, x: _glu(x, a.dim), "F.glu({x}, dim={a.dim})", attrs=DimAttrs,
+         shape=_glu_shape, positional=("dim",), label=lambda a: f"dim {a.dim}",
+         examples=(Example({}, X24), Example({"dim": 1}, (tensor("f32", 2, 4, 3),))),
+         quiet=True),
+    Op(
+        name="clamp",
+        family="act",
+        doc="x limited to [min, max]; either bound may be left out (torch.clamp). Integer "
+            "tensors stay integer unless a bound is a float.",
+        attrs=ClampAttrs,
+        positional=("min", "max"),
+        shape=_clamp_shape,
+        numpy=_clamp_kernel,
+        torch_call=_clamp_call,
+        label=_clamp_label,
+        examples=(Example({"min": 0.0}, X24), Example({"max": 0.5}, X24),
+                  Example({"min": -0.5, "max": 0.25}, X24),
+                  Example({"min": 2, "max": 7}, (tensor("i64", 3, 4),)),
+                  Example({"min": 2.5}, (tensor("i32", 3, 4),))),
     ),
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError
-from dslc.types import TensorType, tensor
+from dslc.types import FLOAT_DTYPES, INT_DTYPES, TensorType, numpy_dtype, tensor
 
 
 class BinaryAttrs(Attrs):
@@ -35,6 +37,65 @@ def broadcast(a: tuple, b: tuple, what: str = "broadcast") -> tuple:
                     found=f"{D.fmt_shape(a)} and {D.fmt_shape(b)}", arg=1, code="E0303")
             out.append(x)
     return tuple(out)
+
+
+# torch's type promotion, for the ops that follow it (comparisons, where, minimum, pow, clamp):
+# bool < integers < floats; within a kind the wider wins; f16 with bf16 meet at f32.
+_RANK = {"bool": 0, "i32": 1, "i64": 2, "f16": 3, "bf16": 3, "f32": 4, "f64": 5}
+
+
+def py_number(v: float | int) -> str:
+    """A number as Python source: repr, except the non-finite floats, which have no literal
+    (`1e999` in a spec is inf; `x + inf` would be a NameError in the generated code)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"float('{v!r}')"
+    return repr(v)
+
+
+def promote_types(a: str, b: str) -> str:
+    """The dtype torch computes `a op b` in, for two tensors of dtypes `a` and `b`."""
+    if a == b:
+        return a
+    if {a, b} == {"f16", "bf16"}:
+        return "f32"
+    return a if _RANK[a] > _RANK[b] else b
+
+
+def scalar_result_dtype(dtype: str, scalar: float | int | bool) -> str:
+    """The dtype of `tensor op scalar` in torch: a number never widens a tensor of its own kind,
+    but a float number makes an integer or bool tensor f32 (the default float), and an int
+    number makes a bool tensor i64."""
+    if isinstance(scalar, float) and dtype not in FLOAT_DTYPES:
+        return "f32"
+    if isinstance(scalar, int) and not isinstance(scalar, bool) and dtype == "bool":
+        return "i64"
+    return dtype
+
+
+def need_fits(t: TensorType, scalar: float | int | None, attr: str) -> None:
+    """An integer number used with an integer tensor must fit its dtype: torch refuses one that
+    does not at run time (clamp, where) or wraps it (comparisons), so it is an error here."""
+    if t.dtype not in INT_DTYPES or isinstance(scalar, bool) or not isinstance(scalar, int):
+        return
+    info = np.iinfo(numpy_dtype(t.dtype))
+    if not info.min <= scalar <= info.max:
+        raise ShapeError(f"{scalar} does not fit the tensor's dtype {t.dtype}",
+                         expected=f"{info.min} <= {attr} <= {info.max}", found=str(scalar),
+                         attr=attr, code="E0345")
+
+
+def scalar_array(v: float | int, dtype: np.dtype) -> np.ndarray:
+    """A number in the dtype a kernel computes in; a float too large for float16 becomes inf,
+    as torch rounds it (integers were checked by need_fits)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(v, dtype)
+
+
+def need_numeric(t: TensorType, arg: int = 0) -> None:
+    """Integers or floats, not bool (torch's abs, sign, topk refuse bool tensors)."""
+    if t.dtype not in FLOAT_DTYPES + INT_DTYPES:
+        raise ShapeError("expects a numeric tensor", expected="a float or integer dtype",
+                         found=str(t), arg=arg, code="E0302")
 
 
 def _binary_shape(a: BinaryAttrs, ins):
@@ -73,7 +134,7 @@ def _binary_call(name):
     def emit(a: BinaryAttrs, args, ctx, ins):
         if len(args) == 2:
             return f"{args[0]} {sym} {args[1]}"
-        s = repr(a.scalar)
+        s = py_number(a.scalar)
         return f"{s} {sym} {args[0]}" if a.reverse else f"{args[0]} {sym} {s}"
 
     return emit

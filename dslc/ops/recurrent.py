@@ -386,8 +386,11 @@ def _lengths(ins, x: np.ndarray) -> np.ndarray | None:
     lengths = np.asarray(ins[-1]).astype(np.int64)
     steps = x.shape[1]
     if lengths.size and (lengths.min() < 1 or lengths.max() > steps):
-        raise ValueError(f"sequence lengths must lie in [1, T = {steps}] (torch's packed "
-                         f"sequences take no empty sequence); found {lengths.tolist()}")
+        # A ShapeError, so the interpreter reports it at the op's statement (E0507).
+        bad = [int(v) for v in lengths if not 1 <= v <= steps][:8]
+        raise ShapeError("sequence lengths must lie in [1, T] (torch's packed sequences take "
+                         "no empty sequence)", expected=f"1 <= length <= {steps}",
+                         found=", ".join(map(str, bad)), arg=len(ins) - 1)
     return lengths
 
 

@@ -16,9 +16,11 @@ from dslc.ops.graph import GRAPH_OPS
 from dslc.ops.index import INDEX_OPS
 from dslc.ops.linear import LINEAR
 from dslc.ops.loss import LOSS_OPS
+from dslc.ops.math import MATH_OPS
 from dslc.ops.norm import NORM_OPS
 from dslc.ops.norm_layer import NORM_LAYER_OPS
 from dslc.ops.pool import POOL_OPS
+from dslc.ops.pool_adaptive import ADAPTIVE_POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
 from dslc.ops.reduce import REDUCE_OPS
 from dslc.ops.sample import SAMPLE_OPS
@@ -30,6 +32,7 @@ ALL_OPS: tuple[Op, ...] = (
     LINEAR,
     *ACTIVATIONS,
     *ARITH,
+    *MATH_OPS,
     CONST,
     *SHAPE_OPS,
     *CONCAT_OPS,
@@ -37,6 +40,7 @@ ALL_OPS: tuple[Op, ...] = (
     *CONV_OPS,
     *CONV_TRANSPOSE_OPS,
     *POOL_OPS,
+    *ADAPTIVE_POOL_OPS,
     *NORM_OPS,
     *NORM_LAYER_OPS,
     *DROPOUT_OPS,

@@ -99,8 +99,16 @@ class Scan(Node):
     reverse: bool = False
 
 
+class Conditional(Node):
+    """`then if cond else orelse`: only the branch the condition picks is elaborated."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
+
+
 Expr = Union[Number, String, Bool, Name, TupleLit, ListLit, BinOp, UnaryOp, Index, Attribute,
-             Call, Pipe, Scan]
+             Call, Pipe, Scan, Conditional]
 
 
 # ---- statements --------------------------------------------------------------------------
@@ -189,5 +197,6 @@ class Module(Node):
 
 
 for _cls in (TupleLit, ListLit, BinOp, UnaryOp, Slice, Index, Attribute, Kwarg, Call, Pipe, Scan,
-             Repeat, If, Assign, OutputItem, ConstDecl, TensorType, Param, Definition, Assert):
+             Conditional, Repeat, If, Assign, OutputItem, ConstDecl, TensorType, Param,
+             Definition, Assert):
     _cls.model_rebuild()

@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast
+from dslc.syntax import ast, conditional, recovery, strings
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -27,6 +27,7 @@ REGEX_WORDS = {
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/', '//', '%' or '@'",
     "COMP_OP": "a comparison",
+    "IFX": "'if'",
     "$END": "end of file",
 }
 STATEMENT_KEYWORDS = ("input", "output", "const", "repeat", "if", "assert")
@@ -52,9 +53,25 @@ def _grammar_text() -> str:
     return (Path(__file__).resolve().parents[2] / "grammar" / "dslc.lark").read_text("utf-8")
 
 
+class _ConditionalIf:
+    """Post-lexer: gives the `if` of `a if cond else b` the terminal IFX, so the LALR parser
+    can tell it from the `if` that starts a statement (dslc/syntax/conditional.py decides
+    which is which, before the parse)."""
+
+    always_accept = ("IF",)  # lexable where only IFX fits, so it can be renamed here
+
+    def process(self, stream):
+        positions = conditional.CONDITIONAL_IFS.get()
+        for tok in stream:
+            if tok.type == "IF" and tok.start_pos in positions:
+                tok = Token.new_borrow_pos("IFX", tok.value, tok)
+            yield tok
+
+
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(_grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                postlex=_ConditionalIf())
 
 
 def _span(file: str, meta_or_tok) -> Span:
@@ -67,9 +84,8 @@ def _span(file: str, meta_or_tok) -> Span:
     return Span(file, m.line, m.column, m.end_line, m.end_column)
 
 
-def _unescape(s: str) -> str:
-    body = s[1:-1]
-    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+def _unescape(file: str, tok: Token) -> str:
+    return strings.decode(str(tok), file, tok.line, tok.column)
 
 
 @v_args(meta=True)
@@ -88,7 +104,7 @@ class _ToAst(Transformer):
         return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs)
 
     def import_stmt(self, meta, ch):
-        return ast.Import(span=self.sp(meta), path=_unescape(ch[0]))
+        return ast.Import(span=self.sp(meta), path=_unescape(self.file, ch[0]))
 
     def _definition(self, kind, meta, ch):
         name, params, *body = ch
@@ -149,12 +165,22 @@ class _ToAst(Transformer):
             raise DslcError(Diagnostic(
                 "E0110", f"this layer is already named '{call.label}'", span,
                 expected="one 'as' per call", found=f"as {call.label} as {label}"))
-        named = call.model_copy(update={"label": str(label)})
+        named = call.model_copy(update={"label": self._label(label)})
         if isinstance(value, ast.Pipe):
             return value.model_copy(update={"stage": named})
         if isinstance(value, ast.Scan):
             return value.model_copy(update={"cell": named})
         return named
+
+    def _label(self, tok) -> str:
+        """A layer label: a name, or an index written as a plain non-negative integer."""
+        text = str(tok)
+        if tok.type == "NUMBER" and not (text.isdigit() and str(int(text)) == text):
+            raise DslcError(Diagnostic(
+                "E0260", "a layer index must be a plain non-negative integer",
+                _span(self.file, tok), expected="a name or an index such as 0, 1, 12",
+                found=text))
+        return text
 
     def repeat_stmt(self, meta, ch):
         count, index, *body = ch
@@ -184,7 +210,8 @@ class _ToAst(Transformer):
 
     def assert_stmt(self, meta, ch):
         cond, msg = ch
-        return ast.Assert(span=self.sp(meta), cond=cond, message=_unescape(msg) if msg else None)
+        return ast.Assert(span=self.sp(meta), cond=cond,
+                          message=_unescape(self.file, msg) if msg else None)
 
     def tensor_type(self, meta, ch):
         dtype, *dims = ch
@@ -224,6 +251,10 @@ class _ToAst(Transformer):
         return ("reverse", True)
 
     # ---- expressions
+    def conditional(self, meta, ch):
+        then, _, cond, orelse = ch
+        return ast.Conditional(span=self.sp(meta), cond=cond, then=then, orelse=orelse)
+
     def pipe(self, meta, ch):
         return ast.Pipe(span=self.sp(meta), source=ch[0], stage=ch[1])
 
@@ -231,7 +262,7 @@ class _ToAst(Transformer):
         name, args, label = ch
         pos, kw = args if args else ([], [])
         return ast.Call(span=self.sp(meta), func=str(name), func_span=_span(self.file, name),
-                        args=pos, kwargs=kw, label=str(label) if label else None)
+                        args=pos, kwargs=kw, label=self._label(label) if label else None)
 
     def call(self, meta, ch):
         name, args = ch
@@ -284,7 +315,7 @@ class _ToAst(Transformer):
                           text=text)
 
     def string(self, meta, ch):
-        return ast.String(span=self.sp(meta), value=_unescape(ch[0]))
+        return ast.String(span=self.sp(meta), value=_unescape(self.file, ch[0]))
 
     def true(self, meta, ch):
         return ast.Bool(span=self.sp(meta), value=True)
@@ -569,8 +600,28 @@ def read_source(path: str | Path) -> str:
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one `.dl` source; raises DslcError with a located E01xx diagnostic."""
+    """Parse one `.dl` source; raises DslcError with located E01xx diagnostics: the first
+    syntax error, then at most one more per other definition (dslc/syntax/recovery.py)."""
     SOURCES.add(file, text)
+    try:
+        return _parse_with_conditionals(text, file)
+    except DslcError as exc:
+        more = recovery.more_errors(text, exc.diagnostics[0],
+                                    lambda blanked: _parse_with_conditionals(blanked, file))
+        if not more:
+            raise
+        raise DslcError(exc.diagnostics + more) from None
+
+
+def _parse_with_conditionals(text: str, file: str) -> ast.Module:
+    token = conditional.CONDITIONAL_IFS.set(conditional.conditional_ifs(text))
+    try:
+        return _parse(text, file)
+    finally:
+        conditional.CONDITIONAL_IFS.reset(token)
+
+
+def _parse(text: str, file: str) -> ast.Module:
     if len(text.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
         raise DslcError(Diagnostic("E0105", "source file too large", Span(file, 1, 1, 1, 2),
                                    expected=f"at most {MAX_SOURCE_BYTES} bytes",

@@ -150,3 +150,30 @@ GOLDEN_SPECS = ("lenet5", "resnet18", "lstm", "transformer_encoder", "gcn")
 def test_generated_code_is_golden(name, golden):
     prog = dslc.load(Path(__file__).resolve().parents[2] / "specs" / f"{name}.dl")
     golden(f"codegen/{name}.py", prog.to_torch_source())
+
+
+def test_comments_quote_this_programs_text_not_a_later_load():
+    first = dslc.load("same.dl", text="model same {\n  input x: f32[B, 4]\n"
+                      "  output y = x -> linear(2) as head\n}\n")
+    before = first.to_torch_source()
+    dslc.load("same.dl", text="model same {\n  input x: f32[B, 4]\n"
+              "  output y = x -> linear(3) as other\n}\n")
+    assert first.to_torch_source() == before
+    assert "# same.dl:3: output y = x -> linear(2) as head" in before
+
+
+def test_spec_asserts_are_checked_by_the_generated_module():
+    prog = dslc.load("a.dl", text=(
+        "model a {\n  input x: f32[B, T, D]\n  assert T % 2 == 0, \"T must be even\"\n"
+        "  assert D >= 4\n  output y = x -> reshape((B, T / 2, 2 * D))\n}\n"))
+    module = prog.to_torch()()
+    assert module(torch.zeros(1, 4, 4)).shape == (1, 2, 8)
+    for shape, message in (((1, 3, 4), "T must be even (a.dl:3)"),
+                           ((1, 4, 3), "assertion failed (a.dl:4)")):
+        with pytest.raises(ValueError) as exc:
+            module(torch.zeros(shape))
+        assert str(exc.value) == message
+        # the same words as dslc run's diagnostic
+        with pytest.raises(dslc.DslcError) as diag:
+            prog.run({"x": np.zeros(shape, np.float32)})
+        assert diag.value.diagnostics[0].message == message.split(" (")[0]

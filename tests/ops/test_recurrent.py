@@ -367,9 +367,14 @@ def test_lengths_outside_one_to_t_are_refused():
     prog = load(f"input x: f32[B, T, {F_IN}]\ninput n: i64[B]\ny, h = x -> rnn(n, 4)\noutput y")
     x = prog.random_inputs(0, {"B": 2, "T": 3})
     p = prog.init_params(0)
-    for bad in ([0, 3], [1, 4]):
-        with pytest.raises(ValueError, match=r"lengths must lie in \[1, T = 3\]"):
+    for bad, found in (([0, 3], "0"), ([1, 4], "4")):
+        with pytest.raises(DslcError) as exc:
             prog.run({**x, "n": np.array(bad, np.int64)}, p)
+        d = exc.value.diagnostics[0]
+        # a located diagnostic at the rnn's statement, not an internal error
+        assert d.code == "E0507" and d.span.line == 4, d
+        assert "lengths must lie in [1, T]" in d.message
+        assert d.expected == "1 <= length <= 3" and d.found == found
 
 
 @pytest.mark.parametrize("decl,code", [("f32[B]", "E0302"), ("i64[B, T]", "E0301"),

@@ -446,7 +446,7 @@ def test_resnet18_training_mode_matches_torch():
     t_out, module = torch_outputs(prog, inputs, initial, train=True)
     assert_close(np_out["logits"], t_out["logits"], what="logits")
     state = module.state_dict()
-    for key in ("bn1.running_mean", "layer2.0.downsample.bn.running_var",
+    for key in ("bn1.running_mean", "layer2.0.downsample.1.running_var",
                 "layer4.1.bn2.running_mean", "layer4.1.bn2.num_batches_tracked"):
         assert not np.array_equal(params[key], initial[key]), key
         assert_close(params[key], state[key].numpy(), what=key)

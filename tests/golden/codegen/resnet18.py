@@ -41,8 +41,8 @@ class Resnet18(nn.Module):
                 'conv2': nn.Conv2d(128, 128, kernel_size=3, padding=1, bias=False),
                 'bn2': nn.BatchNorm2d(128),
                 'downsample': nn.ModuleDict({
-                    'conv': nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False),
-                    'bn': nn.BatchNorm2d(128),
+                    '0': nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False),
+                    '1': nn.BatchNorm2d(128),
                 }),
             }),
             nn.ModuleDict({
@@ -59,8 +59,8 @@ class Resnet18(nn.Module):
                 'conv2': nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False),
                 'bn2': nn.BatchNorm2d(256),
                 'downsample': nn.ModuleDict({
-                    'conv': nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False),
-                    'bn': nn.BatchNorm2d(256),
+                    '0': nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False),
+                    '1': nn.BatchNorm2d(256),
                 }),
             }),
             nn.ModuleDict({
@@ -77,8 +77,8 @@ class Resnet18(nn.Module):
                 'conv2': nn.Conv2d(512, 512, kernel_size=3, padding=1, bias=False),
                 'bn2': nn.BatchNorm2d(512),
                 'downsample': nn.ModuleDict({
-                    'conv': nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False),
-                    'bn': nn.BatchNorm2d(512),
+                    '0': nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False),
+                    '1': nn.BatchNorm2d(512),
                 }),
             }),
             nn.ModuleDict({
@@ -99,86 +99,86 @@ class Resnet18(nn.Module):
         h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
         # resnet18.dl:12: layer1: repeat 2 as i { h = h -> basic_block(64, stride=1, index=i) }
         for block in self.layer1:
-            # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+            # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
             h_2 = block['conv1'](h)
             h_2 = block['bn1'](h_2)
-            # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+            # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
             h_2 = torch.relu(h_2)
             h_2 = block['conv2'](h_2)
             h_2 = block['bn2'](h_2)
-            # cnn.dl:39: output y = relu(h + shortcut)
+            # cnn.dl:40: output y = relu(h + shortcut)
             y = h_2 + h
             h = torch.relu(y)
         # resnet18.dl:13: layer2: repeat 2 as i { h = h -> basic_block(128, stride=2, index=i) }
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer2[0]['conv1'](h)
         h_2 = self.layer2[0]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer2[0]['conv2'](h_2)
         h_2 = self.layer2[0]['bn2'](h_2)
-        # cnn.dl:19: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as conv -> b...
-        y = self.layer2[0]['downsample']['conv'](h)
-        shortcut = self.layer2[0]['downsample']['bn'](y)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
+        y = self.layer2[0]['downsample']['0'](h)
+        shortcut = self.layer2[0]['downsample']['1'](y)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + shortcut
         h = torch.relu(y)
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer2[1]['conv1'](h)
         h_2 = self.layer2[1]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer2[1]['conv2'](h_2)
         h_2 = self.layer2[1]['bn2'](h_2)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + h
         h = torch.relu(y)
         # resnet18.dl:14: layer3: repeat 2 as i { h = h -> basic_block(256, stride=2, index=i) }
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer3[0]['conv1'](h)
         h_2 = self.layer3[0]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer3[0]['conv2'](h_2)
         h_2 = self.layer3[0]['bn2'](h_2)
-        # cnn.dl:19: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as conv -> b...
-        y = self.layer3[0]['downsample']['conv'](h)
-        shortcut = self.layer3[0]['downsample']['bn'](y)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
+        y = self.layer3[0]['downsample']['0'](h)
+        shortcut = self.layer3[0]['downsample']['1'](y)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + shortcut
         h = torch.relu(y)
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer3[1]['conv1'](h)
         h_2 = self.layer3[1]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer3[1]['conv2'](h_2)
         h_2 = self.layer3[1]['bn2'](h_2)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + h
         h = torch.relu(y)
         # resnet18.dl:15: layer4: repeat 2 as i { h = h -> basic_block(512, stride=2, index=i) }
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer4[0]['conv1'](h)
         h_2 = self.layer4[0]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer4[0]['conv2'](h_2)
         h_2 = self.layer4[0]['bn2'](h_2)
-        # cnn.dl:19: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as conv -> b...
-        y = self.layer4[0]['downsample']['conv'](h)
-        shortcut = self.layer4[0]['downsample']['bn'](y)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
+        y = self.layer4[0]['downsample']['0'](h)
+        shortcut = self.layer4[0]['downsample']['1'](y)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + shortcut
         h = torch.relu(y)
-        # cnn.dl:32: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
+        # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer4[1]['conv1'](h)
         h_2 = self.layer4[1]['bn1'](h_2)
-        # cnn.dl:33: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
+        # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
         h_2 = torch.relu(h_2)
         h_2 = self.layer4[1]['conv2'](h_2)
         h_2 = self.layer4[1]['bn2'](h_2)
-        # cnn.dl:39: output y = relu(h + shortcut)
+        # cnn.dl:40: output y = relu(h + shortcut)
         y = h_2 + h
         h = torch.relu(y)
         # resnet18.dl:16: output logits = h -> global_avg_pool -> flatten -> linear(classes) as fc
