@@ -23,6 +23,7 @@ from dslc.ops.pool import POOL_OPS
 from dslc.ops.pool_adaptive import ADAPTIVE_POOL_OPS
 from dslc.ops.recurrent import RECURRENT_OPS
 from dslc.ops.reduce import REDUCE_OPS
+from dslc.ops.resample import RESAMPLE_OPS
 from dslc.ops.sample import SAMPLE_OPS
 from dslc.ops.scan import SCAN_OPS
 from dslc.ops.shape import SHAPE_OPS
@@ -47,6 +48,7 @@ ALL_OPS: tuple[Op, ...] = (
     *EMBEDDING_OPS,
     *SPATIAL_OPS,
     *SAMPLE_OPS,
+    *RESAMPLE_OPS,
     *REDUCE_OPS,
     *SCAN_OPS,
     *RECURRENT_OPS,

@@ -61,6 +61,7 @@ FAMILY_FILES: dict[str, tuple[str, ...]] = {
     "embedding": ("embed",),
     "spatial": ("spatial",),
     "sample": ("sample",),
+    "resample": ("spatial",),
     "attention": ("attn",),
     "rnn": ("rnn",),
     "graph": ("graph",),
