@@ -134,7 +134,7 @@ def cmd_summary(args) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        print(format_table(s))
+        print(format_table(s, args.depth))
     return EXIT_OK
 
 
@@ -224,6 +224,16 @@ def cmd_render(args) -> int:
 # ---- argument parsing --------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dslc", description="Compiler for the dslc neural-network "
                                 "language: check, summarise, run on NumPy, emit PyTorch, draw.")
@@ -262,6 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     common(s)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--depth", type=_positive_int, default=None, metavar="N",
+                   help="one row per block, repeat or iteration N levels down, with its sums")
     s.set_defaults(func=cmd_summary)
 
     k = sub.add_parser("compile", help="generate PyTorch source")

@@ -5,9 +5,13 @@ under our control: node ids come from IR ids, clusters are numbered in frame cre
 nothing is ordered by hashing, and no path or time is written. The same graph always gives the
 same text.
 
-Collapsed repeats (the default) draw only the first iteration inside a cluster marked "× n".
-Edges that touch a later iteration are re-routed to the matching node of the first iteration
-and clipped at the cluster border (`ltail`/`lhead`), so the diagram stays connected:
+Collapsed repeats (the default) draw one iteration of each run of identical iterations
+inside a cluster marked "× n". Iterations are identical when they make the same ops with the
+same attributes and types; a repeat whose iterations differ (MobileNetV2's stage: the first
+strided, without the residual add, the rest with it) shows each run as its own cluster
+("× 1", then "× 3"), so collapsing never hides an op that the expanded diagram has. Edges that
+touch a hidden iteration are re-routed to the matching node of its run's drawn iteration and
+clipped at the cluster border (`ltail`/`lhead`), so the diagram stays connected:
 
     x ─▶ [stack × 3: fc1 → relu → fc2] ─▶ head      (edges of iterations 1, 2 go to the box)
 """
@@ -96,13 +100,14 @@ class _Layout:
                     group.append(node)
         self.same_shape: dict[tuple[str, str], bool] = {}
         self.role_maps: dict[str, tuple[dict[int, tuple], dict[tuple, IRNode]]] = {}
-        # The iteration shown for each collapsed repeat: the first with nodes in it.
-        self.shown: dict[str, str] = {}
+        # Runs of identical iterations: each iteration's drawn stand-in (the first of its
+        # run) and the runs of each repeat as (drawn iteration, count); only a repeat with
+        # several runs draws them as clusters of their own.
+        self.rep_of: dict[str, str] = {}
+        self.runs: dict[str, list[tuple[str, int]]] = {}
         for path, frame in graph.frames.items():
             if frame.kind == "repeat":
-                its = [f"{path}.{i}" for i in range(frame.count)]
-                first = next((p for p in its if self.members.get(p)), its[0] if its else "")
-                self.shown[path] = first
+                self._group(path, frame.count)
         self.ids = {path: i for i, path in enumerate(graph.frames)}
         # Parameters of each repeat, all iterations (None where a count is symbolic).
         self.repeat_params: dict[str, int | None] = {}
@@ -115,6 +120,43 @@ class _Layout:
                     prev = self.repeat_params.get(path, 0)
                     self.repeat_params[path] = None if n is None or prev is None else prev + n
 
+    def _signature(self, iter_path: str) -> tuple:
+        cut = len(iter_path)
+        return tuple((n.op, repr(n.attrs), tuple(str(t) for t in n.types), n.span,
+                      tuple(p[cut:] for p in n.frames if p.startswith(iter_path + ".")))
+                     for n in self.members.get(iter_path, []))
+
+    def _group(self, rep: str, count: int) -> None:
+        runs: list[tuple[str, int]] = []
+        last = None
+        for i in range(count):
+            it = f"{rep}.{i}"
+            sig = self._signature(it)
+            if runs and sig == last:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((it, 1))
+                last = sig
+            self.rep_of[it] = runs[-1][0]
+        self.runs[rep] = runs
+
+    def multi_run(self, rep: str) -> bool:
+        return len(self.runs.get(rep, ())) > 1
+
+    def fold_cluster(self, node: IRNode, rep: str) -> str:
+        """The cluster a folded edge is clipped at: the run's cluster, else the repeat's."""
+        if not self.multi_run(rep):
+            return rep
+        mine = next(p for p in node.frames if self.parent_repeat(p) == rep
+                    and self.graph.frames[p].kind == "iter")
+        return self.rep_of[mine]
+
+    def run_of(self, node: IRNode, rep: str) -> str | None:
+        """The drawn iteration of `node`'s run inside repeat `rep` (None: not inside it)."""
+        mine = next((p for p in node.frames if self.parent_repeat(p) == rep
+                     and self.graph.frames[p].kind == "iter"), None)
+        return self.rep_of.get(mine) if mine else None
+
     def parent_repeat(self, iter_path: str) -> str:
         return iter_path.rsplit(".", 1)[0]
 
@@ -125,7 +167,7 @@ class _Layout:
         for path in node.frames:
             if self.graph.frames[path].kind == "iter":
                 rep = self.parent_repeat(path)
-                if self.shown.get(rep) != path:
+                if self.rep_of.get(path, path) != path:
                     return rep
         return None
 
@@ -133,9 +175,10 @@ class _Layout:
         """The node of the shown iteration of `rep` that plays `node`'s part."""
         mine = next(p for p in node.frames if self.parent_repeat(p) == rep
                     and self.graph.frames[p].kind == "iter")
+        shown = self.rep_of[mine]
         src = self.members[mine]
-        dst = self.members[self.shown[rep]]
-        key = (mine, self.shown[rep])
+        dst = self.members.get(shown, [])
+        key = (mine, shown)
         if key not in self.same_shape:
             self.same_shape[key] = len(src) == len(dst) and all(
                 a.op == b.op and a.span == b.span for a, b in zip(src, dst))
@@ -144,7 +187,7 @@ class _Layout:
         # Iterations differ (an `if` on the index): match the node made by the same statement
         # at the same place inside the iteration, else the first or last node stands in.
         role = self.roles(mine)[0][node.id]
-        found = self.roles(self.shown[rep])[1].get(role)
+        found = self.roles(shown)[1].get(role)
         if found is not None:
             return found
         return dst[-1] if outgoing else dst[0]
@@ -183,8 +226,9 @@ class _Layout:
         out = []
         for path in node.frames:
             kind = self.graph.frames[path].kind
-            if kind == "iter" and not self.expand:
-                continue  # a collapsed repeat draws its shown iteration directly
+            if kind == "iter" and not self.expand and \
+                    not self.multi_run(self.parent_repeat(path)):
+                continue  # a collapsed repeat of one run draws its iteration directly
             out.append(path)
         return out
 
@@ -341,6 +385,13 @@ def _cluster_label(graph: Graph, frame: Frame, layout: _Layout) -> str:
         if total:
             text += f" <font point-size=\"10\" color=\"#555555\">{fmt_params(total)} params</font>"
         return "<" + text + ">"
+    rep = layout.parent_repeat(frame.path)
+    if not layout.expand and layout.multi_run(rep):
+        count = dict(layout.runs[rep])[frame.path]
+        first = int(frame.path.rsplit(".", 1)[1])
+        which = f"{first}" if count == 1 else f"{first}–{first + count - 1}"
+        return (f"<<b>× {count}</b> <font point-size=\"10\">{h(rep)}.{which}"
+                "</font>>")
     return f"<<font point-size=\"10\">{h(frame.path)}</font>>"
 
 
@@ -417,9 +468,11 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
         # An edge with both ends inside one collapsed repeat is the repeat's own business.
         tail_rep = layout.hidden_in(src)
         head_rep = layout.hidden_in(dst) if dst is not None else None
-        if tail_rep is not None and dst is not None and tail_rep in dst.frames:
+        if tail_rep is not None and dst is not None and tail_rep in dst.frames and \
+                layout.run_of(src, tail_rep) == layout.run_of(dst, tail_rep):
             return
-        if head_rep is not None and head_rep in src.frames:
+        if head_rep is not None and head_rep in src.frames and \
+                layout.run_of(src, head_rep) == layout.run_of(dst, head_rep):
             return
         tail, _ = layout.visible(src, outgoing=True)
         head_id = dst_id
@@ -428,9 +481,9 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
             head_id = head_override if head_override and head is dst else f"n{head.id}"
         attrs = [f"label={quote(' ' + label)}"]
         if tail_rep is not None:
-            attrs.append(f"ltail={layout.cluster_id(tail_rep)}")
+            attrs.append(f"ltail={layout.cluster_id(layout.fold_cluster(src, tail_rep))}")
         if head_rep is not None:
-            attrs.append(f"lhead={layout.cluster_id(head_rep)}")
+            attrs.append(f"lhead={layout.cluster_id(layout.fold_cluster(dst, head_rep))}")
         folded = tail_rep is not None or head_rep is not None
         # A folded edge repeats what an edge between the same drawn nodes already shows
         # (a value fed to every iteration, say): draw it once.

@@ -157,6 +157,9 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
     params, buffers, macs, acts, pbytes, bbytes = [], [], [], [], [], []
     seen_counts: set[str] = set()
     seen_bytes: set[str] = set()
+    # Per block, repeat and iteration (torchinfo's depth): the sums of the layers inside.
+    frame_totals: dict[str, tuple[list, list]] = {}
+    frame_shape: dict[str, list] = {}
     for node in graph.order():
         if node.op != "const":  # constants are buffers, counted there
             for t in node.types:
@@ -181,6 +184,12 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
         }
         if len(node.types) > 1:
             entry["shapes"] = [shape_of(t.shape) for t in node.types]
+        entry["frames"] = list(node.frames)
+        for path in node.frames:
+            sub = frame_totals.setdefault(path, ([], []))
+            sub[0].append(p)
+            sub[1].append(m)
+            frame_shape[path] = entry["shape"]
         layers.append(entry)
 
     total_macs = sympy.Add(*macs)
@@ -204,7 +213,18 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
             "inference_peak_bytes": None if peak is None else _fmt_dim(peak),
         },
         "layers": layers,
+        "blocks": [{"path": path, "kind": f.kind, "name": f.name,
+                    "depth": _depth(graph, path),
+                    "params": _fmt_dim(sympy.Add(*frame_totals[path][0])),
+                    "macs": _fmt_dim(sympy.Add(*frame_totals[path][1])),
+                    "shape": frame_shape[path]}
+                   for path, f in graph.frames.items() if path in frame_totals],
     }
+
+
+def _depth(graph: Graph, path: str) -> int:
+    """How many frames enclose a frame, itself included (1: a top-level block or repeat)."""
+    return sum(1 for p in graph.frames if p == path or path.startswith(p + "."))
 
 
 # ---- text table --------------------------------------------------------------------------
@@ -243,11 +263,30 @@ def _io_text(items: list[dict]) -> str:
         or "none"
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """A fixed-width table of the layers with totals; symbolic where dims are unbound."""
+def _block_op(block: dict[str, Any]) -> str:
+    if block["kind"] == "repeat":
+        return f"repeat {block['name']}"
+    if block["kind"] == "iter":
+        return "iteration"
+    return block["name"]
+
+
+def format_table(summary: dict[str, Any], depth: int | None = None) -> str:
+    """A fixed-width table of the layers with totals; symbolic where dims are unbound. With
+    `depth`, what sits deeper than `depth` blocks/repeats is one row per block: its sums."""
     header = ("Layer", "Op", "Output shape", "Params", "MACs")
+    blocks = {b["path"]: b for b in summary.get("blocks", [])}
     rows = []
+    done: set[str] = set()
     for layer in summary["layers"]:
+        frames = layer.get("frames", [])
+        if depth is not None and len(frames) >= depth:
+            block = blocks[frames[depth - 1]]
+            if block["path"] not in done:
+                done.add(block["path"])
+                rows.append((block["path"], _block_op(block), _shape_text(block["shape"]),
+                             fmt_count(block["params"]), fmt_count(block["macs"])))
+            continue
         shape = _shape_text(layer["shape"])
         if "shapes" in layer:
             shape += f" (+{len(layer['shapes']) - 1} more)"

@@ -188,7 +188,9 @@ def test_blocks_are_labelled_clusters():
         m = re.match(r"\s*label=<<b>(\w+)</b>", line)
         if m and level:
             depth[m.group(1)] = level
-    assert depth == {"outer": 1, "inner": 2, "mlp2": 3}
+    # outer's two iterations differ (the `if i == 0`), so each is a run cluster of its own
+    # between the repeat and the inner repeat.
+    assert depth == {"outer": 1, "inner": 3, "mlp2": 4}
 
 
 def test_collapsed_repeat_shows_iteration_zero_only():
@@ -239,14 +241,57 @@ def test_repeat_count_follows_hparam():
     assert len(node_ids(to_dot(load("resnet", n=5).graph, expand=True))) == 24 + 2 * 5
 
 
-def test_differing_iterations_fold_onto_the_shown_one():
+def test_differing_iterations_are_drawn_as_runs():
     g = load("nested").graph
     dot = to_dot(g)
-    # outer.1 has no `add` (the `if i == 0`), so its result stands in as the last node of
-    # outer.0; the edge out of the cluster still reaches flatten.
+    # outer.0 has an `add` (the `if i == 0`) that outer.1 lacks: both iterations are drawn, each
+    # in a run cluster, and the last one feeds flatten directly.
+    assert "<b>× 1</b> <font point-size=\"10\">outer.0</font>" in dot
+    assert "<b>× 1</b> <font point-size=\"10\">outer.1</font>" in dot
     flatten = next(n.id for n in g.nodes.values() if n.op == "flatten")
-    assert re.search(rf"n\d+ -> n{flatten} \[label=\" \[B, 5, 8\]\", ltail=cluster_\d+\]", dot)
-    assert len(node_ids(dot)) < len(node_ids(to_dot(g, expand=True)))
+    assert re.search(rf"n\d+ -> n{flatten} \[label=\" \[B, 5, 8\]\"\]", dot)
+    assert op_kinds(dot, g) == op_kinds(to_dot(g, expand=True), g)
+
+
+STAGE = """
+model stage(n: int = 4) {
+  input x: f32[B, 8]
+  h = x -> linear(16) as stem
+  blocks: repeat n as i {
+    if i == 0 {
+      h = h -> linear(16) -> relu
+    } else {
+      h = h + (h -> linear(16) -> relu)
+    }
+  }
+  output y = h
+}
+"""
+
+
+def op_kinds(dot: str, g) -> set[str]:
+    return {g.nodes[int(n[1:])].op for n in node_ids(dot)}
+
+
+def test_a_stage_shows_its_first_iteration_and_the_run_of_the_rest():
+    g = dslc.load("stage.dl", text=STAGE).graph
+    dot = to_dot(g)
+    # MobileNetV2's stage shape: the first iteration without the residual add, then 3 with it.
+    assert "<b>× 1</b> <font point-size=\"10\">blocks.0</font>" in dot
+    assert "<b>× 3</b> <font point-size=\"10\">blocks.1–3</font>" in dot
+    assert "add" in op_kinds(dot, g)
+    assert op_kinds(dot, g) == op_kinds(to_dot(g, expand=True), g)
+    # 2 runs drawn: stem, linear+relu, linear+relu+add (and the input)
+    assert len(node_ids(dot)) == 1 + 1 + 2 + 3
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "specs").glob("*.dl")), ids=lambda p: p.stem)
+def test_collapsing_never_hides_an_op_kind(path):
+    from dslc.sources import load_program
+
+    for d in load_program(path).models_in(str(path)):
+        g = dslc.load(path, model=d.name).graph
+        assert op_kinds(to_dot(g), g) == op_kinds(to_dot(g, expand=True), g), d.name
 
 
 def test_params_format():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,43 @@ def test_inference_peak_unbound():
     assert mixed.summary({"T": 2})["memory"]["inference_peak_bytes"] == "40*B"
     assert mixed.summary({"T": 8})["memory"]["inference_peak_bytes"] == "80*B"
     assert mixed.summary({"T": 8, "B": 2})["memory"]["inference_peak_bytes"] == 160
+
+
+def test_block_subtotals_equal_their_parameter_keys_and_sum_to_the_total():
+    import dslc
+
+    prog = dslc.load(Path(__file__).resolve().parents[1] / "specs" / "resnet18.dl")
+    s = prog.summary({"B": 1})
+    params = prog.init_params(0)
+    blocks = {b["path"]: b for b in s["blocks"]}
+    state = prog.to_torch()().state_dict()  # torch's own count of each block's parameters
+    for path in ("layer1", "layer2", "layer2.0", "layer2.0.downsample", "layer4.1"):
+        want = sum(v.numel() for k, v in state.items()
+                   if k.startswith(path + ".") and "running" not in k and "num_batches" not in k)
+        assert blocks[path]["params"] == want, path
+        assert sum(params[k].size for k in params if k.startswith(path + ".")
+                   and "running" not in k and "num_batches" not in k) == want
+    assert blocks["layer2"]["kind"] == "repeat" and blocks["layer2"]["depth"] == 1
+    assert blocks["layer2.0.downsample"]["depth"] == 3
+    top = [b for b in s["blocks"] if b["depth"] == 1]
+    outside = sum(layer["params"] for layer in s["layers"] if not layer["frames"])
+    assert sum(b["params"] for b in top) + outside == s["params"]
+    assert sum(b["macs"] for b in top) + sum(
+        layer["macs"] for layer in s["layers"] if not layer["frames"]) == s["macs"]
+
+
+def test_summary_depth_folds_blocks_into_rows(capsys):
+    from dslc import cli
+
+    spec = str(Path(__file__).resolve().parents[1] / "specs" / "resnet18.dl")
+    assert cli.main(["summary", spec, "--bind", "B=1", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("layer")]
+    assert [r[0] for r in rows] == ["layer1", "layer2", "layer3", "layer4"]
+    assert rows[1][1:3] == ["repeat", "layer2"] and rows[1][-2] == "525,568"
+    assert cli.main(["summary", spec, "--depth", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "layer2.1  iteration" in out and "layer2.0.downsample" not in out
+    with pytest.raises(SystemExit) as exc:  # a usage error, as argparse reports them
+        cli.main(["summary", spec, "--depth", "0"])
+    assert exc.value.code == 2

@@ -68,6 +68,9 @@ class RunCtx:
     bindings: dict[str, int] = field(default_factory=dict)
     # Runs a sub-graph (a scan's cell) with the same parameters, mode and random stream.
     run_graph: Callable[..., list[np.ndarray]] | None = None
+    # What a kernel keeps for its vector-Jacobian product (dropout's mask, say); the backward
+    # walk hands the same dict to the op's `vjp`.
+    saved: dict[str, Any] = field(default_factory=dict)
     # The run's reusable temporaries (dslc/ops/scratch.py); None outside a run.
     scratch: Any = None
 
@@ -168,6 +171,13 @@ class Op:
     # Ops whose PyTorch form is statements, not one expression (a scan's loop):
     # (attrs, args, ctx, in_types, target variables) -> lines.
     torch_stmts: Callable[..., list[str]] | None = None
+    # The vector-Jacobian product (reverse-mode differentiation on NumPy):
+    # (attrs, inputs, outputs, output cotangents (None: no gradient reaches that output), ctx)
+    # -> (a cotangent per input (None where none flows: integer inputs, masks),
+    #     {local parameter name: gradient}). ctx holds the node's params and what the kernel
+    # saved. None: the op has no gradient (argmax, integer ops, masks); `no_grad` says why.
+    vjp: Callable[..., tuple[list[np.ndarray | None], dict[str, np.ndarray]]] | None = None
+    no_grad: str = ""
 
     @property
     def has_params(self) -> bool:
