@@ -56,7 +56,7 @@ def main() -> None:
         run_torch()
     print(f"max rel err {err:.1e}; the generated module ran {args.torch_first} times first")
     print(f"{'#':>2} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'min ratio':>9} "
-          f"{'np faults':>9}")
+          f"{'cpu ratio':>9} {'np faults':>9}")
     ratios = []
     for i in range(args.repeats):
         before = faults()
@@ -64,11 +64,11 @@ def main() -> None:
         run_np()
         np_once = (time.perf_counter() - t0) * 1e3
         np_faults = faults() - before
-        np_med, t_med, np_min, t_min = compare(run_np, run_torch, args.runs, args.warmup,
-                                               args.blocks)
+        np_med, t_med, np_min, t_min, cpu = compare(run_np, run_torch, args.runs,
+                                                    args.warmup, args.blocks)
         ratios.append(np_med / t_med)
         print(f"{i + 1:>2} {np_med:9.1f} {t_med:9.1f} {np_med / t_med:6.2f} "
-              f"{np_min / t_min:9.2f} {np_faults:9d}   (first run {np_once:.0f} ms)",
+              f"{np_min / t_min:9.2f} {cpu:9.2f} {np_faults:9d}   (first run {np_once:.0f} ms)",
               flush=True)
     over = sum(r > 1.5 for r in ratios)
     print(f"ratios: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-"
