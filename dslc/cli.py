@@ -1,4 +1,4 @@
-"""The `dslc` command line: check, summary, compile, run, render (a stable interface)."""
+"""The `dslc` command line: check, summary, compile, run, render, export (a stable interface)."""
 
 from __future__ import annotations
 
@@ -189,6 +189,19 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from dslc.backends.onnx_export import check_opset, export_bytes, require_onnx
+
+    require_onnx()  # before the work: a missing package is the first thing to say
+    prog = _load(args)
+    check_opset(args.opset, Span(args.file, 0, 0, 0, 0))
+    binds = _bindings(args, prog)
+    params = _read_npz(args.params, "parameters") if args.params else None
+    data = export_bytes(prog, params, opset=args.opset, bindings=binds, seed=args.seed)
+    write_atomic(args.output, data)
+    return EXIT_OK
+
+
 def cmd_ir(args) -> int:
     from dslc.ir_text import format_ir
 
@@ -218,6 +231,21 @@ def cmd_render(args) -> int:
     prog = _load(args)
     data = render_bytes(prog.graph, fmt, expand=args.expand)
     write_atomic(out, data)
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from dslc.onnx_import import default_params_path, import_model, write_outputs
+
+    params_out = args.params_out or default_params_path(args.output)
+    if params_out is None:
+        raise UsageError("import: give -o model.dl (the parameters go beside it) or "
+                         "--params-out P.npz")
+    result = import_model(args.file, model_name=args.model)
+    write_outputs(result, args.output, params_out)
+    if args.output:
+        print(f"{args.output}: model {result.model}, {len(result.params)} parameter "
+              f"tensors -> {params_out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -309,6 +337,24 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}")
     d.add_argument("--expand", action="store_true", help="draw every repeat iteration")
     d.set_defaults(func=cmd_render)
+
+    x = sub.add_parser("export", help="write the model as ONNX (needs dslc[onnx])")
+    x.add_argument("file")
+    common(x)
+    x.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 to 23 (default 18)")
+    x.add_argument("--params", help="parameters .npz (default: initialised from --seed)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    x.set_defaults(func=cmd_export)
+
+    m = sub.add_parser("import", help="turn an ONNX model into a .dl spec and a parameter "
+                       ".npz (needs `pip install dslc[onnx]`)")
+    m.add_argument("file", metavar="MODEL.onnx")
+    m.add_argument("-o", "--output", metavar="MODEL.dl", help="the spec (default: stdout)")
+    m.add_argument("--params-out", metavar="P.npz", help="the parameters (default: beside "
+                   "the spec, MODEL.npz)")
+    m.add_argument("--model", help="the model's name in the spec (default: the file's name)")
+    m.set_defaults(func=cmd_import)
     return p
 
 

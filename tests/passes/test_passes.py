@@ -12,6 +12,7 @@ from dslc.ir_text import format_ir
 from dslc.passes import optimize, pass_names
 from dslc.passes.lint import lint
 from tests.helpers import assert_close, compare_numpy_torch
+from tests.specs.zoo_sizes import SMALL_HPARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted(p for p in (ROOT / "specs").glob("*.dl"))
@@ -44,7 +45,8 @@ def _run(graph_prog, inputs, params):
 
 @pytest.mark.parametrize("path,model", list(_cases()))
 def test_every_pass_keeps_results(path, model):
-    base = dslc.load(path, model=model, opt_level=0)
+    hp = SMALL_HPARAMS.get(model)  # the big nets beyond the notes at small sizes
+    base = dslc.load(path, model=model, opt_level=0, hparams=hp)
     bind = {k: v for k, v in BIND.items()}
     params = base.init_params(0)
     try:
@@ -54,9 +56,9 @@ def test_every_pass_keeps_results(path, model):
     ref = base.run(inputs, dict(params))
     for name in pass_names() + ["O2"]:
         if name == "O2":
-            prog = dslc.load(path, model=model, opt_level=2)
+            prog = dslc.load(path, model=model, opt_level=2, hparams=hp)
         else:
-            prog = dslc.load(path, model=model, passes=[name])
+            prog = dslc.load(path, model=model, passes=[name], hparams=hp)
         lint(prog.graph)
         if not prog.changes:
             assert format_ir(prog.graph) == format_ir(base.graph), name

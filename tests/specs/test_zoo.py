@@ -18,12 +18,14 @@ from dslc import cli
 from dslc.diagnostics import DslcError
 from dslc.sources import load_program
 from tests.helpers import assert_close, compare_numpy_torch, torch_outputs
+from tests.specs.zoo_sizes import SMALL_HPARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 
-# The specs of ZOO.md's feed-forward, convolutional and generative tables, with their models; a
-# missing file or model fails. (Other specs in specs/ go through the generic tests too.)
+# The specs of ZOO.md's feed-forward, convolutional, generative and "beyond the notes" tables,
+# with their models; a missing file or model fails. (Other specs in specs/ go through the
+# generic tests too.)
 EXPECTED_MODELS = {
     "linear_regression.dl": ["linear_regression"],
     "logistic_regression.dl": ["logistic_regression"],
@@ -41,6 +43,17 @@ EXPECTED_MODELS = {
     "vae.dl": ["vae"],
     "gan.dl": ["generator", "discriminator"],
     "word_embedding.dl": ["word_embedding", "skip_gram"],
+    # beyond the notes (proofs in test_modern_zoo.py)
+    "mobilenet_v2.dl": ["mobilenet_v2"],
+    "mobilenet_v3_small.dl": ["mobilenet_v3_small"],
+    "efficientnet_b0.dl": ["efficientnet_b0"],
+    "convnext_tiny.dl": ["convnext_tiny"],
+    "vit_b_16.dl": ["vit_b_16"],
+    "r3d_18.dl": ["r3d_18"],
+    "unet.dl": ["unet"],
+    "dcgan.dl": ["dcgan_generator", "dcgan_discriminator"],
+    "wavenet_tcn.dl": ["wavenet_tcn"],
+    "super_resolution.dl": ["super_resolution"],
 }
 
 # Runtime dims per model: by default B=2 and any other input dim 5 (see bind_for); the big image
@@ -50,10 +63,12 @@ BIND = {
     "vgg16": {"B": 1},
     "resnet18": {"B": 1},
     "edge_detector": {"B": 2, "H": 8, "W": 10},
+    "r3d_18": {"B": 1, "T": 4},
+    "unet": {"B": 1},
 }
 # Hyperparameters for the generic NumPy-vs-PyTorch run: randn_like draws in eval too, so the
 # denoising model is compared with its corruption switched off (tested separately below).
-HPARAMS = {"denoising_autoencoder": {"corrupt": False}}
+HPARAMS = {"denoising_autoencoder": {"corrupt": False}, **SMALL_HPARAMS}
 
 
 def spec_files() -> list[Path]:
