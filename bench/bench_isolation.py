@@ -22,11 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_modern import spec  # noqa: E402
 from bench.harness import blas_threads, compare, prepare  # noqa: E402
 
 CASES = {"resnet18_b16": ("resnet18.dl", {"B": 16}),
-         "mobilenet_v2_b16": (spec("mobilenet_v2.dl"), {"B": 16})}
+         "mobilenet_v2_b16": ("mobilenet_v2.dl", {"B": 16})}
 
 
 def faults() -> int:

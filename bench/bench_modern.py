@@ -6,8 +6,8 @@ generated PyTorch module on issue 13's modern CNNs, same process, same threads, 
 
 MobileNetV2 at 224x224 (batch 1 and 16: depthwise 3x3 and 1x1 convolutions) and the 2015
 U-Net at 572x572 (batch 1: big valid 3x3 convolutions, 2x2 up-convolutions, crop-and-concat).
-Target: ratio numpy/torch <= 1.5. The specs are the zoo's when present (specs/), else the
-bench-local copies in bench/specs/.
+Target: ratio numpy/torch <= 1.5. The specs are the zoo's (specs/mobilenet_v2.dl,
+specs/unet.dl).
 """
 
 from __future__ import annotations
@@ -15,23 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import main  # noqa: E402
 
-
-def spec(name: str) -> str:
-    """The zoo's spec if it exists, else the bench-local one (an absolute path, which the
-    harness's `ROOT / "specs" / path` keeps as it is)."""
-    zoo = ROOT / "specs" / name
-    return name if zoo.exists() else str(ROOT / "bench" / "specs" / name)
-
-
 # name, spec file, model, bindings
-CASES = (("mobilenet_v2_b1", spec("mobilenet_v2.dl"), None, {"B": 1}),
-         ("mobilenet_v2_b16", spec("mobilenet_v2.dl"), None, {"B": 16}),
-         ("unet_b1", spec("unet.dl"), None, {"B": 1}))
+CASES = (("mobilenet_v2_b1", "mobilenet_v2.dl", None, {"B": 1}),
+         ("mobilenet_v2_b16", "mobilenet_v2.dl", None, {"B": 16}),
+         ("unet_b1", "unet.dl", None, {"B": 1}))
 
 
 if __name__ == "__main__":
