@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dslc.atomic import write_atomic
-from dslc.diagnostics import Diagnostic, DslcError, render_all
+from dslc.diagnostics import Diagnostic, DslcError, Span, render_all
 from dslc.npz import read_npz
 
 EXIT_OK, EXIT_DIAG, EXIT_USAGE = 0, 1, 2
@@ -132,20 +132,71 @@ def cmd_summary(args) -> int:
     prog = _load(args)
     s = prog.summary(_bindings(args, prog))
     if args.json:
+        s["train"] = _train_summary(prog)
         print(json.dumps(s, indent=2))
     else:
         print(format_table(s, args.depth))
     return EXIT_OK
 
 
+def _train_summary(prog) -> dict | None:
+    """The default train section of the file for this model, for `summary --json` (None when
+    there is none or no default; the sections were checked when the file was loaded)."""
+    from dslc.sources import load_program
+    from dslc.train_check import check_train, train_summary
+
+    try:
+        return train_summary(check_train(load_program(prog.path), prog.source))
+    except DslcError:
+        return None
+
+
+def _train_source(args, prog) -> str:
+    from dslc.backends.torch_train import generate_train
+    from dslc.passes import INFERENCE_ONLY
+    from dslc.sources import load_program
+    from dslc.train_check import check_train
+
+    spec = check_train(load_program(prog.path), prog.source, args.train or None)
+    if prog.folds or INFERENCE_ONLY & set(prog.passes):
+        # -O2 folds batch norms and drops dropout: inference only. Train the model as written.
+        return generate_train(prog.source, spec, prog.path)
+    return generate_train(prog.graph, spec, prog.path, folds=prog.folds)
+
+
 def cmd_compile(args) -> int:
     prog = _load(args)
-    src = prog.to_torch_source()
+    src = _train_source(args, prog) if args.train is not None else prog.to_torch_source()
     if args.output:
         write_atomic(args.output, src.encode("utf-8"))
     else:
         sys.stdout.write(src)
     return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun."""
+    import subprocess
+
+    prog = _load(args)
+    src = _train_source(args, prog)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    script = out / "train.py"
+    write_atomic(str(script), src.encode("utf-8"))
+    rest = ["--data", args.data, "--out", str(out)]
+    for flag in ("epochs", "steps", "seed", "resume", "stop_after_steps"):
+        value = getattr(args, flag)
+        if value is not None:
+            rest += ["--" + flag.replace("_", "-"), str(value)]
+    if args.compile:
+        rest.append("--compile")
+    if args.nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={args.nproc}", str(script), *rest]
+    else:
+        cmd = [sys.executable, str(script), *rest]
+    return subprocess.run(cmd, check=False).returncode
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -308,7 +359,24 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("file")
     common(k, bind=False)
     k.add_argument("-o", "--output")
+    k.add_argument("--train", nargs="?", const="", metavar="NAME",
+                   help="the training program of the file's train section (NAME picks one)")
     k.set_defaults(func=cmd_compile)
+
+    t = sub.add_parser("train", help="compile the train section to RUN/train.py and run it")
+    t.add_argument("file")
+    common(t, bind=False)
+    t.add_argument("--train", dest="train", metavar="NAME", help="which train section")
+    t.add_argument("--data", required=True, metavar="D.npz")
+    t.add_argument("--out", required=True, metavar="RUN/")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--nproc", type=int, default=1, help="processes (torchrun) on this machine")
+    t.add_argument("--resume", metavar="RUN/")
+    t.add_argument("--stop-after-steps", type=int, metavar="K")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")
     r.add_argument("file")

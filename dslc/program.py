@@ -12,6 +12,7 @@ from dslc import interp
 from dslc.elaborate import elaborate_with_warnings
 from dslc.ir import Graph
 from dslc.sources import load_program
+from dslc.train_check import check_file_trains
 
 
 class Program:
@@ -128,6 +129,7 @@ def load(path: str | Path, model: str | None = None, opt_level: int = 1,
     prog = load_program(path, text)
     source, warnings = elaborate_with_warnings(prog, model, hparams)
     interp.check(source)
+    check_file_trains(prog, source)  # the file's train sections for this model, if any
     graph, changes, folds = optimize(source, names, after)
     return Program(graph, str(path), source=source, passes=names, changes=changes, folds=folds,
                    warnings=warnings, sources=_texts_of(m.file for m in prog.modules))

@@ -101,6 +101,16 @@ def test_train_lenet5_loss_falls(tmp_path):
     assert "loss fell" in out
 
 
+def test_train_xor_reaches_full_accuracy_through_dslc_train(tmp_path):
+    out = tmp_path / "xor"
+    proc = run_example(["bash", str(EXAMPLES / "train_xor.sh"), str(out)], tmp_path,
+                       timeout=300)
+    assert "accuracy 100%" in proc.stdout, proc.stdout + proc.stderr
+    assert (out / "run" / "train.py").is_file() and (out / "run" / "checkpoint.pt").is_file()
+    lines = (out / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 300 and '"accuracy": 1.0' in lines[-1]
+
+
 def test_quickstart_writes_every_artifact_into_out(tmp_path):
     need_dot()
     # No argument: the README's command, which writes into ./out of the working directory.

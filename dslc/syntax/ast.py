@@ -194,6 +194,7 @@ class Module(Node):
     file: str
     imports: list[Import]
     definitions: list[Definition]
+    trains: list = []  # TrainDef (dslc/syntax/train_ast.py), in file order
 
 
 for _cls in (TupleLit, ListLit, BinOp, UnaryOp, Slice, Index, Attribute, Kwarg, Call, Pipe, Scan,

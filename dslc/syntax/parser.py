@@ -13,7 +13,7 @@ from lark.lexer import PatternStr
 
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
-from dslc.syntax import ast, conditional, recovery, strings
+from dslc.syntax import ast, conditional, recovery, strings, train_ast
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -101,7 +101,9 @@ class _ToAst(Transformer):
     def start(self, meta, items):
         imports = [i for i in items if isinstance(i, ast.Import)]
         defs = [i for i in items if isinstance(i, ast.Definition)]
-        return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs)
+        trains = [i for i in items if isinstance(i, train_ast.TrainDef)]
+        return ast.Module(span=self.sp(meta), file=self.file, imports=imports, definitions=defs,
+                          trains=trains)
 
     def import_stmt(self, meta, ch):
         return ast.Import(span=self.sp(meta), path=_unescape(self.file, ch[0]))
@@ -331,6 +333,35 @@ class _ToAst(Transformer):
 
     def list(self, meta, ch):
         return ast.ListLit(span=self.sp(meta), items=[c for c in ch if c is not None])
+
+    # ---- train sections (kept together: grammar/dslc.lark's last block)
+    def train_def(self, meta, ch):
+        name, model, *items = ch
+        items = [i for i in items if i is not None]
+        return train_ast.TrainDef(
+            span=self.sp(meta), name=str(name) if name else None,
+            name_span=_span(self.file, name) if name else self.sp(meta),
+            model=str(model) if model else None,
+            model_span=_span(self.file, model) if model else None,
+            targets=[i for i in items if isinstance(i, train_ast.TrainTarget)],
+            settings=[i for i in items if isinstance(i, train_ast.TrainSetting)])
+
+    def train_target(self, meta, ch):
+        word, name, typ = ch
+        if str(word) != "target":
+            raise DslcError(Diagnostic(
+                "E0286", f"unknown declaration '{word}' in a train section",
+                _span(self.file, word), expected="`target NAME: TYPE` or `setting = value`",
+                found=str(word), hint=did_you_mean(str(word), ["target"])))
+        return train_ast.TrainTarget(span=self.sp(meta), name=str(name),
+                                     name_span=_span(self.file, name), type=typ)
+
+    def train_setting(self, meta, ch):
+        return train_ast.TrainSetting(span=self.sp(meta), key=str(ch[0]),
+                                      key_span=_span(self.file, ch[0]), value=ch[1])
+
+    def train_key(self, meta, ch):
+        return ch[0]
 
 
 # ---- syntax errors -----------------------------------------------------------------------
