@@ -4,7 +4,6 @@ and the located diagnostics (E0530-E0532)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -218,49 +217,5 @@ def test_a_region_run_is_taped_and_differentiated_by_its_op():
 # ---- the zoo -------------------------------------------------------------------------------
 
 
-def zoo_cases():
-    cases = []
-    for path in sorted((ROOT / "specs").glob("*.dl")):
-        models = re.findall(r"^model (\w+)", path.read_text(encoding="utf-8"), re.M)
-        for model in (models if len(models) > 1 else [None]):
-            cases.append(pytest.param(path.name, model, id=path.stem + (f"-{model}"
-                                                                        if model else "")))
-    return cases
-
-
-# Random in eval too (randn_like draws on each side its own numbers): compared without it.
-ZOO_SET = {"denoising_autoencoder": {"corrupt": False}}
-
-
-@pytest.mark.parametrize("name,model", zoo_cases())
-def test_zoo_gradients_match_torch_or_wait_for_a_pending_vjp(name, model):
-    """Every zoo model: the NumPy gradients of sum(outputs · random cotangents) equal the
-    generated module's torch.autograd gradients (float32, 1e-4), or the gradient is refused
-    (E0530, before anything runs) at an op still on tests/ops/test_registry_grad.py's
-    PENDING list, so this test covers each model as soon as its ops have VJPs."""
-    from dslc.cli import _used_symbols
-    from tests.ops.test_registry_grad import PENDING
-
-    prog = dslc.load(ROOT / "specs" / name, model=model, hparams=ZOO_SET.get(model))
-    bind = {s: (2 if s == "B" else 8) for s in _used_symbols(prog.graph)}
-    floats = [(n, prog.graph.type_of(r)) for n, r in prog.graph.outputs
-              if prog.graph.type_of(r).is_float]
-    rng = np.random.default_rng(1)
-    try:
-        autodiff.check_differentiable(prog.source, [dict(prog.source.outputs)[n]
-                                                    for n, _ in floats])
-    except DslcError as exc:
-        d = exc.diagnostics[0]
-        op = re.search(r"through '(\w+)'", d.message)[1]
-        assert d.code == "E0530" and op in PENDING, d.message
-        return
-    inputs = prog.random_inputs(0, bind)
-    params = prog.init_params(0)
-    out = prog.run(inputs, {k: v.copy() for k, v in params.items()}, bind=bind)
-    cot = {n: rng.standard_normal(out[n].shape).astype(out[n].dtype) for n, _ in floats}
-    ours = prog.grad(inputs, {k: v.copy() for k, v in params.items()}, loss=cot, bind=bind)
-    if not any(autodiff.trainable(node) for node, _, _ in prog.source.param_keys().values()):
-        assert ours == {}  # nothing to train (an edge detector's fixed kernels)
-        return
-    theirs, _ = torch_grads(prog, inputs, params, cotangents=cot)
-    assert_same_grads(ours, theirs)
+# The zoo's gradients against torch.autograd: tests/specs/test_zoo_grad.py (float64, every
+# spec small enough to differentiate on NumPy in the suite).

@@ -347,7 +347,9 @@ ZEROS = Op(
     shape=lambda a, ins: [ins[0].with_shape(_zeros_dims(a))],
     numpy=lambda a, xs, ctx: [np.zeros(tuple(ctx.dim(d) for d in _zeros_dims(a)),
                                        dtype=xs[0].dtype)],
-    no_grad="its value does not depend on the input (only the dtype does)",
+    # Its value does not depend on the input's values (only on its dtype): no cotangent flows
+    # back, as with torch's new_zeros, but a model differentiates through it.
+    vjp=lambda a, xs, outs, gouts, ctx: ([None], {}),
     torch_call=lambda a, args, ctx, ins: (
         f"{args[0]}.new_zeros({', '.join(ctx.dim(d) for d in _zeros_dims(a))})"),
     label=lambda a: _fmt_target(a.shape),

@@ -74,8 +74,8 @@ MODELS = {
     "super_resolution.dl": ["super_resolution"],
     "unet.dl": ["unet"],
     "vit_b_16.dl": ["vit_b_16"],
-    # Not here: wavenet_tcn, whose causal padding goes through `zeros` (no_grad: E0530 when
-    # differentiated), and alexnet/vgg16 (224x224 inputs: minutes of NumPy convolutions).
+    "wavenet_tcn.dl": ["wavenet_tcn"],
+    # Not here: alexnet/vgg16 (224x224 inputs: minutes of NumPy convolutions).
 }
 # Smaller than the zoo's own run, where the spec allows it (its weights do not change).
 SMALL = {"resnet18": {"classes": 10, "size": 32}}
