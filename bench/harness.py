@@ -41,18 +41,24 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
-def timed(fn, runs: int) -> list[float]:
+def timed(fn, runs: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall milliseconds of each run; with `cpu`, the process's CPU milliseconds (user +
+    system, all threads) of each run are appended to it: on a busy machine, with one thread,
+    that is the work done, which the wall time is not."""
     out = []
     for _ in range(runs):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1e3)
+        if cpu is not None:
+            cpu.append((time.process_time() - c0) * 1e3)
     return out
 
 
-def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
-               blocks: int = 5) -> tuple:
-    """(numpy median ms, torch median ms, numpy min, torch min, max relative error)."""
+def prepare(path: str, model: str | None, bind: dict) -> tuple:
+    """(run_np, run_torch, max relative error): both sides with the same weights and inputs,
+    checked to give the same answer first (a benchmark of a wrong kernel is worthless)."""
     import torch
 
     prog = dslc.load(ROOT / "specs" / path, model)
@@ -72,26 +78,40 @@ def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
         with torch.no_grad():
             return module(**tin)
 
-    # Same answer first (a benchmark of a wrong kernel is worthless).
     got = next(iter(run_np().values()))
     want = run_torch()
     want = (want[0] if isinstance(want, tuple) else want).numpy()
     err = float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
+    return run_np, run_torch, err
+
+
+def compare(run_np, run_torch, runs: int, warmup: int, blocks: int = 5) -> tuple:
+    """(numpy median ms, torch median ms, numpy min, torch min, median CPU ratio
+    numpy/torch), timed in blocks."""
     # Timed in blocks, never interleaved call by call: OpenBLAS's and torch's worker threads
     # spin for a while after each call and would steal the cores from the other library.
     # Several alternating blocks, so that both libraries see the same drift of a shared
     # machine (one library's block alone can be 30% off on our 2-core VMs).
-    np_ms, t_ms = [], []
+    np_ms, t_ms, np_cpu, t_cpu = [], [], [], []
     for _ in range(blocks):
         for _ in range(warmup):
             run_np()
-        np_ms += timed(run_np, runs)
+        np_ms += timed(run_np, runs, np_cpu)
         time.sleep(0.2)
         for _ in range(warmup):
             run_torch()
-        t_ms += timed(run_torch, runs)
+        t_ms += timed(run_torch, runs, t_cpu)
         time.sleep(0.2)
-    return statistics.median(np_ms), statistics.median(t_ms), min(np_ms), min(t_ms), err
+    return (statistics.median(np_ms), statistics.median(t_ms), min(np_ms), min(t_ms),
+            statistics.median(np_cpu) / statistics.median(t_cpu))
+
+
+def bench_case(path: str, model: str | None, bind: dict, runs: int, warmup: int,
+               blocks: int = 5) -> tuple:
+    """(numpy median ms, torch median ms, numpy min, torch min, CPU ratio, max relative
+    error)."""
+    run_np, run_torch, err = prepare(path, model, bind)
+    return compare(run_np, run_torch, runs, warmup, blocks) + (err,)
 
 
 def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> None:
@@ -118,12 +138,12 @@ def main(doc: str, cases, runs: int = 5, warmup: int = 1, note: str = "") -> Non
           f"{'; torch without oneDNN' if args.no_onednn else ''}")
     width = max(len(c[0]) for c in cases) + 1
     print(f"{'case':<{width}} {'numpy ms':>9} {'torch ms':>9} {'ratio':>6} {'min ratio':>9} "
-          f"{'max rel err':>11}")
+          f"{'cpu ratio':>9} {'max rel err':>11}")
     only = set(filter(None, args.only.split(",")))
     for name, path, model, bind in cases:
         if only and name not in only:
             continue
-        np_med, t_med, np_min, t_min, err = bench_case(path, model, bind, args.runs,
-                                                       args.warmup, args.blocks)
+        np_med, t_med, np_min, t_min, cpu, err = bench_case(path, model, bind, args.runs,
+                                                            args.warmup, args.blocks)
         print(f"{name:<{width}} {np_med:9.2f} {t_med:9.2f} {np_med / t_med:6.2f} "
-              f"{np_min / t_min:9.2f} {err:11.1e}", flush=True)
+              f"{np_min / t_min:9.2f} {cpu:9.2f} {err:11.1e}", flush=True)

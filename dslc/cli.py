@@ -240,6 +240,40 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_grad(args) -> int:
+    """Gradients of a scalar output (or of the outputs against --cotangents) on NumPy."""
+    from dslc import autodiff, gradcheck
+
+    prog = _load(args)
+    binds = _bindings(args, prog)
+    inputs = (_read_npz(args.inputs, "inputs") if args.inputs
+              else prog.random_inputs(args.seed, binds))
+    params = (_read_npz(args.params, "parameters") if args.params
+              else prog.init_params(args.seed))
+    loss = _read_npz(args.cotangents, "cotangents") if args.cotangents else args.loss
+    graph = prog.source  # the model as written: no inference folds, the init_params keys
+    if loss is None:
+        loss = autodiff.default_loss(graph)
+    grads, _ = autodiff.grad(graph, inputs, {k: v.copy() for k, v in params.items()}, loss,
+                             train=args.train, seed=args.seed, bindings=binds,
+                             wrt_inputs=args.wrt_inputs)
+    rows = []
+    if args.check:
+        _, rows = gradcheck.check(graph, inputs, params, loss, train=args.train,
+                                  seed=args.seed, bindings=binds, points=args.points)
+    write_atomic(args.output, _npz_bytes(grads))
+    print(f"loss: {loss if isinstance(loss, str) else 'cotangents ' + args.cotangents}")
+    for key, g in grads.items():
+        print(f"{key}: {g.dtype}{list(g.shape)} |g| = {float(np.sqrt(np.sum(g * g))):.6g}")
+    if args.check:
+        print(gradcheck.format_rows(rows, args.tol))
+        if any(r.worst > args.tol for r in rows):
+            print(f"dslc grad: gradient check failed: relative error above {args.tol:g}",
+                  file=sys.stderr)
+            return EXIT_DIAG
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     from dslc.backends.onnx_export import check_opset, export_bytes, require_onnx
 
@@ -392,6 +426,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--save-params", metavar="P.npz")
     r.add_argument("-o", "--output", required=True, metavar="OUT.npz")
     r.set_defaults(func=cmd_run)
+
+    g = sub.add_parser("grad", help="gradients of a scalar output on NumPy (reverse mode); "
+                       "--check compares with finite differences")
+    g.add_argument("file")
+    common(g)
+    g.add_argument("--inputs", help="inputs .npz (default: random from --seed)")
+    g.add_argument("--params", help="parameters .npz (default: initialised from --seed)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--loss", metavar="OUTPUT", help="the scalar output to differentiate "
+                   "(default: the model's only scalar float output)")
+    g.add_argument("--cotangents", metavar="C.npz", help="instead of --loss: differentiate "
+                   "sum(output * cotangent) with one array per output named in the file")
+    g.add_argument("--train", action="store_true", help="training mode (dropout, batch "
+                   "statistics)")
+    g.add_argument("--wrt-inputs", action="store_true", help="also the gradients of the "
+                   "float inputs, under their names")
+    g.add_argument("--check", action="store_true", help="compare with central finite "
+                   "differences in float64 on random coordinates; exit 1 above --tol")
+    g.add_argument("--points", type=int, default=5, help="coordinates per parameter that "
+                   "--check compares (default 5)")
+    g.add_argument("--tol", type=float, default=1e-4, help="--check's largest accepted "
+                   "relative error (default 1e-4)")
+    g.add_argument("-o", "--output", required=True, metavar="GRADS.npz")
+    g.set_defaults(func=cmd_grad)
 
     i = sub.add_parser("ir", help="print the optimised IR and what each pass changed")
     i.add_argument("file")

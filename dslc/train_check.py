@@ -15,7 +15,7 @@ from typing import Any
 from dslc import dims as D
 from dslc import interp
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
-from dslc.elaborate import Elaborator
+from dslc.elaborate import Elaborator, _Stop
 from dslc.ir import Graph
 from dslc.sources import Program
 from dslc.syntax import ast
@@ -342,7 +342,14 @@ class _LossElaborator(Elaborator):
             self._input(env, name, ttype, span)
         for t in self.targets:
             self._input(env, t.name, self.eval_type(t.type, env, bind_unknown=True), t.span)
-        self.exec_body(self.model.body, env, is_model=True)
+        try:
+            self.exec_body(self.model.body, env, is_model=True)
+        except _Stop:
+            pass
+        # The elaborator records a statement's error and goes on (several diagnostics per
+        # file): the loss's errors are raised here, together.
+        if self.errors:
+            raise DslcError(self.all_diagnostics())
         return self.graph
 
     def _input(self, env: Env, name: str, ttype: TensorType, span: Span) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError
+from dslc.ops.grad import unbroadcast
 from dslc.types import FLOAT_DTYPES, INT_DTYPES, TensorType, numpy_dtype, tensor
 
 
@@ -128,6 +129,52 @@ def _binary_kernel(name):
     return kernel
 
 
+def _binary_vjp(name):
+    def vjp(a: BinaryAttrs, xs, ys, gs, ctx):
+        g = gs[0]
+        if len(xs) == 1:
+            x = xs[0]
+            s = np.asarray(a.scalar, dtype=x.dtype)
+            if name in ("add", "sub"):
+                gx = -g if (name == "sub" and a.reverse) else g
+            elif name == "mul":
+                gx = g * s
+            else:  # div: x / s, or s / x reversed
+                gx = -g * ys[0] / x if a.reverse else g / s
+            return [unbroadcast(gx, x)], {}
+        x, y = xs
+        if name == "add":
+            gx, gy = g, g
+        elif name == "sub":
+            gx, gy = g, -g
+        elif name == "mul":
+            gx, gy = g * y, g * x
+        else:
+            gx = g / y
+            gy = -gx * x / y
+        return [unbroadcast(gx, x), unbroadcast(gy, y)], {}
+
+    return vjp
+
+
+def _matmul_vjp(a, xs, ys, gs, ctx):
+    x, y = xs
+    g = gs[0]
+    # Make both operands at least 2-d as matmul does, then undo it on the way back.
+    x2 = x[None, :] if x.ndim == 1 else x
+    y2 = y[:, None] if y.ndim == 1 else y
+    g2 = g
+    if x.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
+    if y.ndim == 1:
+        g2 = np.expand_dims(g2, -1)
+    gx = g2 @ np.swapaxes(y2, -1, -2)
+    gy = np.swapaxes(x2, -1, -2) @ g2
+    gx = unbroadcast(gx, x2) if x.ndim > 1 else unbroadcast(gx, x2).reshape(x.shape)
+    gy = unbroadcast(gy, y2) if y.ndim > 1 else unbroadcast(gy, y2).reshape(y.shape)
+    return [gx, gy], {}
+
+
 def _binary_call(name):
     sym = SYMBOL[name]
 
@@ -150,6 +197,7 @@ def _binary(name, doc):
         max_inputs=2,
         shape=_binary_shape,
         numpy=_binary_kernel(name),
+        vjp=_binary_vjp(name),
         torch_call=_binary_call(name),
         label=lambda a: "" if a.scalar is None else (
             f"{a.scalar!r} {SYMBOL[name]} x" if a.reverse else f"x {SYMBOL[name]} {a.scalar!r}"),
@@ -208,6 +256,7 @@ ARITH = (
         shape=_matmul_shape,
         macs=_matmul_macs,
         numpy=lambda a, xs, ctx: [np.matmul(xs[0], xs[1])],
+        vjp=_matmul_vjp,
         torch_call=lambda a, args, ctx, ins: f"{args[0]} @ {args[1]}",
         examples=(
             Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 4, 5))),

@@ -24,6 +24,7 @@ from dslc.ops.attention_embed import (
     SINUSOIDAL_ENCODING,
     sinusoid_table,
 )
+from dslc.ops.attention_grad import attention_vjp, einsum_vjp, mha_vjp
 from dslc.ops.attention_masks import (
     BAND_MASK,
     CAUSAL_MASK,
@@ -125,6 +126,7 @@ EINSUM = Op(
     macs=_einsum_macs,
     numpy=lambda a, xs, ctx: [np.einsum(a.equation.replace(" ", ""), *xs, optimize=True)
                               .astype(xs[0].dtype, copy=False)],
+    vjp=einsum_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"torch.einsum({a.equation.replace(' ', '')!r}, {', '.join(args)})"),
     label=lambda a: a.equation,
@@ -234,6 +236,7 @@ ATTENTION = Op(
     shape=_attention_shape,
     macs=_attention_macs,
     numpy=_attention_kernel,
+    vjp=attention_vjp,
     torch_call=_attention_call,
     label=lambda a: ", ".join(x for x in ("causal" if a.causal else "",
                                           "" if a.window is None else f"±{a.window}") if x),
@@ -454,6 +457,7 @@ def _mha_kernel(a: MHAAttrs, xs, ctx):
     if ctx.train and a.dropout > 0:
         keep = ctx.rng.random(wts.shape) >= a.dropout
         wts = wts * keep / np.asarray(1.0 - a.dropout, wts.dtype)
+        ctx.saved["dropout"] = (keep / (1.0 - a.dropout)).astype(wts.dtype)  # the vjp's mask
     o = np.matmul(wts.astype(v.dtype, copy=False), v)  # [B, h, Tq, dh]
     o = o.transpose(0, 2, 1, 3).reshape(bsz, tq, d)
     out = _linear(o, p["out_proj.weight"], p.get("out_proj.bias"))
@@ -510,6 +514,7 @@ MULTI_HEAD_ATTENTION = Op(
     params=_mha_params,
     macs=_mha_macs,
     numpy=_mha_kernel,
+    vjp=mha_vjp,
     torch_module=_mha_module,
     torch_call=_mha_call,
     module_prefix="attn",

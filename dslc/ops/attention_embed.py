@@ -7,6 +7,12 @@ import math
 import numpy as np
 
 from dslc import dims as D
+from dslc.ops.attention_grad import (
+    class_token_vjp,
+    no_input_vjp,
+    position_embedding_vjp,
+    shared_embedding_vjp,
+)
 from dslc.ops.base import (
     Attrs,
     Example,
@@ -73,6 +79,7 @@ SINUSOIDAL_ENCODING = Op(
     shape=_sin_shape,
     numpy=lambda a, xs, ctx: [sinusoid_table(xs[0].shape[a.dim], xs[0].shape[-1])
                               .astype(xs[0].dtype)],
+    vjp=no_input_vjp,
     torch_call=_sin_call,
     examples=(Example({}, (tensor("f32", 2, 7, 6),)),),
 )
@@ -127,6 +134,7 @@ POSITION_EMBEDDING = Op(
     params=lambda a, ins: {"weight": ParamSpec((D.const(a.max_len), D.const(_pe_dims(a, ins)[1])),
                                                "normal")},
     numpy=_pe_kernel,
+    vjp=position_embedding_vjp,
     torch_module=lambda a, ins: f"nn.Embedding({a.max_len}, {_pe_dims(a, ins)[1]})",
     torch_call=lambda a, args, ctx, ins: (
         f"{ctx.module}(torch.arange({args[0]}.shape[{a.dim}], device={args[0]}.device))"),
@@ -183,6 +191,7 @@ SHARED_EMBEDDING = Op(
     params=lambda a, ins: {"weight": ParamSpec((D.const(a.num_embeddings),
                                                 D.const(a.embedding_dim)), "normal")},
     numpy=_shared_kernel,
+    vjp=shared_embedding_vjp,
     torch_module=lambda a, ins: f"nn.Embedding({a.num_embeddings}, {a.embedding_dim})",
     torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]}), {ctx.module}.weight",
     n_outputs=lambda a: 2,
@@ -229,6 +238,7 @@ CLASS_TOKEN = Op(
     shape=_cls_shape,
     params=lambda a, ins: {"weight": ParamSpec((D.const(1), D.const(_cls_dim(ins))), "normal")},
     numpy=_cls_kernel,
+    vjp=class_token_vjp,
     torch_module=lambda a, ins: f"nn.Embedding(1, {_cls_dim(ins)})",
     torch_call=lambda a, args, ctx, ins: (
         f"torch.cat(({ctx.module}.weight.expand({args[0]}.shape[0], 1, -1), {args[0]}), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dslc import dims as D
+from dslc.ops.attention_grad import masked_fill_vjp, masked_softmax_vjp
 from dslc.ops.base import (
     Attrs,
     Example,
@@ -16,6 +17,10 @@ from dslc.ops.base import (
 from dslc.types import TensorType, tensor
 
 # ---- helpers -----------------------------------------------------------------------------
+
+
+# The mask ops make bool tensors: nothing to differentiate.
+MASK_NO_GRAD = "a bool mask has no derivative"
 
 
 def _same(a: D.Dim, b: D.Dim, message: str, expected: str, found: str, arg: int,
@@ -127,6 +132,7 @@ CAUSAL_MASK = Op(
     max_inputs=2,
     shape=_causal_shape,
     numpy=_causal_kernel,
+    no_grad=MASK_NO_GRAD,
     torch_call=_causal_call,
     examples=(
         Example({}, (tensor("f32", 2, 5, 4),)),
@@ -161,6 +167,7 @@ BAND_MASK = Op(
     max_inputs=2,
     shape=_band_shape,
     numpy=_band_kernel,
+    no_grad=MASK_NO_GRAD,
     torch_call=lambda a, args, ctx, ins: _torch_band(
         f"{args[0]}.shape[{a.dim}]", f"{args[-1]}.shape[{a.dim}]", a.window,
         f"{args[0]}.device"),
@@ -209,6 +216,7 @@ PADDING_MASK = Op(
     max_inputs=2,
     shape=_padding_shape,
     numpy=_padding_kernel,
+    no_grad=MASK_NO_GRAD,
     torch_call=lambda a, args, ctx, ins: (
         f"torch.arange({args[1]}.shape[{a.dim}], device={args[0]}.device) "
         f">= {args[0]}[:, None]"),
@@ -255,6 +263,7 @@ MASKED_FILL = Op(
     max_inputs=2,
     shape=_masked_fill_shape,
     numpy=lambda a, xs, ctx: [np.where(xs[1], np.asarray(a.value, xs[0].dtype), xs[0])],
+    vjp=masked_fill_vjp,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}.masked_fill({args[1]}, {a.value!r})",
     label=lambda a: f"{a.value:g}",
     examples=(Example({"value": -1e4}, (tensor("f32", 2, 3, 4), tensor("bool", 3, 4))),),
@@ -304,6 +313,7 @@ MASKED_SOFTMAX = Op(
     shape=_msm_shape,
     macs=lambda a, ins, outs: D.product(outs[0].shape),
     numpy=_msm_kernel,
+    vjp=masked_softmax_vjp,
     torch_call=_msm_call,
     label=lambda a: "" if a.scale == 1.0 else f"×{a.scale:g}",
     examples=(

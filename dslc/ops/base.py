@@ -71,6 +71,8 @@ class RunCtx:
     # What a kernel keeps for its vector-Jacobian product (dropout's mask, say); the backward
     # walk hands the same dict to the op's `vjp`.
     saved: dict[str, Any] = field(default_factory=dict)
+    # The run's reusable temporaries (dslc/ops/scratch.py); None outside a run.
+    scratch: Any = None
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)

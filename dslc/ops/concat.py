@@ -64,6 +64,12 @@ def _concat_shape(a: ConcatAttrs, ins):
     return [ref.with_shape(ref.shape[:d] + (total,) + ref.shape[d + 1:])]
 
 
+def _concat_vjp(a: ConcatAttrs, xs, ys, gs, ctx):
+    cuts = np.cumsum([x.shape[a.dim] for x in xs])[:-1]
+    return [g if np.issubdtype(x.dtype, np.floating) else None
+            for x, g in zip(xs, np.split(gs[0], cuts, axis=a.dim))], {}
+
+
 CONCAT = Op(
     name="concat",
     family="shape",
@@ -75,6 +81,7 @@ CONCAT = Op(
     max_inputs=None,
     shape=_concat_shape,
     numpy=lambda a, xs, ctx: [np.concatenate(xs, axis=a.dim)],
+    vjp=_concat_vjp,
     torch_call=lambda a, args, ctx, ins: f"torch.cat([{', '.join(args)}], dim={a.dim})",
     label=lambda a: f"dim {a.dim}",
     examples=(
@@ -104,6 +111,12 @@ def _stack_shape(a: StackAttrs, ins):
     return [ref.with_shape(ref.shape[:d] + (D.const(len(ins)),) + ref.shape[d:])]
 
 
+def _stack_vjp(a: StackAttrs, xs, ys, gs, ctx):
+    axis = _stack_axis(a.dim, xs[0].ndim)
+    return [np.take(gs[0], i, axis=axis) if np.issubdtype(x.dtype, np.floating) else None
+            for i, x in enumerate(xs)], {}
+
+
 STACK = Op(
     name="stack",
     family="shape",
@@ -114,6 +127,7 @@ STACK = Op(
     max_inputs=None,
     shape=_stack_shape,
     numpy=lambda a, xs, ctx: [np.stack(xs, axis=_stack_axis(a.dim, xs[0].ndim))],
+    vjp=_stack_vjp,
     torch_call=lambda a, args, ctx, ins: f"torch.stack([{', '.join(args)}], dim={a.dim})",
     label=lambda a: f"dim {a.dim}",
     examples=(
@@ -188,6 +202,15 @@ def _split_kernel(a: SplitAttrs, xs, ctx):
     return list(np.split(x, cuts, axis=a.dim))
 
 
+def _split_vjp(a: SplitAttrs, xs, ys, gs, ctx):
+    x = xs[0]
+    if not np.issubdtype(x.dtype, np.floating):
+        return [None], {}
+    # A piece no gradient reached contributes zeros.
+    parts = [np.zeros(y.shape, x.dtype) if g is None else g for y, g in zip(ys, gs)]
+    return [np.concatenate(parts, axis=a.dim)], {}
+
+
 def _split_call(a: SplitAttrs, args, ctx, ins):
     if isinstance(a.sections, int):
         expr = f"torch.chunk({args[0]}, {a.sections}, dim={a.dim})"
@@ -207,6 +230,7 @@ SPLIT = Op(
     positional=("sections", "dim"),
     shape=_split_shape,
     numpy=_split_kernel,
+    vjp=_split_vjp,
     torch_call=_split_call,
     n_outputs=_n_pieces,
     label=lambda a: (f"{a.sections} parts" if isinstance(a.sections, int)

@@ -25,6 +25,7 @@ CONST = Op(
                                          buffer=True, dtype=a.dtype,
                                          persistent=False)},
     numpy=lambda a, xs, ctx: [ctx.params[""]],
+    no_grad="a constant of the program, not a parameter: nothing to differentiate",
     torch_call=lambda a, args, ctx, ins: ctx.module,
     label=lambda a: "x".join(str(d) for d in a.shape),
     examples=(),

@@ -27,7 +27,9 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.conv_grad import conv_vjp
 from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
+from dslc.ops.scratch import Scratch, alloc
 from dslc.ops.window import Reach, reach, window
 from dslc.types import tensor
 
@@ -227,18 +229,20 @@ def _macs(nd):
 _BLOCK = 1 << 22
 
 
-def _nhwc_window(x: np.ndarray, reaches: tuple[Reach, Reach]) -> np.ndarray:
+def _nhwc_window(x: np.ndarray, reaches: tuple[Reach, Reach],
+                 scratch: Scratch | None = None) -> np.ndarray:
     """x [N, C, H, W] -> the padded rows and columns the taps read (see ops/window.py) as
     [N, rows, cols, C] with C-contiguous rows: a view of x when it is NHWC already and no
-    padding is read, else a zero-padded copy."""
+    padding is read, else a zero-padded copy (on the run's scratch buffer when given)."""
     xh = x.transpose(0, 2, 3, 1)
-    return window(xh, (1, 2), reaches, 0.0, lambda shape: np.empty(shape, x.dtype),
+    take = alloc(scratch, "conv.window")
+    return window(xh, (1, 2), reaches, 0.0, lambda shape: take(shape, x.dtype),
                   copy=not xh.flags.c_contiguous)
 
 
-def _conv_group(xp, w, s, d, ho, wo):
+def _conv_group(xp, w, s, d, ho, wo, scratch: Scratch | None = None):
     """One group: xp [N, Hp, Wp, Cg] (a C-strided view), w [Og, Cg, kh, kw] ->
-    out [N, Ho, Wo, Og] C-contiguous."""
+    out [N, Ho, Wo, Og] C-contiguous. The patch block is taken from the run's scratch."""
     n, _, _, cg = xp.shape
     og, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = s, d
@@ -249,7 +253,8 @@ def _conv_group(xp, w, s, d, ho, wo):
         wt = w.reshape(og, cg).T  # a view: BLAS takes the transpose as a flag
         if xp.flags.c_contiguous and sh == sw == 1:
             return np.matmul(xp.reshape(-1, cg), wt, out=out.reshape(-1, og)).reshape(out.shape)
-        cols = np.ascontiguousarray(xp[:, ::sh, ::sw, :][:, :ho, :wo])
+        cols = alloc(scratch, "conv.patches")((n, ho, wo, cg), dt)
+        np.copyto(cols, xp[:, ::sh, ::sw, :][:, :ho, :wo])
         np.matmul(cols.reshape(-1, cg), wt, out=out.reshape(-1, og))
         return out
     st = xp.strides
@@ -269,7 +274,7 @@ def _conv_group(xp, w, s, d, ho, wo):
     per_image = ho * wo * k
     if per_image <= _BLOCK:  # several whole images per block
         imgs = max(1, _BLOCK // per_image)
-        buf = np.empty((min(imgs, n),) + shape, dt)
+        buf = alloc(scratch, "conv.patches")((min(imgs, n),) + shape, dt)
         for n0 in range(0, n, imgs):
             m = min(imgs, n - n0)
             view = as_strided(xp[n0:], (m,) + shape, (st[0],) + strides, writeable=False)
@@ -278,7 +283,7 @@ def _conv_group(xp, w, s, d, ho, wo):
             np.matmul(b.reshape(-1, k), wt, out=out[n0:n0 + m].reshape(-1, og))
         return out
     rows = max(1, _BLOCK // (wo * k))
-    buf = np.empty((min(rows, ho),) + shape[1:], dt)
+    buf = alloc(scratch, "conv.patches")((min(rows, ho),) + shape[1:], dt)
     for i in range(n):
         for h0 in range(0, ho, rows):
             r = min(rows, ho - h0)
@@ -289,9 +294,57 @@ def _conv_group(xp, w, s, d, ho, wo):
     return out
 
 
+# Output elements of one block of the depthwise kernel: the block and the tap's product stay
+# in L2 over the kh*kw passes (a whole MobileNetV2 layer at batch 16 is 25 MB and ran the nine
+# passes from memory: 2-7x slower, measured on the 2-core VM).
+_DW_BLOCK = 1 << 16
+
+
 def _depthwise(xp, w, s, d, ho, wo):
     """groups == in_channels: one small filter per channel, as kh*kw shifted multiply-adds
-    (a matmul per channel would be a few thousand tiny BLAS calls)."""
+    (a matmul per channel would be a few thousand tiny BLAS calls), in blocks of output rows
+    that stay in cache. Each tap's weight is tiled along the output row ([Wo, C]), so that
+    NumPy's loop runs over a whole contiguous row instead of C elements at a time; a strided
+    conv first splits the columns into `stride` phases, so every tap reads contiguous rows.
+    _depthwise_reference is the plain form this must equal."""
+    n, _, _, c = xp.shape
+    o, _, kh, kw = w.shape
+    if o != c:  # a channel multiplier: rare, the plain form
+        return _depthwise_reference(xp, w, s, d, ho, wo)
+    (sh, sw), (dh, dw) = s, d
+    dt = xp.dtype
+    taps = np.empty((kh * kw, wo, c), dt)
+    taps[...] = w.reshape(c, kh * kw).T[:, None, :]
+    out = np.empty((n, ho, wo, c), dt)
+    rows = max(1, _DW_BLOCK // (wo * c))
+    tmp = np.empty((min(rows, ho), wo, c), dt)
+    for img in range(n):
+        for h0 in range(0, ho, rows):
+            h1 = min(ho, h0 + rows)
+            acc = out[img, h0:h1]
+            t = tmp[:h1 - h0]
+            # the padded rows this block reads; for a strided conv, split into column phases
+            # (phase p: columns p, p + sw, ...; tap j reads phase (j*dw) % sw from column
+            # (j*dw) // sw), a copy that stays in cache
+            lo, hi = h0 * sh, (h1 - 1) * sh + (kh - 1) * dh + 1
+            band = xp[img, lo:hi]
+            phases = [band] if sw == 1 else [np.ascontiguousarray(band[:, p::sw])
+                                             for p in range(sw)]
+            for i in range(kh):
+                for j in range(kw):
+                    ph, c0 = (j * dw) % sw, (j * dw) // sw
+                    win = phases[ph][i * dh:i * dh + (h1 - h0 - 1) * sh + 1:sh, c0:c0 + wo]
+                    if i == j == 0:
+                        np.multiply(win, taps[0], out=acc)
+                    else:
+                        np.multiply(win, taps[i * kw + j], out=t)
+                        acc += t
+    return out
+
+
+def _depthwise_reference(xp, w, s, d, ho, wo):
+    """The plain depthwise conv (any channel multiplier): xp [N, Hp, Wp, C] (padded),
+    w [C*m, 1, kh, kw] -> [N, Ho, Wo, C*m], one shifted multiply-add per tap."""
     n, _, _, c = xp.shape
     o, _, kh, kw = w.shape
     m = o // c
@@ -305,9 +358,11 @@ def _depthwise(xp, w, s, d, ho, wo):
     return acc.reshape(n, ho, wo, o)
 
 
-def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+def conv2d_nchw(x, w, b, stride, pads, dilation, groups,
+                scratch: Scratch | None = None) -> np.ndarray:
     """The NumPy conv: x [N, C, H, W], w [O, C/g, kh, kw], b [O] or None -> [N, O, Ho, Wo]
-    (an NCHW view of an NHWC array). `pads` = ((top, bottom), (left, right))."""
+    (an NCHW view of an NHWC array). `pads` = ((top, bottom), (left, right)). Temporaries
+    come from `scratch` (the run's) when given."""
     dtype = x.dtype
     if dtype == np.float16:  # NumPy has no fast f16 matmul: compute in f32
         x, w = x.astype(np.float32), w.astype(np.float32)
@@ -328,10 +383,10 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     else:
         # The taps that reach the input (all of them but at absurd paddings) on the rows
         # they read: a valid convolution of the window.
-        xp = _nhwc_window(x, reaches)
+        xp = _nhwc_window(x, reaches, scratch)
         w = w[:, :, rh.t0:rh.t1, rw.t0:rw.t1]
         if groups == 1:
-            out = _conv_group(xp, w, stride, dilation, ho, wo)
+            out = _conv_group(xp, w, stride, dilation, ho, wo, scratch)
         elif cg == 1 and c == groups:
             out = _depthwise(xp, w, stride, dilation, ho, wo)
         else:
@@ -340,14 +395,40 @@ def conv2d_nchw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
             for gi in range(groups):
                 out[..., gi * og:(gi + 1) * og] = _conv_group(
                     xp[..., gi * cg:(gi + 1) * cg], w[gi * og:(gi + 1) * og], stride,
-                    dilation, ho, wo)
+                    dilation, ho, wo, scratch)
     if b is not None:
         out += b.astype(out.dtype, copy=False)
     res = out.transpose(0, 3, 1, 2)
     return res.astype(dtype) if res.dtype != dtype else res
 
 
-def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+def conv2d_reference(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
+    """The plain conv2d that conv2d_nchw (blocked patches, 1x1 matmuls, the tuned depthwise
+    kernel) must equal: pad in full, then one multiply-add of a shifted, strided view per
+    kernel tap and group, NCHW throughout. Slow; for tests."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
+    ho = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    wo = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, ho, wo), np.result_type(x, w))
+    for gi in range(groups):
+        xs = xp[:, gi * cg:(gi + 1) * cg]
+        ws = w[gi * og:(gi + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                win = xs[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                         j * dw:j * dw + (wo - 1) * sw + 1:sw]
+                out[:, gi * og:(gi + 1) * og] += np.einsum("nchw,oc->nohw", win, ws[:, :, i, j])
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out
+
+
+def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups,
+                 scratch: Scratch | None = None) -> np.ndarray:
     """x [N, C, D, H, W], w [O, C/g, kd, kh, kw] -> [N, O, Do, Ho, Wo]: one batched 2-D conv
     per depth tap (kd of them), the output depths folded into the batch, summed."""
     n, c, depth, h, wd = x.shape
@@ -368,13 +449,15 @@ def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
     acc = None  # [N * Do, Ho, Wo, O], channels last like conv2d_nchw's result
     if not r.empty:
         # channels last once, the depth rows the taps read (zero frame where they read padding)
+        take = alloc(scratch, "conv3d.window")
         xd = window(x.transpose(0, 2, 3, 4, 1), (1,), (r,), 0.0,
-                    lambda shape: np.empty(shape, x.dtype), copy=True)
+                    lambda shape: take(shape, x.dtype), copy=True)
         for t in range(r.t0, r.t1):
             first = (t - r.t0) * dd  # buffer row of tap t's read for output depth 0
             rows = xd[:, first:first + (do - 1) * sd + 1:sd]  # [N, Do, H, W, C]
             y = conv2d_nchw(rows.reshape(n * do, h, wd, c).transpose(0, 3, 1, 2),
-                            w[:, :, t], None, tuple(s2), pads[1:], tuple(d2), groups)
+                            w[:, :, t], None, tuple(s2), pads[1:], tuple(d2), groups,
+                            scratch)
             y = y.transpose(0, 2, 3, 1)
             acc = y if acc is None else np.add(acc, y, out=acc)  # y is new memory
     if acc is None:  # every depth tap reads padding only: the bias alone
@@ -393,16 +476,18 @@ def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=PADDING_MODES[mode])
 
 
-def conv_nd(x, w, b, stride, pads, dilation, groups) -> np.ndarray:
-    """The NumPy conv for 1, 2 or 3 spatial axes, batched input, zero padding `pads`."""
+def conv_nd(x, w, b, stride, pads, dilation, groups,
+            scratch: Scratch | None = None) -> np.ndarray:
+    """The NumPy conv for 1, 2 or 3 spatial axes, batched input, zero padding `pads`;
+    temporaries on `scratch` (the run's) when given."""
     nd = x.ndim - 2
     if nd == 1:  # a 1-D conv is a 2-D conv over a height-1 image
         y = conv2d_nchw(x[:, :, None, :], w[:, :, None, :], b, (1,) + stride,
-                        ((0, 0),) + pads, (1,) + dilation, groups)
+                        ((0, 0),) + pads, (1,) + dilation, groups, scratch)
         return y[:, :, 0, :]
     if nd == 2:
-        return conv2d_nchw(x, w, b, stride, pads, dilation, groups)
-    return conv3d_ncdhw(x, w, b, stride, pads, dilation, groups)
+        return conv2d_nchw(x, w, b, stride, pads, dilation, groups, scratch)
+    return conv3d_ncdhw(x, w, b, stride, pads, dilation, groups, scratch)
 
 
 def _kernel(nd):
@@ -423,7 +508,7 @@ def _kernel(nd):
         if a.padding_mode != "zeros" and any(lo or hi for lo, hi in pads):
             x = pad_input(x, pads, a.padding_mode)
             pads = ((0, 0),) * nd
-        y = conv_nd(x, w, b, s, pads, d, a.groups)
+        y = conv_nd(x, w, b, s, pads, d, a.groups, ctx.scratch)
         return [y if batched else y[0]]
     return kernel
 
@@ -534,6 +619,7 @@ def _conv_op(nd: int, attrs, examples) -> Op:
         params=_params(nd),
         macs=_macs(nd),
         numpy=_kernel(nd),
+        vjp=conv_vjp(nd),
         torch_module=_torch_module(nd),
         torch_call=_torch_call(nd),
         label=_label(nd),

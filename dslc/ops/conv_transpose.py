@@ -29,6 +29,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.conv_grad import conv_transpose_vjp
 from dslc.ops.padding import Pads, padding_label, resolve_padding
 from dslc.types import tensor
 
@@ -419,6 +420,7 @@ def _op(nd: int, attrs, examples) -> Op:
         params=_params(nd),
         macs=_macs(nd),
         numpy=_kernel(nd),
+        vjp=conv_transpose_vjp(nd),
         torch_module=_torch_module(nd),
         torch_call=_torch_call(nd),
         label=_label(nd),

@@ -45,11 +45,22 @@ def _apply_mask(a: DropoutAttrs, x: np.ndarray, mask_shape, ctx) -> np.ndarray:
     if not ctx.train or a.p == 0.0:
         return x
     if a.p == 1.0:
+        ctx.saved["scale"] = np.zeros((), x.dtype)
         return np.zeros_like(x)  # torch gives zeros rather than 0 · inf
     keep = ctx.rng.random(mask_shape) >= a.p
     # Scaling the kept values by 1/(1-p) keeps the expectation equal to x.
     scale = np.asarray(1.0 / (1.0 - a.p), dtype=x.dtype)
+    # The backward walk multiplies by the same mask (this draw, not a new one).
+    ctx.saved["scale"] = np.where(keep, scale, np.zeros((), dtype=x.dtype))
     return np.where(keep, x * scale, np.zeros((), dtype=x.dtype)).astype(x.dtype)
+
+
+def _masked_vjp(a, xs, ys, gs, ctx):
+    """Every op here scales its input by what its forward saved (the mask over 1 - p), or
+    passes it through where it saved nothing (eval, p = 0, additive noise)."""
+    x, g = xs[0], gs[0]
+    scale = ctx.saved.get("scale")
+    return [g if scale is None else (g * scale).astype(x.dtype)], {}
 
 
 def _label(a: DropoutAttrs) -> str:
@@ -68,6 +79,7 @@ DROPOUT = Op(
     torch_call=lambda a, args, ctx, ins: (
         f"F.dropout({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
+    vjp=_masked_vjp,
     random=True,
     train_only=True,
     examples=(
@@ -89,6 +101,7 @@ DROPOUT2D = Op(
     torch_call=lambda a, args, ctx, ins: (
         f"F.dropout2d({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
+    vjp=_masked_vjp,
     random=True,
     train_only=True,
     examples=(Example({"p": 0.2}, (tensor("f32", 2, 3, 4, 4),)),),
@@ -106,6 +119,7 @@ def _alpha_dropout_kernel(a: DropoutAttrs, xs, ctx):
     if not ctx.train or a.p == 0.0:
         return [x]
     if a.p == 1.0:
+        ctx.saved["scale"] = np.zeros((), x.dtype)
         return [x * np.zeros((), dtype=x.dtype)]  # torch: input · 0
     p = a.p
     keep = (ctx.rng.random(x.shape) >= p).astype(x.dtype)
@@ -113,6 +127,7 @@ def _alpha_dropout_kernel(a: DropoutAttrs, xs, ctx):
     # s = 1 / sqrt((alpha²·p + 1)(1 − p)): kept units become s·(x + alpha·p), dropped ones
     # −alpha·s·(1 − p).
     s = 1.0 / np.sqrt((SELU_SATURATION ** 2 * p + 1) * (1 - p))
+    ctx.saved["scale"] = keep * x.dtype.type(s)
     shift = (keep - 1) * x.dtype.type(SELU_SATURATION * s) + x.dtype.type(SELU_SATURATION * s * p)
     return [(x * (keep * x.dtype.type(s)) + shift).astype(x.dtype, copy=False)]
 
@@ -131,6 +146,7 @@ ALPHA_DROPOUT = Op(
     torch_call=lambda a, args, ctx, ins: (
         f"F.alpha_dropout({args[0]}, p={a.p!r}, training=self.training)"),
     label=_label,
+    vjp=_masked_vjp,
     random=True,
     train_only=True,
     examples=(
@@ -170,6 +186,7 @@ def _drop_path_kernel(a: DropPathAttrs, xs, ctx):
     keep = (ctx.rng.random(_draw_shape(a, x.ndim, x.shape[0])) < survival).astype(x.dtype)
     if survival > 0.0:  # torchvision divides only when something can survive
         keep /= x.dtype.type(survival)
+    ctx.saved["scale"] = keep
     return [x * keep]
 
 
@@ -199,6 +216,7 @@ DROP_PATH = Op(
     numpy=_drop_path_kernel,
     torch_call=_drop_path_call,
     label=lambda a: f"p {a.p:g}" + (", batch" if a.mode == "batch" else ""),
+    vjp=_masked_vjp,
     random=True,
     train_only=True,
     examples=(
@@ -248,6 +266,7 @@ GAUSSIAN_NOISE = Op(
         f"({args[0]} + {a.std!r} * torch.randn_like({args[0]}) if self.training "
         f"else {args[0]})"),
     label=lambda a: f"std {a.std:g}",
+    vjp=_masked_vjp,
     random=True,
     train_only=True,
     examples=(Example({"std": 0.5}, (tensor("f32", 2, 3),)),),

@@ -59,6 +59,20 @@ def _kernel(a: EmbeddingAttrs, xs, ctx):
     return [w[idx.astype(np.intp, copy=False)]]
 
 
+def _vjp(a: EmbeddingAttrs, xs, ys, gs, ctx):
+    """Only the looked-up rows get a gradient: each index adds its output row's cotangent to
+    its table row (a scatter-add; repeated indices accumulate). torch gives the padding row
+    none."""
+    w = ctx.params["weight"]
+    gw = np.zeros_like(w)
+    idx = xs[0].astype(np.intp, copy=False).reshape(-1)
+    np.add.at(gw, idx, gs[0].reshape(-1, w.shape[1]).astype(w.dtype))
+    row = padding_row(a)
+    if row is not None:
+        gw[row] = 0
+    return [None], {"weight": gw}
+
+
 def _module(a: EmbeddingAttrs, ins) -> str:
     extra = "" if a.padding_idx is None else f", padding_idx={a.padding_idx}"
     return f"nn.Embedding({a.num_embeddings}, {a.embedding_dim}{extra})"
@@ -76,6 +90,7 @@ EMBEDDING = Op(
     shape=_shape,
     params=_params,
     numpy=_kernel,
+    vjp=_vjp,
     torch_module=_module,
     torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]})",
     label=lambda a: f"{a.num_embeddings}×{a.embedding_dim}"

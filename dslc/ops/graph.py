@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 
 from dslc import dims as D
+from dslc.ops import graph_grad as gg
 from dslc.ops.base import Attrs, Example, Op, ShapeError, need_float
 from dslc.ops.graph_common import (
     EdgeOpAttrs,
@@ -94,6 +95,7 @@ GATHER = Op(
     shape=_gather_shape,
     numpy=lambda a, xs, ctx: [xs[0][check_index(xs[1][_row(a.side)], xs[0].shape[0],
                                                 "edge_index")]],
+    vjp=gg.gather_vjp,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}[{args[1]}[{_row(a.side)}]]",
     label=lambda a: a.side,
     examples=(
@@ -139,6 +141,7 @@ SCATTER = Op(
     max_inputs=3,
     shape=_scatter_shape,
     numpy=_scatter_kernel,
+    vjp=gg.scatter_vjp,
     torch_call=lambda a, args, ctx, ins: _t_reduce(args[0], f"{args[1]}[{_row(a.side)}]",
                                                    f"{args[2]}.shape[0]", a.reduce),
     macs=lambda a, ins, outs: ins[1].shape[1] * _flat(ins),
@@ -189,6 +192,7 @@ EDGE_SOFTMAX = Op(
     max_inputs=3,
     shape=_esm_shape,
     numpy=_esm_kernel,
+    vjp=gg.edge_softmax_vjp,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_esm_stmts,
     macs=lambda a, ins, outs: 2 * D.product(ins[0].shape),
@@ -233,6 +237,7 @@ DEGREE = Op(
     max_inputs=2,
     shape=_degree_shape,
     numpy=_degree_kernel,
+    vjp=gg.shape_only_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"{args[1]}.new_zeros({args[1]}.shape[0]).index_add_(0, {args[0]}[{_row(a.side)}], "
         f"{args[1]}.new_ones({args[0]}.shape[1]))"),
@@ -269,6 +274,7 @@ ADD_SELF_LOOPS = Op(
     max_inputs=2,
     shape=lambda a, ins: [_looped_type(ins)],
     numpy=_loops_kernel,
+    no_grad="an edge index (integers) has no derivative",
     torch_call=lambda a, args, ctx, ins: _t_looped(args[0], args[1]),
     examples=(Example({}, (tensor("i64", 2, 6), tensor("f32", 4, 3)), int_high=4),),
 )
@@ -305,6 +311,7 @@ GCN_NORM = Op(
     max_inputs=3,
     shape=_gcn_norm_shape,
     numpy=_gcn_norm_kernel,
+    vjp=gg.gcn_norm_vjp,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_gcn_norm_stmts,
     n_outputs=lambda a: 2,
@@ -345,6 +352,7 @@ LAPLACIAN = Op(
     max_inputs=2,
     shape=_lap_shape,
     numpy=_lap_kernel,
+    vjp=gg.shape_only_vjp,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=lambda a, args, ctx, ins, t: _t_laplacian(a, args[0], args[1], t[0], t[1],
                                                            _fresh(ctx)),
@@ -386,6 +394,7 @@ PROPAGATE = Op(
     max_inputs=3,
     shape=_prop_shape,
     numpy=lambda a, xs, ctx: [propagate(xs[0], xs[1], xs[2] if len(xs) == 3 else None)],
+    vjp=gg.propagate_vjp,
     torch_call=lambda a, args, ctx, ins: _t_propagate(args[0], args[1],
                                                       args[2] if len(args) == 3 else None),
     macs=lambda a, ins, outs: ins[1].shape[1] * _flat(ins),
@@ -425,6 +434,7 @@ CHEBYSHEV = Op(
     max_inputs=3,
     shape=_cheb_shape,
     numpy=lambda a, xs, ctx: [np.stack(chebyshev(xs[0], xs[1], xs[2], a.K))],
+    vjp=gg.chebyshev_vjp,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_cheb_stmts,
     macs=lambda a, ins, outs: (a.K - 1) * ins[1].shape[1] * _flat(ins),
@@ -481,6 +491,7 @@ DIFFUSION = Op(
     max_inputs=2,
     shape=_diff_shape,
     numpy=_diff_kernel,
+    vjp=gg.diffusion_vjp,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_diff_stmts,
     macs=lambda a, ins, outs: a.hops * ins[1].shape[1] * _flat(ins),
@@ -558,6 +569,7 @@ READOUT = Op(
     max_inputs=2,
     shape=_readout_shape,
     numpy=_readout_kernel,
+    vjp=gg.readout_vjp,
     torch_call=_readout_call,
     macs=lambda a, ins, outs: D.product(ins[0].shape),
     label=lambda a: a.reduce,
@@ -607,6 +619,7 @@ EDGE_DROPOUT = Op(
     max_inputs=2,
     shape=_edrop_shape,
     numpy=_edrop_kernel,
+    vjp=gg.shape_only_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"((torch.rand({args[0]}.shape[1], device={args[0]}.device) >= {a.p!r})"
         f".to({args[1]}.dtype) if self.training else {args[1]}.new_ones({args[0]}.shape[1]))"),

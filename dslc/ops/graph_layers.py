@@ -8,6 +8,7 @@ import numpy as np
 from scipy import sparse
 
 from dslc import dims as D
+from dslc.ops import graph_grad as gg
 from dslc.ops.base import Example, Op, ParamSpec, ShapeError, concrete, need_float, torch_init
 from dslc.ops.graph_common import (
     LaplacianAttrs,
@@ -141,6 +142,7 @@ GCN_CONV = Op(
     params=_gcn_params,
     macs=_gcn_macs,
     numpy=_gcn_kernel,
+    vjp=gg.gcn_conv_vjp,
     torch_module=lambda a, ins: _pdict(_gcn_params(a, ins)),
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_gcn_stmts,
@@ -228,6 +230,7 @@ CHEB_CONV = Op(
                                + (a.K - 1) * (ins[1].shape[1] + ins[0].shape[0])
                                * ins[0].shape[1]),
     numpy=_chebc_kernel,
+    vjp=gg.cheb_conv_vjp,
     torch_module=_chebc_module,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_chebc_stmts,
@@ -352,6 +355,7 @@ GAT_CONV = Op(
     params=_gat_params,
     macs=_gat_macs,
     numpy=_gat_kernel,
+    vjp=gg.gat_conv_vjp,
     torch_module=_gat_module,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_gat_stmts,
@@ -413,6 +417,7 @@ GIN_AGGREGATE = Op(
     params=_gin_params,
     macs=lambda a, ins, outs: (ins[1].shape[1] + ins[0].shape[0]) * _flat(ins),
     numpy=_gin_kernel,
+    vjp=gg.gin_aggregate_vjp,
     # eps is a parameter only when learned; a fixed eps is a constant in the code.
     torch_module=lambda a, ins: ("nn.ParameterDict({'eps': nn.Parameter(torch.tensor("
                                  f"[{a.eps!r}]))}})" if a.train_eps else None),
@@ -589,6 +594,7 @@ SAGE_CONV = Op(
     params=_sage_params,
     macs=_sage_macs,
     numpy=_sage_kernel,
+    vjp=gg.sage_conv_vjp,
     torch_module=_sage_module,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_sage_stmts,
@@ -712,6 +718,7 @@ GMM_CONV = Op(
     params=_gmm_params,
     macs=_gmm_macs,
     numpy=_gmm_kernel,
+    vjp=gg.gmm_conv_vjp,
     torch_module=_gmm_module,
     torch_call=lambda a, args, ctx, ins: "",
     torch_stmts=_gmm_stmts,

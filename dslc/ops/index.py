@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import sympy
 
 from dslc import dims as D
@@ -84,6 +85,15 @@ def _fmt_items(a: IndexAttrs) -> str:
     return "[" + ", ".join(_fmt_item(it) for it in a.items) + "]"
 
 
+def _index_vjp(a: IndexAttrs, xs, ys, gs, ctx):
+    x = xs[0]
+    if not np.issubdtype(x.dtype, np.floating):
+        return [None], {}
+    gx = np.zeros_like(x)
+    gx[_key(a)] = gs[0]  # basic indexing picks each element at most once
+    return [gx], {}
+
+
 INDEX = Op(
     name="index",
     family="shape",
@@ -92,6 +102,7 @@ INDEX = Op(
     attrs=IndexAttrs,
     shape=_index_shape,
     numpy=lambda a, xs, ctx: [xs[0][_key(a)]],
+    vjp=_index_vjp,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}{_fmt_items(a)}",
     label=_fmt_items,
     examples=(

@@ -52,6 +52,17 @@ def kernel(a: LinearAttrs, xs, ctx):
     return [y.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim != 2 else y]
 
 
+def vjp(a: LinearAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    w = ctx.params["weight"]
+    g2 = g.reshape(-1, w.shape[0])
+    x2 = x.reshape(-1, x.shape[-1])
+    grads = {"weight": g2.T @ x2}
+    if a.bias:
+        grads["bias"] = g2.sum(axis=0)
+    return [(g2 @ w).reshape(x.shape)], grads
+
+
 LINEAR = Op(
     name="linear",
     family="dense",
@@ -62,6 +73,7 @@ LINEAR = Op(
     params=params,
     macs=macs,
     numpy=kernel,
+    vjp=vjp,
     torch_module=lambda a, ins: (f"nn.Linear({_in_features(ins)}, {a.out_features}"
                                  + ("" if a.bias else ", bias=False") + ")"),
     torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]})",

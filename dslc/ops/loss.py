@@ -189,6 +189,86 @@ def _kl_kernel(a, xs, ctx):
     return [_reduce(a, loss, x.dtype, batch)]
 
 
+# ---- vector-Jacobian products -------------------------------------------------------------
+
+
+def _per_element(a, g: np.ndarray, shape, batch: int = 1, count: int | None = None):
+    """The cotangent of the unreduced loss (of `shape`) from that of the reduced one."""
+    g = np.asarray(g, dtype=np.float64)
+    if a.reduction == "none":
+        return g
+    n = int(np.prod(shape)) if count is None else count
+    scale = {"sum": 1.0, "mean": 1.0 / max(n, 1), "batchmean": 1.0 / batch}[a.reduction]
+    return np.broadcast_to(g * scale, shape)
+
+
+def _pair_vjp(fn):
+    """For the losses of two float tensors: fn(a, x, y) -> (dloss/dx, dloss/dy) per element."""
+
+    def vjp(a, xs, ys, gs, ctx):
+        x, y = xs
+        xw, yw = x.astype(np.float64), y.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dx, dy = fn(a, xw, yw)
+        gl = _per_element(a, gs[0], x.shape, batch=x.shape[0] if x.ndim else 1)
+        return [(gl * dx).astype(x.dtype), (gl * dy).astype(y.dtype)], {}
+
+    return vjp
+
+
+def _mse_d(a, x, y):
+    return 2 * (x - y), -2 * (x - y)
+
+
+def _l1_d(a, x, y):
+    return np.sign(x - y), -np.sign(x - y)
+
+
+def _bce_d(a, p, y):
+    # torch: (p - y) / max(p (1 - p), 1e-12); the target's from the clamped logs.
+    log_p = np.maximum(np.log(p), -100.0)
+    log_q = np.maximum(np.log1p(-p), -100.0)
+    return (p - y) / np.maximum(p * (1 - p), 1e-12), log_q - log_p
+
+
+def _bce_logits_d(a, z, y):
+    e = np.exp(-np.abs(z))
+    sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return sig - y, -z
+
+
+def _kl_d(a, logq, t):
+    if a.log_target:
+        return -np.exp(t), np.exp(t) * (t - logq + 1)
+    return -t, np.where(t > 0, np.log(np.where(t > 0, t, 1.0)) + 1 - logq, 0.0)
+
+
+def _class_vjp(a, xs, ys, gs, ctx, logits: bool):
+    """cross_entropy (logits) and nll_loss (log-probabilities) against class indices or, for
+    cross_entropy, class probabilities."""
+    x, y = xs
+    axis = _class_axis(x)
+    xw = x.astype(np.float64)
+    if logits and np.issubdtype(y.dtype, np.floating):
+        logp = _log_softmax(xw, axis)
+        yw = y.astype(np.float64)
+        gl = np.expand_dims(_per_element(a, gs[0], logp.sum(axis=axis).shape), axis)
+        dx = gl * (np.exp(logp) * yw.sum(axis=axis, keepdims=True) - yw)
+        return [dx.astype(x.dtype), (-gl * logp).astype(y.dtype)], {}
+    keep = y != a.ignore_index
+    gl = _per_element(a, gs[0], y.shape, count=int(keep.sum()))
+    gl = np.where(keep, gl, 0.0)
+    onehot = np.zeros_like(xw)
+    np.put_along_axis(onehot, np.expand_dims(np.where(keep, y, 0), axis),
+                      np.expand_dims(gl, axis), axis=axis)
+    if logits:
+        soft = np.exp(_log_softmax(xw, axis))
+        dx = soft * np.expand_dims(gl, axis) - onehot
+    else:
+        dx = -onehot
+    return [dx.astype(x.dtype), None], {}
+
+
 # ---- emitters ------------------------------------------------------------------------------
 
 
@@ -211,7 +291,8 @@ def _macs(a, ins, outs):
     return ins[0].numel()
 
 
-def _loss(name, doc, shape, kernel, torch_fn, examples, attrs=ReduceAttrs, extra=lambda a: ""):
+def _loss(name, doc, shape, kernel, torch_fn, examples, attrs=ReduceAttrs, extra=lambda a: "",
+          vjp=None):
     return Op(
         name=name,
         family="loss",
@@ -222,6 +303,7 @@ def _loss(name, doc, shape, kernel, torch_fn, examples, attrs=ReduceAttrs, extra
         max_inputs=2,
         shape=shape,
         numpy=kernel,
+        vjp=vjp,
         torch_call=_emit(torch_fn, extra),
         macs=_macs,
         label=_label,
@@ -236,10 +318,11 @@ LOSS_OPS = (
     _loss("mse_loss", "Mean squared error: (input - target)^2, reduced (F.mse_loss).",
           _pair_shape, _mse_kernel, "mse_loss",
           (Example({}, PAIR), Example({"reduction": "none"}, PAIR),
-           Example({"reduction": "sum"}, (tensor("f32", 2, 3, 4), tensor("f32", 2, 3, 4))))),
+           Example({"reduction": "sum"}, (tensor("f32", 2, 3, 4), tensor("f32", 2, 3, 4)))),
+          vjp=_pair_vjp(_mse_d)),
     _loss("l1_loss", "Mean absolute error: |input - target|, reduced (F.l1_loss).",
           _pair_shape, _l1_kernel, "l1_loss",
-          (Example({}, PAIR), Example({"reduction": "none"}, PAIR))),
+          (Example({}, PAIR), Example({"reduction": "none"}, PAIR)), vjp=_pair_vjp(_l1_d)),
     _loss("cross_entropy", "Cross-entropy of logits [N, C, ...] against class indices "
           "(i64 [N, ...]) or class probabilities; log-softmax over axis 1, stable for large "
           "logits (F.cross_entropy).",
@@ -249,28 +332,31 @@ LOSS_OPS = (
                    int_high=5),
            Example({"reduction": "sum"}, (tensor("f32", 5), tensor("i64")), int_high=5),
            Example({}, (tensor("f32", 3, 4), tensor("f32", 3, 4)), float_range=PROBS)),
-          attrs=ClassAttrs, extra=_ignore),
+          attrs=ClassAttrs, extra=_ignore,
+          vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=True)),
     _loss("nll_loss", "Negative log-likelihood of log-probabilities [N, C, ...] against class "
           "indices (i64 [N, ...]) (F.nll_loss).",
           _class_shape, _nll_kernel, "nll_loss",
           (Example({}, (tensor("f32", 4, 5), tensor("i64", 4)), int_high=5),
            Example({"reduction": "none"}, (tensor("f32", 2, 5, 3), tensor("i64", 2, 3)),
                    int_high=5)),
-          attrs=ClassAttrs, extra=_ignore),
+          attrs=ClassAttrs, extra=_ignore,
+          vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=False)),
     _loss("bce", "Binary cross-entropy of probabilities in [0, 1]; each log is clamped at -100 "
           "as torch does (F.binary_cross_entropy).",
           _pair_shape, _bce_kernel, "binary_cross_entropy",
           (Example({}, PAIR, float_range=PROBS),
-           Example({"reduction": "none"}, PAIR, float_range=PROBS))),
+           Example({"reduction": "none"}, PAIR, float_range=PROBS)), vjp=_pair_vjp(_bce_d)),
     _loss("bce_with_logits", "Binary cross-entropy of logits: sigmoid and bce in one stable "
           "step (F.binary_cross_entropy_with_logits).",
           _pair_shape, _bce_logits_kernel, "binary_cross_entropy_with_logits",
-          (Example({}, PAIR), Example({"reduction": "none"}, PAIR))),
+          (Example({}, PAIR), Example({"reduction": "none"}, PAIR)),
+          vjp=_pair_vjp(_bce_logits_d)),
     _loss("kl_div", "Kullback-Leibler divergence of log-probabilities `input` from `target` "
           "(probabilities, or log-probabilities with log_target=true) (F.kl_div).",
           _pair_shape, _kl_kernel, "kl_div",
           (Example({"reduction": "batchmean"}, PAIR, float_range=PROBS),
            Example({"reduction": "sum", "log_target": True}, PAIR)),
           attrs=KlAttrs,
-          extra=lambda a: ", log_target=True" if a.log_target else ""),
+          extra=lambda a: ", log_target=True" if a.log_target else "", vjp=_pair_vjp(_kl_d)),
 )

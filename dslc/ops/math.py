@@ -17,6 +17,7 @@ from dslc.ops.arith import (
     scalar_result_dtype,
 )
 from dslc.ops.base import Attrs, Example, NoAttrs, Op, ShapeError, need_float
+from dslc.ops.grad import is_float, unbroadcast
 from dslc.types import INT_DTYPES, TensorType, dtype_of_array, numpy_dtype, tensor
 
 # ---- unary -------------------------------------------------------------------------------
@@ -25,6 +26,32 @@ from dslc.types import INT_DTYPES, TensorType, dtype_of_array, numpy_dtype, tens
 def _opmath(x: np.ndarray) -> np.ndarray:
     # torch's CPU kernels compute float16 in float32 and round once; so do these.
     return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+# d/dx of each unary op as (x, y = op(x), g) -> g · op'(x): torch's derivatives.
+UNARY_GRADS: dict[str, Callable[..., np.ndarray]] = {
+    "abs": lambda x, y, g: g * np.sign(x),
+    "square": lambda x, y, g: g * 2 * x,
+    "exp": lambda x, y, g: g * y,
+    "log": lambda x, y, g: g / x,
+    "log1p": lambda x, y, g: g / (1 + x),
+    "sqrt": lambda x, y, g: g / (2 * y),
+    "rsqrt": lambda x, y, g: -0.5 * g * y * y * y,
+    "reciprocal": lambda x, y, g: -g * y * y,
+}
+
+
+def _unary_vjp(name: str):
+    fn = UNARY_GRADS[name]
+
+    def vjp(a, xs, ys, gs, ctx):
+        x = xs[0]
+        if not is_float(x):
+            return [None], {}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return [np.asarray(fn(x, ys[0], gs[0]), dtype=x.dtype)], {}
+
+    return vjp
 
 
 def _unary(name: str, doc: str, fn: Callable[[np.ndarray], np.ndarray], floats_only: bool,
@@ -52,6 +79,9 @@ def _unary(name: str, doc: str, fn: Callable[[np.ndarray], np.ndarray], floats_o
         numpy=kernel,
         torch_call=lambda a, args, ctx, ins: f"torch.{name}({args[0]})",
         examples=examples,
+        vjp=_unary_vjp(name) if name in UNARY_GRADS else None,
+        no_grad="" if name in UNARY_GRADS else
+        "piecewise constant: its derivative is zero wherever it exists",
     )
 
 
@@ -111,6 +141,15 @@ def _extremum(name: str, fn) -> Op:
         dtype = promote_types(_dtype(xs[0]), _dtype(xs[1]))
         return [fn(_as(xs[0], dtype), _as(xs[1], dtype))]  # NaN wins, as in torch
 
+    def vjp(a, xs, ys, gs, ctx):
+        x, y, g = xs[0], xs[1], gs[0]
+        # torch splits the gradient evenly where the two are equal.
+        wins = (x < y) if name == "minimum" else (x > y)
+        tie = x == y
+        gx = np.where(tie, g / 2, np.where(wins, g, 0))
+        gy = np.where(tie, g / 2, np.where(wins, 0, g))
+        return [unbroadcast(gx, x), unbroadcast(gy, y)], {}
+
     which = "smaller" if name == "minimum" else "larger"
     return Op(
         name=name,
@@ -123,6 +162,7 @@ def _extremum(name: str, fn) -> Op:
         shape=shape,
         numpy=kernel,
         torch_call=lambda a, args, ctx, ins: f"torch.{name}({args[0]}, {args[1]})",
+        vjp=vjp,
         examples=(
             Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 3, 1))),
             Example({}, (tensor("i64", 3, 4), tensor("i32", 4))),
@@ -203,6 +243,25 @@ def _pow_kernel(a: PowAttrs, xs, ctx):
         return [_as(_pow_scalar(_opmath(x), a.exponent, x.dtype == np.float16), dtype)]
 
 
+def _pow_vjp(a: PowAttrs, xs, ys, gs, ctx):
+    g, y = gs[0], ys[0]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if len(xs) == 1:
+            x = xs[0]
+            if not is_float(x):
+                return [None], {}
+            e = a.exponent
+            gx = np.zeros_like(x) if e == 0 else g * e * np.power(x, np.asarray(e - 1,
+                                                                                 x.dtype))
+            return [np.asarray(gx, x.dtype)], {}
+        x, p = xs
+        xw, pw = x.astype(y.dtype), p.astype(y.dtype)
+        gx = np.where(pw == 0, 0.0, g * pw * np.power(xw, pw - 1))
+        # torch: no gradient to the exponent where the base is 0 and the exponent >= 0.
+        gp = np.where((xw == 0) & (pw >= 0), 0.0, g * y * np.log(xw))
+        return [unbroadcast(gx, x), unbroadcast(gp, p)], {}
+
+
 def _pow_call(a: PowAttrs, args, ctx, ins) -> str:
     other = args[1] if len(args) == 2 else py_number(a.exponent)
     return f"{args[0]} ** {other}"
@@ -219,6 +278,7 @@ POW = Op(
     max_inputs=2,
     shape=_pow_shape,
     numpy=_pow_kernel,
+    vjp=_pow_vjp,
     torch_call=_pow_call,
     label=lambda a: "" if a.exponent is None else f"** {a.exponent!r}",
     examples=(
@@ -290,6 +350,7 @@ def _compare(name: str) -> Op:
         shape=_compare_shape,
         numpy=kernel,
         torch_call=emit,
+        no_grad="a comparison's bool result has no derivative",
         label=lambda a: "" if a.other is None else f"{sym} {a.other!r}",
         examples=(
             Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 3, 1))),
@@ -346,6 +407,13 @@ def _where_kernel(a: WhereAttrs, xs, ctx):
     return [np.where(cond, _as(x, dtype), scalar_array(a.other, numpy_dtype(dtype)))]
 
 
+def _where_vjp(a: WhereAttrs, xs, ys, gs, ctx):
+    cond, g = xs[0], gs[0]
+    gx = unbroadcast(np.where(cond, g, 0), xs[1])
+    gy = unbroadcast(np.where(cond, 0, g), xs[2]) if len(xs) == 3 else None
+    return [None, gx] + ([gy] if len(xs) == 3 else []), {}
+
+
 WHERE = Op(
     name="where",
     family="arith",
@@ -357,6 +425,7 @@ WHERE = Op(
     max_inputs=3,
     shape=_where_shape,
     numpy=_where_kernel,
+    vjp=_where_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"torch.where({', '.join(args)})" if len(args) == 3
         else f"torch.where({args[0]}, {args[1]}, {py_number(a.other)})"),

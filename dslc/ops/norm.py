@@ -88,6 +88,60 @@ def _affine(y: np.ndarray, ctx, cshape) -> np.ndarray:
     return y
 
 
+# ---- vector-Jacobian products --------------------------------------------------------------
+
+
+def normalize_vjp(x: np.ndarray, axes: tuple[int, ...], eps: float, g: np.ndarray, ctx,
+                  channel: int | None, rows: tuple[int, ...] | None = None,
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The VJP of y = xhat·weight + bias, xhat = (x - mean) / sqrt(var + eps) over `axes`
+    (biased variance) of x, or of x viewed as `rows` (group norm): (dL/dx, {weight, bias
+    gradients}). The statistics are recomputed in float64 rather than kept by the forward."""
+    xr = x.astype(np.float64).reshape(rows or x.shape)
+    centred = xr - xr.mean(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + eps)
+    xhat = centred * inv
+    dxhat, grads = affine_vjp(g, xhat.reshape(x.shape), ctx, channel)
+    dxhat = dxhat.reshape(xr.shape)
+    dx = inv * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                - xhat * np.mean(dxhat * xhat, axis=axes, keepdims=True))
+    return dx.reshape(x.shape).astype(x.dtype), grads
+
+
+def affine_vjp(g: np.ndarray, xhat: np.ndarray, ctx, channel: int | None,
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """dL/dxhat and the weight and bias gradients of y = xhat·weight + bias, the weight on
+    axis `channel` (None: on xhat's trailing axes, in the weight's shape)."""
+    grads: dict[str, np.ndarray] = {}
+    g = g.astype(np.float64)
+    w = ctx.params.get("weight")
+    if channel is None:
+        lead = tuple(range(g.ndim - (w.ndim if w is not None else 0)))
+        shape = None
+    else:
+        lead = tuple(i for i in range(g.ndim) if i != channel)
+        shape = [1] * g.ndim
+        shape[channel] = -1
+    dxhat = g
+    if w is not None:
+        wb = w.astype(np.float64) if shape is None else w.astype(np.float64).reshape(shape)
+        dxhat = g * wb
+        grads["weight"] = (g * xhat).sum(axis=lead).reshape(w.shape).astype(w.dtype)
+    b = ctx.params.get("bias")
+    if b is not None:
+        grads["bias"] = g.sum(axis=lead).reshape(b.shape).astype(b.dtype)
+    return dxhat, grads
+
+
+def _running_vjp(a, x, g, ctx):
+    """Eval with running statistics: y = (x - running_mean)/sqrt(running_var + eps)·w + b."""
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    rm = ctx.params["running_mean"].astype(np.float64).reshape(cshape)
+    inv = 1.0 / np.sqrt(ctx.params["running_var"].astype(np.float64).reshape(cshape) + a.eps)
+    dxhat, grads = affine_vjp(g, (x - rm) * inv, ctx, 1)
+    return [(dxhat * inv).astype(x.dtype)], grads
+
+
 def _stats_label(a) -> str:
     parts = []
     if a.momentum != 0.1:
@@ -134,6 +188,22 @@ def _bn_params(a: BatchNormAttrs, ins):
     return p
 
 
+def _channel_operands(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, cshape):
+    """Per-channel scale and shift shaped to broadcast against x [N, C, ...]. When x is an
+    image whose memory is channels-last (a conv's output, ops/conv.py), they are tiled along
+    the width ([W, C] memory seen as [1, C, 1, W]): every operand is then contiguous over a
+    whole row and NumPy's inner loop runs W*C elements, not C at a time (MobileNetV2's batch
+    norms: up to 2x). The values, and so the result, are the same either way."""
+    if x.ndim == 4 and x.shape[1] > 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous:
+        w = x.shape[3]
+        st = np.empty((w, scale.size), scale.dtype)
+        st[...] = scale
+        bt = np.empty((w, shift.size), shift.dtype)
+        bt[...] = shift
+        return st.T[None, :, None, :], bt.T[None, :, None, :]
+    return scale.reshape(cshape), shift.reshape(cshape)
+
+
 def _bn_kernel(a: BatchNormAttrs, xs, ctx):
     x = xs[0]
     wt = work_dtype(x)
@@ -142,8 +212,9 @@ def _bn_kernel(a: BatchNormAttrs, xs, ctx):
     cshape = (1, -1) + (1,) * (x.ndim - 2)
     if not ctx.train and a.track_running_stats:
         scale, shift = _running_scale_shift(a, ctx, wt)
-        y = xf * scale.reshape(cshape)
-        y += shift.reshape(cshape)
+        scale, shift = _channel_operands(xf, scale, shift, cshape)
+        y = xf * scale
+        y += shift
         return [y if y.dtype == x.dtype else y.astype(x.dtype)]
     n = x.size // x.shape[1]
     if n <= 1:
@@ -158,6 +229,15 @@ def _bn_kernel(a: BatchNormAttrs, xs, ctx):
         ctx.params["num_batches_tracked"] = np.asarray(nbt + 1, dtype=nbt.dtype)
     y = centred * (1.0 / np.sqrt(var + a.eps)).reshape(cshape)
     return [_affine(y, ctx, cshape).astype(x.dtype)]
+
+
+def _bn_vjp(a: BatchNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    if not ctx.train and a.track_running_stats:
+        return _running_vjp(a, x, g, ctx)
+    axes = (0,) + tuple(range(2, x.ndim))
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, 1)
+    return [dx], grads
 
 
 def _bn_module(a: BatchNormAttrs, ins):
@@ -190,6 +270,7 @@ BATCH_NORM = Op(
     params=_bn_params,
     macs=lambda a, ins, outs: D.product(outs[0].shape),
     numpy=_bn_kernel,
+    vjp=_bn_vjp,
     torch_module=lambda a, ins: (_bn_module(a, ins)
                                  if a.affine or a.track_running_stats else None),
     torch_call=_bn_call,
@@ -271,8 +352,9 @@ def _in_kernel(a: InstanceNormAttrs, xs, ctx):
     cshape = (1, -1) + (1,) * (x.ndim - 2)
     if not ctx.train and a.track_running_stats:
         scale, shift = _running_scale_shift(a, ctx, wt)
-        y = xf * scale.reshape(cshape)
-        y += shift.reshape(cshape)
+        scale, shift = _channel_operands(xf, scale, shift, cshape)
+        y = xf * scale
+        y += shift
         return [y if y.dtype == x.dtype else y.astype(x.dtype)]
     n = int(np.prod(x.shape[2:]))
     if n <= 1:
@@ -290,6 +372,15 @@ def _in_kernel(a: InstanceNormAttrs, xs, ctx):
                         (var * (n / (n - 1))).mean(axis=0).reshape(per_channel))
     y *= 1.0 / np.sqrt(var + a.eps)
     return [_affine(y, ctx, cshape).astype(x.dtype)]
+
+
+def _in_vjp(a: InstanceNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    if not ctx.train and a.track_running_stats:
+        return _running_vjp(a, x, g, ctx)
+    axes = tuple(range(2, x.ndim))
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, 1)
+    return [dx], grads
 
 
 def _in_module(nd: int):
@@ -341,6 +432,7 @@ def _instance_norm(nd: int, examples: tuple[Example, ...]) -> Op:
         params=_in_params(nd),
         macs=lambda a, ins, outs: D.product(outs[0].shape),
         numpy=_in_kernel,
+        vjp=_in_vjp,
         torch_module=_in_module(nd),
         torch_call=_in_call,
         label=_in_label,
@@ -414,6 +506,28 @@ def _lrn_kernel(a: LRNAttrs, xs, ctx):
     return [(xf / div).astype(x.dtype)]
 
 
+def _lrn_vjp(a: LRNAttrs, xs, ys, gs, ctx):
+    x = xs[0]
+    xf = x.astype(np.float64)
+    g = gs[0].astype(np.float64)
+    c = x.shape[1]
+    lo, hi = min(a.size // 2, c - 1), min((a.size - 1) // 2, c - 1)
+
+    def window(v, before, after):
+        pad = [(0, 0)] * x.ndim
+        pad[1] = (before, after)
+        vp = np.pad(v, pad)
+        return sum(vp[:, s:s + c] for s in range(before + after + 1))
+
+    base = window(xf * xf, lo, hi) * (a.alpha / a.size) + a.k
+    div = base ** a.beta
+    # Output c reads the squares of channels c-lo..c+hi; so channel j feeds outputs
+    # j-hi..j+lo (the window mirrored).
+    t = g * xf / (div * base)
+    dx = g / div - (2 * a.alpha * a.beta / a.size) * xf * window(t, hi, lo)
+    return [dx.astype(x.dtype)], {}
+
+
 LOCAL_RESPONSE_NORM = Op(
     name="local_response_norm",
     family="norm",
@@ -425,6 +539,7 @@ LOCAL_RESPONSE_NORM = Op(
     positional=("size",),
     shape=_lrn_shape,
     numpy=_lrn_kernel,
+    vjp=_lrn_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"F.local_response_norm({args[0]}, {a.size}, alpha={a.alpha!r}, beta={a.beta!r}, "
         f"k={a.k!r})"),

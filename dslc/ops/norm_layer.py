@@ -21,7 +21,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
-from dslc.ops.norm import torch_kwargs, work_dtype
+from dslc.ops.norm import affine_vjp, normalize_vjp, torch_kwargs, work_dtype
 from dslc.types import TensorType, tensor
 
 
@@ -157,6 +157,17 @@ def _ln_kernel(a: LayerNormAttrs, xs, ctx):
     return [y if y.dtype == x.dtype else y.astype(x.dtype)]
 
 
+def _ln_vjp(a: LayerNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    if a.channels_first:
+        axes, channel = (1,), 1
+    else:
+        k = len(_ln_norm_shape(a, [tensor("f32", *x.shape)]))
+        axes, channel = tuple(range(x.ndim - k, x.ndim)), None
+    dx, grads = normalize_vjp(x, axes, a.eps, g, ctx, channel)
+    return [dx], grads
+
+
 def _ln_module(a: LayerNormAttrs, ins):
     if not a.elementwise_affine:
         return None
@@ -198,6 +209,7 @@ LAYER_NORM = Op(
     params=_ln_params,
     macs=_one_per_element,
     numpy=_ln_kernel,
+    vjp=_ln_vjp,
     torch_module=_ln_module,
     torch_call=_ln_call,
     label=_ln_label,
@@ -257,6 +269,18 @@ def _rms_kernel(a: RMSNormAttrs, xs, ctx):
     return [y if y.dtype == x.dtype else y.astype(x.dtype)]
 
 
+def _rms_vjp(a: RMSNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    k = len(_rms_norm_shape(a, [tensor("f32", *x.shape)]))
+    axes = tuple(range(x.ndim - k, x.ndim))
+    eps = np.finfo(work_dtype(x)).eps if a.eps is None else a.eps
+    xf = x.astype(np.float64)
+    r = 1.0 / np.sqrt(np.mean(xf * xf, axis=axes, keepdims=True) + eps)
+    dxhat, grads = affine_vjp(g, xf * r, ctx, None)
+    dx = r * dxhat - xf * r ** 3 * np.mean(dxhat * xf, axis=axes, keepdims=True)
+    return [dx.astype(x.dtype)], grads
+
+
 def _rms_module(a: RMSNormAttrs, ins):
     if not a.elementwise_affine:
         return None
@@ -286,6 +310,7 @@ RMS_NORM = Op(
     params=_rms_params,
     macs=_one_per_element,
     numpy=_rms_kernel,
+    vjp=_rms_vjp,
     torch_module=_rms_module,
     torch_call=_rms_call,
     label=lambda a: "" if a.normalized_shape is None else f"{a.normalized_shape}",
@@ -358,6 +383,13 @@ def _gn_kernel(a: GroupNormAttrs, xs, ctx):
     return [y if y.dtype == x.dtype else y.astype(x.dtype)]
 
 
+def _gn_vjp(a: GroupNormAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    rows = (x.shape[0], a.num_groups, -1)
+    dx, grads = normalize_vjp(x, (2,), a.eps, g, ctx, 1, rows)
+    return [dx], grads
+
+
 def _gn_module(a: GroupNormAttrs, ins):
     if not a.affine:
         return None
@@ -388,6 +420,7 @@ GROUP_NORM = Op(
     params=_gn_params,
     macs=_one_per_element,
     numpy=_gn_kernel,
+    vjp=_gn_vjp,
     torch_module=_gn_module,
     torch_call=_gn_call,
     label=lambda a: f"{a.num_groups} groups",
@@ -440,6 +473,17 @@ def _ls_kernel(a: LayerScaleAttrs, xs, ctx):
     return [(x * ctx.params["gamma"]).astype(x.dtype, copy=False)]
 
 
+def _ls_vjp(a: LayerScaleAttrs, xs, ys, gs, ctx):
+    x, g = xs[0], gs[0]
+    gamma = ctx.params["gamma"]
+    dgamma = g * x
+    lead = dgamma.ndim - gamma.ndim
+    dgamma = dgamma.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, n in enumerate(gamma.shape) if n == 1 and dgamma.shape[i] != 1)
+    dgamma = dgamma.sum(axis=stretched, keepdims=True)
+    return [(g * gamma).astype(x.dtype)], {"gamma": dgamma.astype(gamma.dtype)}
+
+
 def _ls_module(a: LayerScaleAttrs, ins):
     # No torch.nn module holds one bare parameter; a ParameterDict does, and may sit in a
     # ModuleList (a repeated block) where an nn.Parameter may not.
@@ -463,6 +507,7 @@ LAYER_SCALE = Op(
     params=_ls_params,
     macs=_one_per_element,
     numpy=_ls_kernel,
+    vjp=_ls_vjp,
     torch_module=_ls_module,
     torch_call=lambda a, args, ctx, ins: f"{args[0]} * {ctx.module}['gamma']",
     label=lambda a: f"init {a.init:g}" + (", channels first" if a.channels_first else ""),

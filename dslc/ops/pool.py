@@ -29,6 +29,7 @@ import sympy
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError, need_float
 from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
+from dslc.ops.pool_grad import lp_pool_vjp, pool_vjp
 from dslc.ops.window import reach, window
 from dslc.types import tensor
 
@@ -526,6 +527,7 @@ def _pool_op(nd, mode, attrs, examples) -> Op:
         positional=("kernel",),
         shape=_pool_shape(nd, name),
         numpy=_pool_kernel(nd, mode),
+        vjp=pool_vjp(nd, mode),
         torch_call=_window_call(nd, mode),
         label=_pool_label(nd),
         examples=examples,
@@ -548,6 +550,7 @@ def _lp_op(nd, attrs, examples) -> Op:
         positional=("norm_type", "kernel"),
         shape=_pool_shape(nd, name),
         numpy=_lp_kernel(nd),
+        vjp=lp_pool_vjp(nd),
         torch_call=_lp_call(nd),
         label=_pool_label(nd),
         examples=examples,

@@ -65,6 +65,50 @@ def _max_axis(x: np.ndarray, axis: int, o: int) -> np.ndarray:
     return np.take(x, idx, axis=axis).max(axis=axis + 1)
 
 
+def _mean_axis_grad(g: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """The cotangent of _mean_axis's input (size n along `axis`): each bin's cotangent over
+    its count, to every element of the bin (overlapping bins add up)."""
+    o = g.shape[axis]
+    lo, hi = _bins(n, o)
+    j = np.arange(n)
+    spread = ((j >= lo[:, None]) & (j < hi[:, None])) / (hi - lo)[:, None]  # [o, n]
+    return np.moveaxis(np.moveaxis(g, axis, -1) @ spread.astype(g.dtype), -1, axis)
+
+
+def _max_axis_grad(x: np.ndarray, g: np.ndarray, axis: int) -> np.ndarray:
+    """The cotangent of _max_axis's input x: each bin's cotangent to its first maximum."""
+    o = g.shape[axis]
+    lo, hi = _bins(x.shape[axis], o)
+    longest = int((hi - lo).max())
+    idx = np.minimum(lo[:, None] + np.arange(longest), hi[:, None] - 1)  # [o, longest]
+    xm = np.moveaxis(x, axis, -1)
+    pos = idx[np.arange(o), np.take(xm, idx, axis=-1).argmax(axis=-1)]  # [..., o]
+    hit = pos[..., None] == np.arange(x.shape[axis])  # [..., o, n]
+    gx = (np.moveaxis(g, axis, -1)[..., None] * hit).sum(axis=-2)
+    return np.moveaxis(gx, -1, axis)
+
+
+def _adaptive_vjp(nd: int, mode: str):
+    """Backward through the per-axis reductions in reverse order; a max recomputes the
+    forward's intermediate results (memory: one intermediate per spatial axis)."""
+    def vjp(a, ins, outs, gouts, ctx):
+        x = ins[0]
+        sizes = per_axis(a.output_size, nd)
+        stages = [x]
+        if mode == "max":
+            for i, o in enumerate(sizes[:-1]):
+                stages.append(_max_axis(stages[-1], x.ndim - nd + i, o))
+        g = gouts[0]
+        for i in reversed(range(nd)):
+            axis = x.ndim - nd + i
+            if mode == "avg":
+                g = _mean_axis_grad(g, axis, x.shape[axis])
+            else:
+                g = _max_axis_grad(stages[i], g, axis)
+        return [g], {}
+    return vjp
+
+
 def _adaptive_shape(nd: int, name: str):
     def shape(a, ins):
         x = ins[0]
@@ -102,6 +146,7 @@ def _adaptive_op(nd: int, mode: str, attrs, examples) -> Op:
         positional=("output_size",),
         shape=_adaptive_shape(nd, name),
         numpy=_adaptive_kernel(nd, mode),
+        vjp=_adaptive_vjp(nd, mode),
         torch_call=lambda a, args, ctx, ins: f"F.{name}({args[0]}, {literal(a.output_size)})",
         label=lambda a: fmt_size(a.output_size, nd),
         examples=examples,
@@ -154,6 +199,25 @@ def _kmax_kernel(a, xs, ctx):
     return [np.take_along_axis(x, idx, axis=ax)]
 
 
+def _kmax_vjp(a, ins, outs, gouts, ctx):
+    """Each kept value's cotangent back to where it came from (the indices recomputed as
+    the kernel finds them; memory: the k indices)."""
+    x = ins[0]
+    ax = a.dim % x.ndim
+    top = np.argpartition(x, x.shape[ax] - a.k, axis=ax)
+    idx = np.take(top, np.arange(x.shape[ax] - a.k, x.shape[ax]), axis=ax)
+    idx.sort(axis=ax)
+    gx = np.zeros_like(x, dtype=gouts[0].dtype)
+    np.put_along_axis(gx, idx, gouts[0], axis=ax)
+    return [gx], {}
+
+
+def _global_vjp(a, ins, outs, gouts, ctx):
+    x = ins[0]
+    count = int(np.prod(x.shape[2:]))
+    return [np.broadcast_to(gouts[0] / count, x.shape).copy()], {}
+
+
 def _kmax_call(a, args, ctx, ins):
     x = args[0]
     return (f"torch.gather({x}, {a.dim}, "
@@ -170,6 +234,7 @@ GLOBAL_AVG_POOL = Op(
     numpy=lambda a, xs, ctx: [xs[0].mean(axis=tuple(range(2, xs[0].ndim)), keepdims=True,
                                          dtype=np.float32 if xs[0].dtype == np.float16
                                          else None).astype(xs[0].dtype, copy=False)],
+    vjp=_global_vjp,
     torch_call=_global_call,
     examples=(Example({}, (tensor("f32", D.symbol("B"), 4, 5, 6),)),
               Example({}, (tensor("f32", 2, 3, 7),))),
@@ -184,6 +249,7 @@ K_MAX_POOL = Op(
     positional=("k", "dim"),
     shape=_kmax_shape,
     numpy=_kmax_kernel,
+    vjp=_kmax_vjp,
     torch_call=_kmax_call,
     label=lambda a: f"k={a.k}" + ("" if a.dim == -1 else f", dim {a.dim}"),
     examples=(Example({"k": 3}, (tensor("f32", 2, 4, 9),)),

@@ -27,6 +27,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.recurrent_grad import recurrent_vjp
 from dslc.types import TensorType, tensor
 
 # Gate blocks per kind: rows of weight_ih / weight_hh are `GATES * hidden_size`.
@@ -445,8 +446,10 @@ def make_kernel(kind: str):
             w_ih, bias, b_hn = _input_weights(kind, a, ctx.params, layer, dt)
             w_hh = _stacked(kind, a, ctx.params, "weight_hh", layer, dt)
             ks = slice(layer * nd, (layer + 1) * nd)
-            h = np.ascontiguousarray(h0[ks].transpose(0, 2, 1), dtype=dt)
-            c = np.ascontiguousarray(c0[ks].transpose(0, 2, 1), dtype=dt) \
+            # Copies, always: the loop updates them in place, and an initial state laid out
+            # [H, B]-contiguous (another lstm's final state) would otherwise be overwritten
+            h = np.array(h0[ks].transpose(0, 2, 1), dtype=dt, order="C", copy=True)
+            c = np.array(c0[ks].transpose(0, 2, 1), dtype=dt, order="C", copy=True) \
                 if kind == "lstm" else None
             out = np.empty((steps, nd, hs, bsz), dt)
             _Layer(kind, hs, np.ascontiguousarray(y), w_ih, bias, w_hh, b_hn, h, c, out, valid,
@@ -459,10 +462,14 @@ def make_kernel(kind: str):
                 # torch applies dropout to every layer's output but the last, in training.
                 if a.dropout >= 1.0:
                     y = np.zeros_like(y)
+                    ctx.saved[f"dropout_l{layer}"] = np.zeros((bsz, steps, 1), dt)
                 else:
                     keep = ctx.rng.random(y.shape) >= a.dropout
                     y = np.where(keep, y * dt.type(1.0 / (1.0 - a.dropout)),
                                  dt.type(0)).astype(dt)
+                    # the vjp's mask, batch-first like its layer inputs
+                    ctx.saved[f"dropout_l{layer}"] = np.swapaxes(
+                        keep * dt.type(1.0 / (1.0 - a.dropout)), 0, 1)
         res = [np.ascontiguousarray(y.transpose(1, 0, 2)),
                np.concatenate(h_n).astype(dt, copy=False)]
         if kind == "lstm":
@@ -563,6 +570,7 @@ def make_op(kind: str, doc: str, attrs: type[RecurrentAttrs],
         params=make_params(kind),
         macs=make_macs(kind),
         numpy=make_kernel(kind),
+        vjp=recurrent_vjp(kind),
         torch_module=make_module(kind),
         torch_call=_call,
         torch_stmts=_stmts,

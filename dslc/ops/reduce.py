@@ -8,6 +8,7 @@ import numpy as np
 from dslc import dims as D
 from dslc.ops.arith import need_numeric
 from dslc.ops.base import Attrs, Example, Op, ShapeError, concrete, norm_axis
+from dslc.ops.grad import is_float
 from dslc.types import TensorType, tensor
 
 
@@ -55,6 +56,23 @@ def _reduce(name: str, doc: str) -> Op:
         out = fn(x, axis=_axes(a, x.ndim), keepdims=a.keepdim)
         return [np.asarray(out, dtype=x.dtype)]
 
+    def vjp(a: ReduceAttrs, xs, ys, gs, ctx):
+        x = xs[0]
+        if not is_float(x):
+            return [None], {}
+        axes = _axes(a, x.ndim)
+        g = gs[0] if a.keepdim else np.expand_dims(gs[0], axes)
+        if name == "sum":
+            gx = np.broadcast_to(g, x.shape)
+        elif name == "mean":
+            gx = np.broadcast_to(g / np.prod([x.shape[i] for i in axes]), x.shape)
+        else:
+            # torch's amax/amin: the gradient is shared evenly among tied extremes.
+            y = ys[0] if a.keepdim else np.expand_dims(ys[0], axes)
+            hit = x == y
+            gx = hit * (g / hit.sum(axis=axes, keepdims=True))
+        return [np.ascontiguousarray(gx, dtype=x.dtype)], {}
+
     def emit(a: ReduceAttrs, args, ctx, ins):
         dim = a.dim if isinstance(a.dim, int) else tuple(a.dim)
         keep = ", keepdim=True" if a.keepdim else ""
@@ -69,6 +87,7 @@ def _reduce(name: str, doc: str) -> Op:
         shape=_shape,
         macs=_macs,
         numpy=kernel,
+        vjp=vjp,
         torch_call=emit,
         label=lambda a: f"dim {a.dim}" + (", keep" if a.keepdim else ""),
         examples=(
@@ -109,6 +128,15 @@ def _cumsum_kernel(a: CumsumAttrs, xs, ctx):
     return [acc.astype(out, copy=False)]
 
 
+def _cumsum_vjp(a: CumsumAttrs, xs, ys, gs, ctx):
+    x = xs[0]
+    if not is_float(x):
+        return [None], {}
+    # Each input element feeds every later running sum: the reversed running sum of g.
+    g = np.flip(np.cumsum(np.flip(gs[0], axis=a.dim), axis=a.dim), axis=a.dim)
+    return [np.ascontiguousarray(g, dtype=x.dtype)], {}
+
+
 CUMSUM = Op(
     name="cumsum",
     family="arith",
@@ -118,6 +146,7 @@ CUMSUM = Op(
     positional=("dim",),
     shape=_cumsum_shape,
     numpy=_cumsum_kernel,
+    vjp=_cumsum_vjp,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}.cumsum({a.dim})",
     label=lambda a: f"dim {a.dim}",
     examples=(
@@ -168,6 +197,24 @@ def _topk_kernel(a: TopkAttrs, xs, ctx):
     return [np.ascontiguousarray(picked)]
 
 
+def _topk_vjp(a: TopkAttrs, xs, ys, gs, ctx):
+    """Each picked value's cotangent goes back to where it was picked from (the kernel's
+    order: a stable sort, so among ties the same positions)."""
+    x = xs[0]
+    if not is_float(x):
+        return [None], {}
+    axis = a.dim % x.ndim
+    n = x.shape[axis]
+    order = np.argsort(x, axis=axis, kind="stable")
+    if a.largest:
+        picked = np.flip(np.take(order, np.arange(n - a.k, n), axis=axis), axis=axis)
+    else:
+        picked = np.take(order, np.arange(a.k), axis=axis)
+    gx = np.zeros_like(x)
+    np.put_along_axis(gx, picked, gs[0].astype(x.dtype), axis=axis)
+    return [gx], {}
+
+
 def _topk_call(a: TopkAttrs, args, ctx, ins) -> str:
     extra = "" if a.dim == -1 else f", dim={a.dim}"
     extra += "" if a.largest else ", largest=False"
@@ -184,6 +231,7 @@ TOPK = Op(
     positional=("k", "dim", "largest", "sorted"),
     shape=_topk_shape,
     numpy=_topk_kernel,
+    vjp=_topk_vjp,
     torch_call=_topk_call,
     label=lambda a: f"{'top' if a.largest else 'bottom'} {a.k}, dim {a.dim}",
     examples=(

@@ -172,6 +172,36 @@ def pad_array(x: np.ndarray, pad: tuple[int, ...], mode: str = "constant",
     return x
 
 
+def _take_vjp(g: np.ndarray, axis: int, idx: np.ndarray, n: int) -> np.ndarray:
+    """The cotangent of y along `axis` (size n) from that of np.take(y, idx, axis): each
+    output's cotangent added back to its source (np.add.at: sources taken twice add up)."""
+    moved = np.moveaxis(g, axis, 0)
+    out = np.zeros((n,) + moved.shape[1:], g.dtype)
+    np.add.at(out, idx, moved)
+    return np.moveaxis(out, 0, axis)
+
+
+def _pad_vjp(a: PadAttrs, ins, outs, gouts, ctx):
+    """F.pad's adjoint: constant mode crops the cotangent back (negative pads: cropped rows
+    get zeros); the other modes add each output's cotangent to the element it copies."""
+    x, g = ins[0], gouts[0]
+    pairs = _pad_pairs(a, x.ndim)
+    if a.mode == "constant":
+        src: list[slice] = [slice(None)] * x.ndim
+        dst: list[slice] = [slice(None)] * x.ndim
+        for axis, left, right in pairs:
+            n = x.shape[axis]
+            src[axis] = slice(max(left, 0), max(left, 0) + n + min(left, 0) + min(right, 0))
+            dst[axis] = slice(max(-left, 0), n - max(-right, 0))
+        gx = np.zeros(x.shape, g.dtype)
+        gx[tuple(dst)] = g[tuple(src)]
+        return [gx], {}
+    for axis, left, right in reversed(pairs):
+        n = x.shape[axis]
+        g = _take_vjp(g, axis, pad_source_index(a.mode, n, left, right), n)
+    return [g], {}
+
+
 def _pad_call(a: PadAttrs, args, ctx, ins) -> str:
     extra = ""
     if a.mode != "constant":
@@ -196,6 +226,7 @@ PAD = Op(
     positional=("pad", "mode", "value"),
     shape=_pad_shape,
     numpy=lambda a, xs, ctx: [pad_array(xs[0], a.pad, a.mode, a.value)],
+    vjp=_pad_vjp,
     torch_call=_pad_call,
     label=lambda a: f"{a.mode} {fmt_value(a.pad)}"
                     + (f" = {a.value:g}" if a.value and a.mode == "constant" else ""),
@@ -552,6 +583,36 @@ def _interp_kernel(a: InterpolateAttrs, xs, ctx):
     return [interpolate_array(x, sizes, a.mode, align, scales)]
 
 
+def _interp_vjp(a: InterpolateAttrs, ins, outs, gouts, ctx):
+    """Each axis's resampling is linear (a gather, weighted taps, or area's bin means):
+    its adjoint on each axis, in the reverse of the forward's order. Memory: none kept."""
+    from dslc.ops.pool_adaptive import _mean_axis_grad
+    x, g = ins[0], gouts[0]
+    nd = x.ndim - 2
+    sizes = list(outs[0].shape[2:])
+    if a.size is not None or a.recompute_scale_factor:
+        scales: list[float | None] = [None] * nd
+    else:
+        scales = list(a.scale_factor) if isinstance(a.scale_factor, tuple) else \
+            [a.scale_factor] * nd
+    ft = np.promote_types(x.dtype, np.float32).type
+    legacy = legacy_nearest(x.ndim, sizes)
+    order = list(range(nd))
+    if sizes[-1] >= x.shape[-1]:
+        order = order[-1:] + order[:-1]
+    for k in reversed(order):
+        axis, n_in = 2 + k, x.shape[2 + k]
+        if a.mode == "area":
+            g = _mean_axis_grad(g, axis, n_in)
+            continue
+        taps = axis_taps(a.mode, n_in, sizes[k], bool(a.align_corners), scales[k], ft, legacy)
+        shape = [1] * g.ndim
+        shape[axis] = sizes[k]
+        g = sum(_take_vjp(g if w is None else g * w.reshape(shape), axis, idx, n_in)
+                for idx, w in taps)
+    return [g.astype(gouts[0].dtype, copy=False)], {}
+
+
 def _interp_call(a: InterpolateAttrs, args, ctx, ins) -> str:
     parts = [args[0]]
     if a.size is not None:
@@ -633,6 +694,7 @@ def _interp_op(name: str, doc: str, examples: tuple[Example, ...]) -> Op:
         positional=("size", "scale_factor", "mode"),
         shape=_interp_shape,
         numpy=_interp_kernel,
+        vjp=_interp_vjp,
         torch_call=_interp_call,
         macs=_interp_macs,
         label=_interp_label,
@@ -787,6 +849,8 @@ PIXEL_SHUFFLE = Op(
     positional=("upscale_factor",),
     shape=_ps_shape,
     numpy=lambda a, xs, ctx: [pixel_shuffle_array(xs[0], a.upscale_factor)],
+    vjp=lambda a, ins, outs, gouts, ctx: ([pixel_unshuffle_array(gouts[0], a.upscale_factor)],
+                                          {}),
     torch_call=lambda a, args, ctx, ins: f"F.pixel_shuffle({args[0]}, {a.upscale_factor})",
     label=lambda a: f"×{a.upscale_factor}",
     examples=(
@@ -807,6 +871,8 @@ PIXEL_UNSHUFFLE = Op(
     positional=("downscale_factor",),
     shape=_pu_shape,
     numpy=lambda a, xs, ctx: [pixel_unshuffle_array(xs[0], a.downscale_factor)],
+    vjp=lambda a, ins, outs, gouts, ctx: ([pixel_shuffle_array(gouts[0], a.downscale_factor)],
+                                          {}),
     torch_call=lambda a, args, ctx, ins: f"F.pixel_unshuffle({args[0]}, {a.downscale_factor})",
     label=lambda a: f"÷{a.downscale_factor}",
     examples=(
@@ -826,6 +892,9 @@ CHANNEL_SHUFFLE = Op(
     positional=("groups",),
     shape=_cs_shape,
     numpy=lambda a, xs, ctx: [channel_shuffle_array(xs[0], a.groups)],
+    # a permutation: its inverse shuffles with the other factor of the channels
+    vjp=lambda a, ins, outs, gouts, ctx: (
+        [channel_shuffle_array(gouts[0], gouts[0].shape[1] // a.groups)], {}),
     torch_call=lambda a, args, ctx, ins: f"F.channel_shuffle({args[0]}, {a.groups})",
     label=lambda a: f"{a.groups} groups",
     examples=(

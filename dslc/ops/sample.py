@@ -39,8 +39,19 @@ def _rep_kernel(a, xs, ctx):
         return [mu]
     wt = np.promote_types(mu.dtype, np.float32)
     eps = ctx.rng.standard_normal(mu.shape).astype(wt)
+    ctx.saved["eps"] = eps  # the vjp's noise
     std = np.exp(0.5 * logvar.astype(wt, copy=False))
     return [(mu + eps * std).astype(mu.dtype)]
+
+
+def _rep_vjp(a, ins, outs, gouts, ctx):
+    """dz/dmu = 1; dz/dlogvar = eps · exp(logvar / 2) / 2 with the forward's eps (training;
+    in eval z = mu)."""
+    g = gouts[0]
+    eps = ctx.saved.get("eps")
+    if eps is None:
+        return [g, None], {}
+    return [g, g * eps * 0.5 * np.exp(0.5 * ins[1])], {}
 
 
 REPARAMETERIZE = Op(
@@ -54,6 +65,7 @@ REPARAMETERIZE = Op(
     max_inputs=2,
     shape=_rep_shape,
     numpy=_rep_kernel,
+    vjp=_rep_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"({args[0]} + torch.randn_like({args[0]}) * torch.exp(0.5 * {args[1]})) "
         f"if self.training else {args[0]}"),
@@ -78,6 +90,7 @@ RANDN_LIKE = Op(
     attrs=NoAttrs,
     shape=_randn_shape,
     numpy=lambda a, xs, ctx: [ctx.rng.standard_normal(xs[0].shape).astype(xs[0].dtype)],
+    vjp=lambda a, ins, outs, gouts, ctx: ([None], {}),  # only x's shape is read
     torch_call=lambda a, args, ctx, ins: f"torch.randn_like({args[0]})",
     random=True,
     examples=(Example({}, (tensor("f32", 3, 16),)),),

@@ -86,6 +86,57 @@ def kernel(a: ScanAttrs, xs: list[np.ndarray], ctx) -> list[np.ndarray]:
     return outs + states
 
 
+def vjp(a: ScanAttrs, ins: list[np.ndarray], outs: list[np.ndarray],
+        gouts: list[np.ndarray | None], ctx) -> tuple[list, dict[str, np.ndarray]]:
+    """Backpropagation through time: the cell's runs differentiated last step first, each
+    through the backward walk's tape of that run (`ctx.saved["region_vjp"]`, dslc/autodiff.py),
+    the states' cotangents carried from step to step. Memory: the forward keeps every step's
+    cell values (its whole tape) until the backward walk has passed that step. Parameter
+    gradients come by their full state_dict keys, summed over the steps."""
+    region_vjp = ctx.saved.get("region_vjp")
+    if region_vjp is None:
+        raise ValueError("a scan's vjp needs the taped cell runs of dslc.autodiff's forward")
+    seqs = ins[: a.n_seq]
+    steps = seqs[0].shape[a.along] if seqs else a.steps
+    order = list(range(steps - 1, -1, -1)) if a.reverse else list(range(steps))
+    g_seqs = [np.zeros(s.shape, gouts_dtype(gouts, s)) if np.issubdtype(s.dtype, np.floating)
+              else None for s in seqs]
+    g_states = list(gouts[a.n_outs:])
+    g_statics: list[np.ndarray | None] = [None] * a.n_static
+    grads: dict[str, np.ndarray] = {}
+    own_outs = a.cell.outputs[a.n_states:] != []
+    for k in reversed(range(steps)):
+        t = order[k]
+        g_step = [None if g is None else np.take(g, t, axis=a.along) for g in gouts[: a.n_outs]]
+        if own_outs:
+            cell_g = g_states + g_step
+        else:  # the per-step outputs are the new states themselves
+            cell_g = [_add(s, o) for s, o in zip(g_states, g_step)]
+        gins, gp = region_vjp(k, cell_g)
+        for j in range(a.n_seq):
+            g = gins[j]
+            if g is not None and g_seqs[j] is not None:
+                index = [slice(None)] * g_seqs[j].ndim
+                index[a.along] = t
+                g_seqs[j][tuple(index)] += g
+        g_states = list(gins[a.n_seq: a.n_seq + a.n_states])
+        for j in range(a.n_static):
+            g_statics[j] = _add(g_statics[j], gins[a.n_seq + a.n_states + j])
+        for key, g in gp.items():
+            grads[key] = grads[key] + g if key in grads else g
+    return g_seqs + g_states + g_statics, grads
+
+
+def gouts_dtype(gouts, like: np.ndarray):
+    return next((g.dtype for g in gouts if g is not None), like.dtype)
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
 def _select(seq: str, along: int, t: str) -> str:
     if along == 0:
         return f"{seq}[{t}]"
@@ -146,6 +197,7 @@ SCAN = Op(
     shape=shape,
     macs=macs,
     numpy=kernel,
+    vjp=vjp,
     torch_call=lambda a, args, ctx, ins: "",  # statements: see torch_stmts
     torch_stmts=torch_stmts,
     label=label,

@@ -39,6 +39,12 @@ def _flatten_kernel(a: FlattenAttrs, xs, ctx):
     return [x.reshape(tuple(int(d) for d in out.shape))]
 
 
+def _reshape_back(a, xs, ys, gs, ctx):
+    """The VJP of every op that only changes the shape: the cotangent in the input's shape."""
+    x = xs[0]
+    return [gs[0].reshape(x.shape) if np.issubdtype(x.dtype, np.floating) else None], {}
+
+
 FLATTEN = Op(
     name="flatten",
     family="shape",
@@ -47,6 +53,7 @@ FLATTEN = Op(
     positional=("start_dim", "end_dim"),
     shape=_flatten_shape,
     numpy=_flatten_kernel,
+    vjp=_reshape_back,
     torch_call=lambda a, args, ctx, ins: (f"torch.flatten({args[0]}, {a.start_dim}"
                                           + ("" if a.end_dim == -1 else f", {a.end_dim}") + ")"),
     label=lambda a: "" if (a.start_dim, a.end_dim) == (1, -1) else f"{a.start_dim}..{a.end_dim}",
@@ -149,6 +156,7 @@ RESHAPE = Op(
     positional=("shape",),
     shape=_reshape_shape,
     numpy=_reshape_kernel,
+    vjp=_reshape_back,
     torch_call=_reshape_call,
     label=lambda a: _fmt_target(a.shape),
     examples=(
@@ -193,6 +201,8 @@ PERMUTE = Op(
     positional=("dims",),
     shape=_permute_shape,
     numpy=lambda a, xs, ctx: [np.transpose(xs[0], _permutation(a, xs[0].ndim))],
+    vjp=lambda a, xs, ys, gs, ctx: (
+        [np.transpose(gs[0], np.argsort(_permutation(a, xs[0].ndim)))], {}),
     torch_call=lambda a, args, ctx, ins: (
         f"{args[0]}.permute({', '.join(str(d) for d in a.dims)})"),
     label=lambda a: "(" + ", ".join(str(d) for d in a.dims) + ")",
@@ -226,6 +236,7 @@ TRANSPOSE = Op(
     positional=("dim0", "dim1"),
     shape=_transpose_shape,
     numpy=lambda a, xs, ctx: [np.swapaxes(xs[0], a.dim0, a.dim1)],
+    vjp=lambda a, xs, ys, gs, ctx: ([np.swapaxes(gs[0], a.dim0, a.dim1)], {}),
     torch_call=lambda a, args, ctx, ins: f"{args[0]}.transpose({a.dim0}, {a.dim1})",
     label=lambda a: f"{a.dim0} <-> {a.dim1}",
     examples=(
@@ -263,6 +274,7 @@ SQUEEZE = Op(
     positional=("dim",),
     shape=_squeeze_shape,
     numpy=lambda a, xs, ctx: [np.squeeze(xs[0], axis=a.dim)],
+    vjp=_reshape_back,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}.squeeze({a.dim})",
     label=lambda a: f"dim {a.dim}",
     examples=(
@@ -292,6 +304,7 @@ UNSQUEEZE = Op(
     positional=("dim",),
     shape=_unsqueeze_shape,
     numpy=lambda a, xs, ctx: [np.expand_dims(xs[0], _unsqueeze_axis(a.dim, xs[0].ndim))],
+    vjp=_reshape_back,
     torch_call=lambda a, args, ctx, ins: f"{args[0]}.unsqueeze({a.dim})",
     label=lambda a: f"dim {a.dim}",
     examples=(
@@ -334,6 +347,9 @@ ZEROS = Op(
     shape=lambda a, ins: [ins[0].with_shape(_zeros_dims(a))],
     numpy=lambda a, xs, ctx: [np.zeros(tuple(ctx.dim(d) for d in _zeros_dims(a)),
                                        dtype=xs[0].dtype)],
+    # Its value does not depend on the input's values (only on its dtype): no cotangent flows
+    # back, as with torch's new_zeros, but a model differentiates through it.
+    vjp=lambda a, xs, outs, gouts, ctx: ([None], {}),
     torch_call=lambda a, args, ctx, ins: (
         f"{args[0]}.new_zeros({', '.join(ctx.dim(d) for d in _zeros_dims(a))})"),
     label=lambda a: _fmt_target(a.shape),

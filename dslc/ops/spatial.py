@@ -69,6 +69,16 @@ def _ag_kernel(a: AffineGridAttrs, xs, ctx):
     return [grid.astype(theta.dtype)]
 
 
+def _ag_vjp(a: AffineGridAttrs, ins, outs, gouts, ctx):
+    """grid = base · thetaᵀ per batch: dtheta[b, i, j] = Σ_hw base[h, w, j] g[b, h, w, i]."""
+    g = gouts[0]
+    base = np.empty((a.out_h, a.out_w, 3), dtype=g.dtype)
+    base[..., 0] = _linspace(a.out_w, a.align_corners, g.dtype)[None, :]
+    base[..., 1] = _linspace(a.out_h, a.align_corners, g.dtype)[:, None]
+    base[..., 2] = 1.0
+    return [np.einsum("hwj,bhwi->bij", base, g)], {}
+
+
 AFFINE_GRID = Op(
     name="affine_grid",
     family="spatial",
@@ -80,6 +90,7 @@ AFFINE_GRID = Op(
     positional=("out_h", "out_w"),
     shape=_ag_shape,
     numpy=_ag_kernel,
+    vjp=_ag_vjp,
     torch_call=lambda a, args, ctx, ins: (
         f"F.affine_grid({args[0]}, [{args[0]}.shape[0], 1, {a.out_h}, {a.out_w}], "
         f"align_corners={a.align_corners!r})"),
@@ -169,6 +180,49 @@ def _gs_kernel(a: GridSampleAttrs, xs, ctx):
     return [out.transpose(0, 3, 1, 2).astype(x.dtype)]
 
 
+def _gs_vjp(a: GridSampleAttrs, ins, outs, gouts, ctx):
+    """Each tap's cotangent goes back to its pixel (scatter-add) and, through the bilinear
+    weights, to the sampling point; a border-clipped coordinate and nearest mode pass none
+    to the grid, as torch. Memory: the taps' indices and weights, recomputed."""
+    x, grid = ins
+    g = gouts[0].transpose(0, 2, 3, 1)  # [B, Ho, Wo, C]
+    b, c, h, w = x.shape
+    xt = x.transpose(0, 2, 3, 1)
+    gx = np.zeros((b, h, w, c), g.dtype)
+    ix = _unnormalise(grid[..., 0], w, a.align_corners)
+    iy = _unnormalise(grid[..., 1], h, a.align_corners)
+    dix = (w - 1) / 2 if a.align_corners else w / 2  # d ix / d grid x
+    diy = (h - 1) / 2 if a.align_corners else h / 2
+    if a.padding_mode == "border":
+        dix = dix * ((ix > 0) & (ix < w - 1))
+        diy = diy * ((iy > 0) & (iy < h - 1))
+        ix, iy = np.clip(ix, 0, w - 1), np.clip(iy, 0, h - 1)
+    bi = np.broadcast_to(np.arange(b)[:, None, None], ix.shape)
+
+    def tap(yy, xx, weight):
+        """Adds the tap's cotangent into gx; returns <g, pixel value> per output point."""
+        inside = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
+        yc, xc = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+        np.add.at(gx, (bi[inside], yc[inside], xc[inside]),
+                  (g * weight[..., None])[inside])
+        return np.where(inside, (g * xt[bi, yc, xc]).sum(-1), 0.0)
+
+    ggrid = np.zeros(grid.shape, g.dtype)
+    if a.mode == "nearest":
+        tap(np.rint(iy).astype(np.int64), np.rint(ix).astype(np.int64), np.ones_like(ix))
+    else:
+        x0, y0 = np.floor(ix), np.floor(iy)
+        fx, fy = ix - x0, iy - y0
+        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+        v00 = tap(y0, x0, (1 - fx) * (1 - fy))
+        v01 = tap(y0, x0 + 1, fx * (1 - fy))
+        v10 = tap(y0 + 1, x0, (1 - fx) * fy)
+        v11 = tap(y0 + 1, x0 + 1, fx * fy)
+        ggrid[..., 0] = ((v01 - v00) * (1 - fy) + (v11 - v10) * fy) * dix
+        ggrid[..., 1] = ((v10 - v00) * (1 - fx) + (v11 - v01) * fx) * diy
+    return [gx.transpose(0, 3, 1, 2), ggrid], {}
+
+
 def _gs_call(a: GridSampleAttrs, args, ctx, ins):
     return (f"F.grid_sample({args[0]}, {args[1]}, mode={a.mode!r}, "
             f"padding_mode={a.padding_mode!r}, align_corners={a.align_corners!r})")
@@ -187,6 +241,7 @@ GRID_SAMPLE = Op(
     max_inputs=2,
     shape=_gs_shape,
     numpy=_gs_kernel,
+    vjp=_gs_vjp,
     torch_call=_gs_call,
     label=lambda a: ", ".join(
         [s for s in (a.mode if a.mode != "bilinear" else "",

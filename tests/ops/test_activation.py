@@ -204,3 +204,19 @@ def test_bad_activation_arguments_are_located_diagnostics(text, code, where):
                    f"  output y = {text}\n}}\n")
     assert d.code == code, d
     assert d.span.line == 5, d.span
+
+
+def test_hard_bounds_equal_the_plain_two_pass_form():
+    """_hard (np.clip where lo <= hi, for speed) equals min(max(x, lo), hi), torch's clamp
+    order, on NaN, infinities, the bends and both bound orders."""
+    from dslc.ops.activation import _hard
+
+    x = np.array([np.nan, -np.inf, np.inf, -6.0, -0.0, 0.0, 3.0, 6.0, 6.5, -1e30, 1e30],
+                 np.float32)
+    for lo, hi in ((0, 6), (-1.0, 1.0), (2.0, 2.0), (3.0, -1.0)):
+        want = np.minimum(np.maximum(x, lo), hi)
+        got = _hard(x, lo, hi)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(_hard(x.astype(np.float64), lo, hi),
+                                      want.astype(np.float64))

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 import dslc
 from dslc import dims as D
 from dslc.diagnostics import DslcError
+from dslc.ops import conv as conv_module
 from dslc.ops.base import ShapeError
-from dslc.ops.conv import conv2d_nchw, conv_nd, pad_input
+from dslc.ops.conv import conv2d_nchw, conv2d_reference, conv_nd, pad_input
 from dslc.ops.padding import fpad_order, resolve_padding
 from dslc.ops.registry import OPS
 from tests.helpers import assert_close, compare_numpy_torch
@@ -615,3 +616,61 @@ def test_random_geometries_equal_torch():
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
             checked += 1
     assert checked > 75
+
+
+# The tuned kernels against the plain ones beside them (DESIGN.md: a kernel tuned for speed
+# keeps a plain reference version, and a test holds the two equal).
+TUNED_CASES = [
+    # (input shape, out, kernel, stride, padding (top, bottom, left, right), dilation, groups)
+    ((2, 8, 9, 9), 8, 3, 1, (1, 1, 1, 1), 1, 8),  # depthwise, MobileNet's
+    ((2, 8, 10, 11), 8, 3, 2, (1, 1, 1, 1), 1, 8),  # strided depthwise: column phases
+    ((1, 6, 13, 12), 6, 3, 3, (0, 2, 1, 0), 2, 6),  # stride 3, dilation 2, per side
+    ((1, 5, 8, 9), 5, (2, 4), (2, 1), (0, 0, 3, 1), (1, 2), 5),  # non-square everything
+    ((1, 4, 7, 7), 8, 3, 1, (1, 1, 1, 1), 1, 4),  # channel multiplier 2
+    ((1, 64, 64, 64), 64, 3, 1, (1, 1, 1, 1), 1, 64),  # 4 row blocks
+    ((2, 96, 30, 30), 96, 5, 2, (2, 2, 2, 2), 1, 96),  # EfficientNet's 5x5
+    ((2, 6, 8, 8), 9, 3, 1, (1, 1, 1, 1), 1, 3),  # grouped
+    ((2, 8, 7, 7), 5, 1, 1, (0, 0, 0, 0), 1, 1),  # 1x1: one matmul
+    ((2, 8, 7, 7), 5, 1, 2, (0, 0, 0, 0), 1, 1),  # strided 1x1
+    ((1, 3, 9, 10), 4, 3, 2, (1, 1, 1, 1), 1, 1),  # the patch gather
+    ((1, 3, 5, 5), 2, 3, 1, (6, 0, 0, 7), 2, 1),  # padding past the kernel
+]
+
+
+@pytest.mark.parametrize("shape,out,kernel,stride,pad,dil,groups", TUNED_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [None, 40])  # 40 elements: a block of 1 row, or a few
+def test_tuned_conv2d_equals_plain_reference(shape, out, kernel, stride, pad, dil, groups,
+                                             dtype, block, monkeypatch):
+    if block is not None:  # the blocking of the depthwise kernel (the conv's too)
+        monkeypatch.setattr(conv_module, "_DW_BLOCK", block)
+        monkeypatch.setattr(conv_module, "_BLOCK", block * 8)
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dil, dil) if isinstance(dil, int) else dil
+    pads = ((pad[0], pad[1]), (pad[2], pad[3]))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((out, shape[1] // groups) + k).astype(dtype)
+    b = rng.standard_normal(out).astype(dtype)
+    want = conv2d_reference(x, w, b, s, pads, d, groups)
+    got = conv2d_nchw(x, w, b, s, pads, d, groups)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_plain_reference_equals_torch():
+    """The reference itself is torch's conv (else the test above would prove little)."""
+    rng = np.random.default_rng(4)
+    for shape, out, kernel, stride, pad, dil, groups in TUNED_CASES:
+        k = (kernel, kernel) if isinstance(kernel, int) else kernel
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((out, shape[1] // groups) + k)
+        xt = F.pad(torch.from_numpy(x), (pad[2], pad[3], pad[0], pad[1]))
+        want = F.conv2d(xt, torch.from_numpy(w), stride=stride, dilation=dil,
+                        groups=groups).numpy()
+        s = (stride, stride) if isinstance(stride, int) else stride
+        d = (dil, dil) if isinstance(dil, int) else dil
+        got = conv2d_reference(x, w, None, s, ((pad[0], pad[1]), (pad[2], pad[3])), d, groups)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

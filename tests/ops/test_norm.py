@@ -363,3 +363,42 @@ def test_instance_norm_macs_one_per_element():
     op = {o.name: o for o in NORM_OPS}["instance_norm3d"]
     x = dslc.types.tensor("f32", D.symbol("B"), 3, 2, 4, 4)
     assert D.equal(op.macs(op.attrs(), [x], [x]), D.symbol("B") * 96) is True
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 16, 7, 9), (3, 1, 2, 2), (2, 4, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_batch_norm_eval_channels_last_equals_the_plain_broadcast(shape, dtype):
+    """The eval kernel tiles scale and shift along the width when the input's memory is
+    channels-last (a conv's output): the same numbers as the plain per-channel broadcast on a
+    contiguous NCHW input, bit for bit, and the result keeps the channels-last layout."""
+    from dslc.ops.base import RunCtx
+    from dslc.ops.norm import BatchNormAttrs, _bn_kernel
+
+    rng = np.random.default_rng(5)
+    c = shape[1]
+    params = {"weight": rng.standard_normal(c).astype(np.float32),
+              "bias": rng.standard_normal(c).astype(np.float32),
+              "running_mean": rng.standard_normal(c).astype(np.float32),
+              "running_var": rng.random(c).astype(np.float32) + 0.5,
+              "num_batches_tracked": np.asarray(3, np.int64)}
+    nchw = rng.standard_normal(shape).astype(dtype)
+    nhwc = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    a = BatchNormAttrs()
+
+    def run(x):
+        return _bn_kernel(a, [x], RunCtx(train=False, rng=rng, params=dict(params)))[0]
+
+    plain, tiled = run(nchw), run(nhwc)
+    assert tiled.dtype == plain.dtype == dtype
+    np.testing.assert_array_equal(tiled, plain)
+    if c > 1:
+        assert tiled.transpose(0, 2, 3, 1).flags.c_contiguous
+    # and both are torch's eval batch norm
+    t = torch.nn.functional.batch_norm(
+        torch.from_numpy(nchw.astype(np.float64)),
+        torch.from_numpy(params["running_mean"].astype(np.float64)),
+        torch.from_numpy(params["running_var"].astype(np.float64)),
+        torch.from_numpy(params["weight"].astype(np.float64)),
+        torch.from_numpy(params["bias"].astype(np.float64)), False, 0.1, 1e-5).numpy()
+    tol = 1e-2 if dtype == np.float16 else 1e-5
+    np.testing.assert_allclose(plain.astype(np.float64), t, rtol=tol, atol=tol)
