@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.ir import Graph, IRNode
+from dslc.types import FLOAT_DTYPES as FLOAT
 from dslc.types import TensorType, numpy_dtype
 
 # dslc dtype -> ONNX element type. bf16 is computed in float32 by NumPy; ONNX has BFLOAT16.
@@ -119,9 +120,16 @@ class Lower:
         self.out_types = [self._bound(t) for t in node.types]
         self.opset = self.state.opset
         self.made: list[onnx.NodeProto] = []  # the nodes this lowering appended, in order
+        # A layer is named by its module (`conv1` of `layer1.0.conv1`), other ops by the value
+        # the statement assigns, under the innermost block or repeat iteration.
         frame = node.frames[-1] if node.frames else ""
-        self.label = f"{frame}/{node.name}" if frame else node.name
-        self.doc = f"{location(node.span)} {node.op}"
+        what = node.name
+        if node.module and node.params and any(p.persistent for p in node.params.values()):
+            what = node.module[len(frame) + 1:] if node.module.startswith(frame + ".") \
+                else node.module
+        self.label = f"{frame}/{what}" if frame else what
+        self.loc = location(node.span)
+        self.doc = f"{self.loc} {node.op}"
 
     def _bound(self, t: TensorType) -> TensorType:
         if not self.state.bindings:
@@ -136,7 +144,7 @@ class Lower:
         strings in `inputs` are omitted optional inputs."""
         b = into or self.b
         outs = [self.state.unique(f"{self.label}/{op_type}") for _ in range(n_out)]
-        name = self.state.unique_node(f"{self.label}/{op_type}")
+        name = self.state.unique_node(f"{self.label}/{op_type}@{self.loc}")
         node = helper.make_node(op_type, inputs, outs, name=name, doc_string=self.doc,
                                 **{k: v for k, v in attrs.items() if v is not None})
         b.nodes.append(node)
@@ -169,7 +177,18 @@ class Lower:
             arr = np.asarray(self.state.params[key])
             self.state.names.add(key)
             self.state.initializers[key] = numpy_helper.from_array(arr, key)
+        # A float parameter meets the input in the input's precision (an f16 or f64 model
+        # keeps f32 parameter files, as the generated module's .half() would cast them).
+        want = self._compute_dtype()
+        if spec.dtype in FLOAT and want is not None and want != spec.dtype:
+            return self.cast(key, want)
         return key
+
+    def _compute_dtype(self) -> str | None:
+        for t in self.in_types:
+            if t.dtype in FLOAT:
+                return t.dtype
+        return None
 
     def has_param(self, local: str) -> bool:
         return local in self.node.params

@@ -2,18 +2,21 @@
 
 Built with the `onnx` package alone (never through torch). Design decisions:
 
-- Lowerings live here and in the family modules `onnx_lower_*.py`, as one plain table keyed
-  by IR op name, not in the op files: `onnx` is an optional dependency (`pip install
-  dslc[onnx]`), imported only when a model is exported, and the op files are the ops' own.
-  An op without an entry is a located E0802 ("no ONNX lowering for op X"), never a traceback.
+- (The lead's decision.) Lowerings live here and in the family modules `onnx_lower_*.py`, as
+  one plain table keyed by IR op name, not in the op files (DESIGN.md's "one place per op"
+  notwithstanding): `onnx` is an optional dependency (`pip install dslc[onnx]`), imported only
+  when a model is exported, and the op files were being edited by several contributors at
+  once. An op without an entry is a located E0802 ("no ONNX lowering for op X"), never a
+  traceback.
 - A lowering is `fn(lw: Lower, node: IRNode, ins: list[str]) -> list[str]`: it appends ONNX
   nodes through `lw` (one node, or a small pattern documented in docs/onnx.md) and returns
   the ONNX value names of the IR node's outputs.
 - Names: parameters are initializers named by their state_dict keys; ONNX nodes are named
-  `<frame>/<value>/<OpType>` where <frame> is the innermost block/repeat path of the IR node
-  (`layer1.0/conv1/Conv`), so Netron groups a repeat's iterations; every node's doc_string is
-  the spec location `file:line:col op`. The IR value a node computes is named
-  `<frame>/<value>` (graph inputs and outputs keep the spec's names).
+  `<frame>/<layer or value>/<OpType>@<file:line:col>` where <frame> is the innermost
+  block/repeat path of the IR node (`layer1.0/conv1/Conv@cnn.dl:32:12`), so a repeat's
+  iterations and a block's layers read as one group; every node's doc_string is the spec
+  location and op. The value an IR node computes is `<frame>/<layer or value>` (graph inputs
+  and outputs keep the spec's names).
 - Dims: symbols bound nowhere stay symbolic (`dim_param` B, T, N, E), derived dims (B*T, T-2)
   are left unnamed; shapes that depend on runtime dims are computed from the inputs' shapes
   (Shape, then integer arithmetic), once per model.
@@ -36,6 +39,7 @@ DEFAULT_OPSET = 18
 MIN_OPSET, MAX_OPSET = 17, 23
 # The IR version each opset needs (onnx.helper.VERSION_TABLE); onnxruntime reads these.
 IR_VERSION = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10, 23: 11}
+MAX_MODEL_BYTES = 2 ** 31  # protobuf's limit for one message (an ONNX file)
 
 Lowering = Callable[..., list[str]]
 
@@ -56,11 +60,13 @@ def lowerings() -> dict[str, Lowering]:
         onnx_lower_attention,
         onnx_lower_core,
         onnx_lower_graph,
+        onnx_lower_loss,
         onnx_lower_seq,
     )
 
     table: dict[str, Lowering] = {}
-    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph):
+    for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph,
+                onnx_lower_loss):
         table.update(mod.LOWERINGS)
     return table
 
@@ -175,6 +181,7 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         used.add(out_name)
         b.outputs.append(value_info(out_name, t, state.bindings))
     b.value_info = [v for v in b.value_info if v.name not in used]
+    _drop_unused_constants(state, b)
     model = helper.make_model(
         b.make_graph(), producer_name="dslc", producer_version="0.1.0", doc_string=doc,
         opset_imports=[helper.make_opsetid("", opset)])
@@ -187,6 +194,23 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         props["dslc.bind"] = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items()))
     helper.set_model_props(model, props)
     return model
+
+
+def _drop_unused_constants(state, b) -> None:
+    """A lowering may make a constant it ends up not using (a shared small constant, say):
+    leave out initializers no node of any graph reads."""
+    read: set[str] = set()
+
+    def walk(nodes):
+        for n in nodes:
+            read.update(n.input)
+            for attr in n.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g.node)
+    walk(b.nodes)
+    read.update(o.name for o in b.outputs)
+    for name in [k for k in state.initializers if k not in read]:
+        del state.initializers[name]
 
 
 def _rename(b, old: str, new: str) -> None:
@@ -234,4 +258,10 @@ def export_bytes(prog, params: dict[str, np.ndarray] | None = None, opset: int =
     folded = prog.fold_params(params)
     model = build_model(prog.graph, folded, opset, bindings,
                         doc=f"{prog.name} from {prog.path.rsplit('/', 1)[-1]} (dslc)")
+    size = model.ByteSize()
+    if size >= MAX_MODEL_BYTES:
+        raise DslcError(Diagnostic(
+            "E0807", "the model is too large for one ONNX file", prog.graph.span
+            or Span(prog.path, 0, 0, 0, 0), expected="less than 2 GiB (protobuf's limit)",
+            found=f"{size / 2 ** 30:.1f} GiB", hint="export a smaller configuration (--set)"))
     return model.SerializeToString()

@@ -11,7 +11,6 @@ import numpy as np
 from dslc.backends.onnx_builder import Lower
 from dslc.backends.onnx_lower_core import linear
 from dslc.ops.attention import _mask_kinds, _mha_split
-from dslc.types import numpy_dtype
 
 
 def _range(lw: Lower, d) -> str:
@@ -195,9 +194,7 @@ def _shared_embedding(lw: Lower, node, ins):
 
 def _class_token(lw: Lower, node, ins):
     xt = lw.in_types[0]
-    tok = lw.param("weight")  # [1, d]
-    if numpy_dtype(xt.dtype) != np.float32:
-        tok = lw.cast(tok, xt.dtype)
+    tok = lw.param("weight")  # [1, d], in x's precision
     tok = lw.op("Expand", [lw.unsqueeze(tok, [0]), lw.dims([xt.shape[0], 1, xt.shape[2]])])
     return [lw.op("Concat", [tok, ins[0]], axis=1)]
 

@@ -11,7 +11,7 @@ from onnx import helper
 from dslc.backends.onnx_builder import ELEM, Lower
 from dslc.backends.onnx_lower_core import linear, reduce
 from dslc.backends.onnx_lower_seq import _rows
-from dslc.types import numpy_dtype
+from dslc.types import FLOAT_DTYPES, numpy_dtype
 
 # ---- building blocks ------------------------------------------------------------------------
 
@@ -70,7 +70,8 @@ def scatter(lw: Lower, msgs: str, idx: str, n: str, reduction: str, dtype: str,
                       reduction="add")
         return lw.op("Div", [total, lw.op("Max", [count, lw.scalar(1.0, dtype)])])
     lw.need_opset(18, "a max aggregation (ScatterND reduction='max')")
-    top = lw.op("ScatterND", [_fill(lw, shape, -np.inf, dtype), where, msgs], reduction="max")
+    lowest = -np.inf if dtype in FLOAT_DTYPES else np.iinfo(numpy_dtype(dtype)).min
+    top = lw.op("ScatterND", [_fill(lw, shape, lowest, dtype), where, msgs], reduction="max")
     has = lw.op("Greater", [count, lw.scalar(0.0, dtype)])
     return lw.op("Where", [has, top, lw.scalar(0.0, dtype)])
 
