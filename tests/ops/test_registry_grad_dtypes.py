@@ -15,7 +15,6 @@ from dslc.ops.registry import ALL_OPS
 from tests.ops.test_registry import case, op_node
 
 
-
 def _float_output(op, ex) -> bool:
     """Whether any output of the Example is a float (else no gradient ever reaches the op:
     such an Example is not a case, rather than a skipped one)."""
