@@ -30,7 +30,9 @@ class Scratch:
         dt = np.dtype(dtype)
         nbytes = math.prod(shape) * dt.itemsize
         buf = self._bufs.get(name)
-        if buf is None or buf.nbytes < nbytes:
+        # The view starts at the first 64-byte boundary of the buffer, so what fits is the
+        # buffer less that offset (a buffer exactly `nbytes` long was once too short).
+        if buf is None or buf.nbytes - (-buf.ctypes.data) % 64 < nbytes:
             # 64 bytes of slack to align the start: a float view must not straddle lines
             buf = np.empty(nbytes + 64, np.uint8)
             self._bufs[name] = buf

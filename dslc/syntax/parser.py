@@ -14,6 +14,7 @@ from lark.lexer import PatternStr
 from dslc.diagnostics import SOURCES, Diagnostic, DslcError, Span, did_you_mean
 from dslc.limits import MAX_NESTING
 from dslc.syntax import ast, conditional, recovery, strings, train_ast
+from dslc.syntax.recovery import TOP_KEYWORDS
 
 MAX_SOURCE_BYTES = 1_000_000  # documented limit (docs/limits.md)
 
@@ -31,7 +32,6 @@ REGEX_WORDS = {
     "$END": "end of file",
 }
 STATEMENT_KEYWORDS = ("input", "output", "const", "repeat", "if", "assert")
-TOP_KEYWORDS = ("model", "block", "import")
 CLOSERS = {"(": ")", "[": "]", "{": "}"}
 # Characters people type from other languages, and what this one writes instead.
 CHAR_HINTS = {

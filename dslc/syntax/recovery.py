@@ -19,7 +19,8 @@ from dslc.syntax.conditional import WORDS
 # Errors at one token, after which the definitions around are still well delimited.
 RECOVERABLE = frozenset({"E0101", "E0103", "E0108", "E0110", "E0111"})
 MAX_SYNTAX_ERRORS = 20
-TOP_KEYWORDS = ("model", "block", "import")
+# The words that start a top-level definition (parser.py uses them for its hints too).
+TOP_KEYWORDS = ("model", "block", "import", "train")
 
 
 def more_errors(text: str, first: Diagnostic,

@@ -14,8 +14,19 @@ from dslc.ops.docs import CONSTRUCTS
 from dslc.ops.registry import ALL_OPS
 from tests.ops.test_registry import case, op_node
 
+
+def _float_output(op, ex) -> bool:
+    """Whether any output of the Example is a float (else no gradient ever reaches the op:
+    such an Example is not a case, rather than a skipped one)."""
+    try:
+        return any(t.is_float for t in op.shape(op.attrs(**ex.attrs), list(ex.inputs)))
+    except Exception:  # noqa: BLE001 - a shape rule that needs bound dims: keep the case
+        return True
+
+
 CASES = [pytest.param(op.name, i, id=f"{op.name}-{i}") for op in ALL_OPS
-         if op.vjp is not None and op.name not in CONSTRUCTS for i in range(len(op.examples))]
+         if op.vjp is not None and op.name not in CONSTRUCTS
+         for i, ex in enumerate(op.examples) if _float_output(op, ex)]
 
 
 @pytest.mark.parametrize("name,index", CASES)
@@ -29,8 +40,7 @@ def test_vjp_keeps_the_dtypes(name, index):
     rng = np.random.default_rng(1)
     gouts = [rng.standard_normal(o.shape).astype(o.dtype)
              if np.issubdtype(o.dtype, np.floating) else None for o in outs]
-    if all(g is None for g in gouts):
-        pytest.skip("no float output: no gradient reaches the op")
+    assert any(g is not None for g in gouts), "a case has a float output (see CASES)"
     gins, gparams = c.op.vjp(node.attrs, ins, outs, gouts, ctx)
     for i, (x, g) in enumerate(zip(ins, gins)):
         if g is not None:
