@@ -70,8 +70,6 @@ def lowerings() -> dict[str, Lowering]:
     )
 
     table: dict[str, Lowering] = {}
-    # Later modules win: onnx_lower_conv's conv1d/conv2d and onnx_lower_pool's pools take
-    # every padding form.
     for mod in (onnx_lower_core, onnx_lower_seq, onnx_lower_attention, onnx_lower_graph,
                 onnx_lower_loss, onnx_lower_conv, onnx_lower_pool, onnx_lower_pointwise,
                 onnx_lower_modern, onnx_lower_resample):

@@ -120,8 +120,6 @@ def _conv_transpose(nd: int):
 
 
 LOWERINGS = {
-    # conv1d and conv2d replace the core table's entries (registered after it): these take
-    # every padding form of ops/padding.py and padding_mode.
     "conv1d": _conv(1),
     "conv2d": _conv(2),
     "conv3d": _conv(3),

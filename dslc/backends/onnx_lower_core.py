@@ -1,5 +1,5 @@
-"""ONNX lowerings of the dense ops: activations, arithmetic, shapes, linear, conv, pooling,
-normalisation, embeddings, spatial sampling and the eval-mode random ops."""
+"""ONNX lowerings of the dense ops: activations, arithmetic, shapes, linear, global average and
+k-max pooling, normalisation, embeddings, spatial sampling and the eval-mode random ops."""
 
 from __future__ import annotations
 
@@ -212,70 +212,8 @@ def _embedding(lw: Lower, node, ins):
     return [lw.op("Gather", [lw.param("weight"), ins[0]], axis=0)]
 
 
-def _batched(lw: Lower, nd: int, x: str, make) -> str:
-    """Run `make` on a batched input: an unbatched [C, ...] input gets a batch axis of 1."""
-    if lw.in_types[0].rank == nd + 2:
-        return make(x)
-    return lw.squeeze(make(lw.unsqueeze(x, [0])), [0])
-
-
-def _conv(nd: int):
-    def lower(lw: Lower, node, ins):
-        from dslc.ops.conv import _pads, _tup
-
-        a = lw.attrs
-        if len(ins) >= 2:
-            w, b = ins[1], (ins[2] if len(ins) == 3 else None)
-            k = [int(d) for d in lw.in_types[1].shape[2:]]
-        else:
-            w = lw.param("weight")
-            b = lw.param("bias") if lw.has_param("bias") else None
-            k = [int(d) for d in lw.node.params["weight"].shape[2:]]
-        d = _tup(a.dilation, nd)
-        pads = _pads(a.padding, k, d, nd)
-        onnx_pads = [p for p, _ in pads] + [q for _, q in pads]
-        return [_batched(lw, nd, ins[0], lambda x: lw.op(
-            "Conv", [x, w] + ([b] if b else []), kernel_shape=k, strides=list(_tup(a.stride, nd)),
-            pads=onnx_pads, dilations=list(d), group=a.groups))]
-    return lower
-
-
-def _pool(nd: int, mode: str):
-    def lower(lw: Lower, node, ins):
-        from dslc.ops.pool import _tup
-
-        a = lw.attrs
-        k = list(_tup(a.kernel, nd))
-        s = list(_tup(a.stride if a.stride is not None else a.kernel, nd))
-        p = list(_tup(a.padding, nd))
-        kw = dict(kernel_shape=k, strides=s, pads=p + p, ceil_mode=int(a.ceil_mode))
-        if mode == "avg":
-            kw["count_include_pad"] = int(a.count_include_pad)
-            op_type = "AveragePool"
-        else:
-            op_type = "MaxPool"
-        return [_batched(lw, nd, ins[0], lambda x: lw.op(op_type, [x], **kw))]
-    return lower
-
-
 def _global_avg_pool(lw: Lower, node, ins):
     return [lw.op("GlobalAveragePool", [ins[0]])]
-
-
-def _adaptive_avg_pool2d(lw: Lower, node, ins):
-    """torch's bins as two averaging matrices: y = M_h · x · M_wᵀ (exact for any sizes)."""
-    from dslc.ops.pool import _bin_matrix, _tup
-
-    t = lw.in_types[0]
-    h, w = (int(d) if d.is_Integer else None for d in t.shape[-2:])
-    if h is None or w is None:
-        raise lw.unsupported("adaptive pooling of a runtime-sized image",
-                             "bind the image size with --bind")
-    oh, ow = _tup(lw.attrs.output_size, 2)
-    dt = numpy_dtype(t.dtype)
-    mh = lw.const(_bin_matrix(h, oh, dt), f"{lw.label}.rows")
-    mwt = lw.const(np.ascontiguousarray(_bin_matrix(w, ow, dt).T), f"{lw.label}.cols")
-    return [lw.op("MatMul", [lw.op("MatMul", [mh, ins[0]]), mwt])]
 
 
 def _k_max_pool(lw: Lower, node, ins):
@@ -314,19 +252,31 @@ def _batch_norm(lw: Lower, node, ins):
 
 
 def _layer_norm(lw: Lower, node, ins):
+    """LayerNormalization over the trailing axes. channels_first (ConvNeXt's LayerNorm2d on
+    [B, C, ...]): Transpose C last, LayerNormalization over it, Transpose back (as
+    torchvision does)."""
     a = lw.attrs
     t = lw.in_types[0]
-    n_axes = 1 if a.normalized_shape is None or isinstance(a.normalized_shape, int) \
-        else len(a.normalized_shape)
-    shape = [int(d) for d in t.shape[t.rank - n_axes:]]
     dt = numpy_dtype(t.dtype)
+    if a.channels_first:
+        shape = [int(t.shape[1])]
+    else:
+        n_axes = 1 if a.normalized_shape is None or isinstance(a.normalized_shape, int) \
+            else len(a.normalized_shape)
+        shape = [int(d) for d in t.shape[t.rank - n_axes:]]
     if a.elementwise_affine:
         scale = lw.param("weight")
-        bias = lw.param("bias") if lw.has_param("bias") else ""
+        bias = [lw.param("bias")] if lw.has_param("bias") else []
     else:
-        scale, bias = lw.const(np.ones(shape, dt), f"{lw.label}.ones"), ""
-    inputs = [ins[0], scale] + ([bias] if bias else [])
-    return [lw.op("LayerNormalization", inputs, axis=-n_axes, epsilon=a.eps)]
+        scale, bias = lw.const(np.ones(shape, dt), f"{lw.label}.ones"), []
+    if not a.channels_first:
+        return [lw.op("LayerNormalization", [ins[0], scale] + bias, axis=-len(shape),
+                      epsilon=a.eps)]
+    perm = [0] + list(range(2, t.rank)) + [1]
+    back = [0, t.rank - 1] + list(range(1, t.rank - 1))
+    last = lw.op("Transpose", [ins[0]], perm=perm)
+    y = lw.op("LayerNormalization", [last, scale] + bias, axis=-1, epsilon=a.eps)
+    return [lw.op("Transpose", [y], perm=back)]
 
 
 def _lrn(lw: Lower, node, ins):
@@ -433,14 +383,7 @@ LOWERINGS = {
     **{name: _reduce(name) for name in _REDUCE},
     "linear": _linear,
     "embedding": _embedding,
-    "conv1d": _conv(1),
-    "conv2d": _conv(2),
-    "max_pool1d": _pool(1, "max"),
-    "max_pool2d": _pool(2, "max"),
-    "avg_pool1d": _pool(1, "avg"),
-    "avg_pool2d": _pool(2, "avg"),
     "global_avg_pool": _global_avg_pool,
-    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
     "k_max_pool": _k_max_pool,
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,

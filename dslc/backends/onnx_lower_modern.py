@@ -1,13 +1,12 @@
 """ONNX lowerings of the normalisations and regularisers added with issue 13: instance_norm1d/
-2d/3d, group_norm, rms_norm, layer_norm over channels, layer_scale, drop_path and
-alpha_dropout (the last two: the identity at inference)."""
+2d/3d, group_norm, rms_norm, layer_scale, drop_path and alpha_dropout (the last two: the
+identity at inference)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dslc.backends.onnx_builder import Lower
-from dslc.backends.onnx_lower_core import LOWERINGS as CORE
 from dslc.backends.onnx_lower_core import reduce
 from dslc.types import numpy_dtype
 
@@ -115,28 +114,6 @@ def _rms_norm(lw: Lower, node, ins):
     return [y]
 
 
-def _layer_norm(lw: Lower, node, ins):
-    """channels_first (ConvNeXt's LayerNorm2d on [B, C, ...]): Transpose C last,
-    LayerNormalization over it, Transpose back (what torchvision does). Otherwise the core
-    table's LayerNormalization."""
-    a = lw.attrs
-    if not a.channels_first:
-        return CORE["layer_norm"](lw, node, ins)
-    t = lw.in_types[0]
-    c = int(t.shape[1])
-    dt = numpy_dtype(t.dtype)
-    perm = [0] + list(range(2, t.rank)) + [1]
-    back = [0, t.rank - 1] + list(range(1, t.rank - 1))
-    if a.elementwise_affine:
-        scale = lw.param("weight")
-        bias = [lw.param("bias")] if lw.has_param("bias") else []
-    else:
-        scale, bias = lw.const(np.ones(c, dt), f"{lw.label}.ones"), []
-    last = lw.op("Transpose", [ins[0]], perm=perm)
-    y = lw.op("LayerNormalization", [last, scale] + bias, axis=-1, epsilon=a.eps)
-    return [lw.op("Transpose", [y], perm=back)]
-
-
 def _layer_scale(lw: Lower, node, ins):
     """x · gamma (gamma [C] for the last axis, [C, 1, ...] for channels_first)."""
     return [lw.op("Mul", [ins[0], lw.param("gamma")])]
@@ -148,8 +125,6 @@ LOWERINGS = {
     "instance_norm3d": _instance_norm,
     "group_norm": _group_norm,
     "rms_norm": _rms_norm,
-    # replaces the core entry (registered after it) for channels_first
-    "layer_norm": _layer_norm,
     "layer_scale": _layer_scale,
     "drop_path": _passthrough,
     "alpha_dropout": _passthrough,

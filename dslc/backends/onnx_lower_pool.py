@@ -305,7 +305,6 @@ def _adaptive(nd: int, mode: str):
 
 
 LOWERINGS = {
-    # the 1-D and 2-D pools replace the core table's entries (registered after it)
     **{f"max_pool{nd}d": _max_pool(nd) for nd in (1, 2, 3)},
     **{f"avg_pool{nd}d": _avg_pool(nd) for nd in (1, 2, 3)},
     **{f"lp_pool{nd}d": _lp_pool(nd) for nd in (1, 2, 3)},
