@@ -650,6 +650,16 @@ def _pool(imp, node, ins, attrs):
     return _pipe(imp, node, ins, _pool_call(node, attrs, n))
 
 
+@handles("DepthToSpace")
+def _depth_to_space(imp, node, ins, attrs):
+    """DepthToSpace in mode CRD is torch's pixel_shuffle (DCR orders the channels block-major)."""
+    mode = attrs.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "CRD":
+        raise ImportProblem(f"DepthToSpace in mode {mode} (pixel_shuffle is mode CRD)")
+    return _pipe(imp, node, ins, f"pixel_shuffle({attrs['blocksize']})")
+
+
 @handles("GridSample")
 def _grid_sample(imp, node, ins, attrs):
     mode = attrs.get("mode", b"bilinear")

@@ -377,7 +377,7 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "logistic_regression", "mlp_xor", "self_attention", "softmax_regression",
               "word_embedding", "vit_tiny", "masked_attention", "truncated_attention",
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
-              "gpt_tiny", "spatial_transformer"]
+              "gpt_tiny", "spatial_transformer", "super_resolution"]
 
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
