@@ -21,6 +21,7 @@ from dslc.onnx_import_values import (
     dims_value,
     make_dims,
 )
+from dslc.ops.padding import fpad_order
 
 POISON = "<unsupported>"
 # Ops computed on sizes and constants (also when they carry symbolic dims).
@@ -522,14 +523,18 @@ def _gemm(imp, node, ins, attrs):
 # ---- convolution, normalisation, pooling ------------------------------------------------------
 
 
-def _pads(attrs: dict, n: int, what: str) -> tuple[int, ...] | int:
+def _pads(attrs: dict, n: int, what: str, per_side: bool = False) -> tuple[int, ...] | int:
+    """ONNX pads [begin per axis, end per axis] as dslc's padding: per axis when symmetric,
+    else (where the op takes it, `per_side`) per side in F.pad's order (ops/padding.py)."""
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto not in ("NOTSET", "VALID"):
         raise ImportProblem(f"{what} with auto_pad {auto} (write explicit pads)")
     pads = list(attrs.get("pads", [0] * (2 * n))) if auto == "NOTSET" else [0] * (2 * n)
     if pads[:n] != pads[n:]:
-        raise ImportProblem(f"{what} with asymmetric pads {pads}")
+        if not per_side:
+            raise ImportProblem(f"{what} with asymmetric pads {pads}")
+        return fpad_order(tuple((pads[i], pads[n + i]) for i in range(n)))
     return _ints(pads[:n])
 
 
@@ -544,13 +549,13 @@ def _conv(imp, node, ins, attrs):
     if not isinstance(w, Const) or (b is not None and not isinstance(b, Const)):
         raise ImportProblem("a Conv whose weight is computed at run time")
     n = w.array.ndim - 2
-    if n not in (1, 2):
-        raise ImportProblem(f"a {n}-D convolution (dslc has conv1d and conv2d)")
+    if n not in (1, 2, 3):
+        raise ImportProblem(f"a {n}-D convolution (dslc has conv1d, conv2d and conv3d)")
     out_ch = w.array.shape[0]
     kernel = _ints(w.array.shape[2:])
     stride = _ints(attrs.get("strides", [1] * n))
     dil = _ints(attrs.get("dilations", [1] * n))
-    pad = _pads(attrs, n, "Conv")
+    pad = _pads(attrs, n, "Conv", per_side=True)
     groups = attrs.get("group", 1)
     params = {"weight": w.array.astype(np.float32)}
     sources = w.sources
@@ -564,6 +569,40 @@ def _conv(imp, node, ins, attrs):
         dilation=_tup(dil) if dil != 1 else None, groups=groups if groups != 1 else None,
         bias="false" if b is None else None) + ")"
     label = imp.take_label(imp.label_for(sources), "conv")
+    return _pipe(imp, node, ins, call, label=label, params=params)
+
+
+@handles("ConvTranspose")
+def _conv_transpose(imp, node, ins, attrs):
+    """ConvTranspose: weights [in, out/groups, *k] as torch's; ONNX's pads are the output crop
+    per side, dslc's padding (per axis, or per side in F.pad's order)."""
+    w = ins[1]
+    b = ins[2] if len(ins) > 2 else None
+    if not isinstance(w, Const) or (b is not None and not isinstance(b, Const)):
+        raise ImportProblem("a ConvTranspose whose weight is computed at run time")
+    if attrs.get("output_shape"):
+        raise ImportProblem("a ConvTranspose given an output_shape (write pads instead)")
+    n = w.array.ndim - 2
+    if n not in (1, 2, 3):
+        raise ImportProblem(f"a {n}-D transposed convolution")
+    groups = attrs.get("group", 1)
+    out_ch = w.array.shape[1] * groups
+    kernel = _ints(w.array.shape[2:])
+    stride = _ints(attrs.get("strides", [1] * n))
+    dil = _ints(attrs.get("dilations", [1] * n))
+    out_pad = _ints(attrs.get("output_padding", [0] * n))
+    pad = _pads(attrs, n, "ConvTranspose", per_side=True)
+    params = {"weight": w.array.astype(np.float32)}
+    sources = w.sources
+    if b is not None:
+        params["bias"] = b.array.astype(np.float32)
+        sources = sources + b.sources
+    call = f"conv_transpose{n}d({out_ch}, {_tup(kernel)}" + _kw(
+        stride=_tup(stride) if stride != 1 else None, padding=_tup(pad) if pad != 0 else None,
+        output_padding=_tup(out_pad) if out_pad != 0 else None,
+        groups=groups if groups != 1 else None, bias="false" if b is None else None,
+        dilation=_tup(dil) if dil != 1 else None) + ")"
+    label = imp.take_label(imp.label_for(sources), "deconv")
     return _pipe(imp, node, ins, call, label=label, params=params)
 
 
@@ -645,7 +684,7 @@ def _pool_call(node, attrs: dict, n: int) -> str:
 @handles("MaxPool", "AveragePool")
 def _pool(imp, node, ins, attrs):
     n = len(attrs["kernel_shape"])
-    if n not in (1, 2):
+    if n not in (1, 2, 3):
         raise ImportProblem(f"{n}-D pooling")
     return _pipe(imp, node, ins, _pool_call(node, attrs, n))
 

@@ -15,6 +15,9 @@ from dslc.cli import main
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+
+from tests.specs.zoo_sizes import SMALL_HPARAMS  # noqa: E402
+
 nn = torch.nn
 
 
@@ -377,7 +380,8 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "logistic_regression", "mlp_xor", "self_attention", "softmax_regression",
               "word_embedding", "vit_tiny", "masked_attention", "truncated_attention",
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
-              "gpt_tiny", "spatial_transformer", "super_resolution"]
+              "gpt_tiny", "spatial_transformer", "super_resolution", "unet", "r3d_18",
+              "dcgan:dcgan_generator", "wavenet_tcn"]
 
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
@@ -399,20 +403,28 @@ def _ort_named(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})
 
 
+def _set_value(v) -> str:
+    return "(" + ", ".join(map(str, v)) + ")" if isinstance(v, tuple) else str(v)
+
+
 @pytest.mark.parametrize("spec", ROUND_TRIP)
 def test_round_trip_export_import_export(tmp_path, capsys, spec):
     """A zoo spec exported, imported and exported again computes what the first export
     computes; the imported spec runs like it under dslc too, and renders."""
     first, second = tmp_path / "a.onnx", tmp_path / "c.onnx"
-    src = ROOT / "specs" / f"{spec}.dl"
-    assert main(["export", str(src), "-o", str(first)]) == 0, capsys.readouterr().err
+    stem, _, model = spec.partition(":")  # "file:model" for a file of several models
+    src = ROOT / "specs" / f"{stem}.dl"
+    hparams = SMALL_HPARAMS.get(model or stem, {})
+    args = [str(src)] + (["--model", model] if model else []) + [
+        a for k, v in hparams.items() for a in ("--set", f"{k}={_set_value(v)}")]
+    assert main(["export", *args, "-o", str(first)]) == 0, capsys.readouterr().err
     rc, imported, npz = _run_import(tmp_path, first)
     assert rc == 0, capsys.readouterr().err
     assert main(["export", str(imported), "--params", str(npz), "-o", str(second)]) == 0, \
         capsys.readouterr().err
     assert main(["render", str(imported), "-o", str(tmp_path / "m.dot")]) == 0
     assert FOLDED.get(spec, "") in imported.read_text()
-    original = dslc.load(src)
+    original = dslc.load(src, model=model or None, hparams=hparams or None)
     feeds = original.random_inputs(1, {"B": 3, "T": 5, "S": 4, "H": 9, "W": 8})
     want = _ort_named(first, feeds)
     np.testing.assert_equal(len(want), len(original.graph.outputs))
