@@ -430,10 +430,30 @@ def _cast(imp, node, ins, attrs):
 _BIN = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 
 
+def _plus_zeros(node, a: Value, b: Value) -> Tensor | None:
+    """x + zeros (or x - zeros) of x's own shape is x: a sum started from a runtime-shaped
+    zero fill (WaveNet's skip total `zeros([B, skip, T])`) folds to its first term."""
+    pairs = {"Add": ((a, b), (b, a)), "Sub": ((b, a),)}.get(node.op_type, ())
+    for z, x in pairs:
+        if isinstance(z, Zeros) and z.fill == 0.0 and isinstance(x, Tensor) \
+                and _same_dims(z.shape, x.shape):
+            return x
+    return None
+
+
+def _same_dims(p: list, q: list) -> bool:
+    return bool(p) and len(p) == len(q) and all(
+        u is not None and v is not None and sympy.simplify(u - v) == 0
+        for u, v in zip(p, q, strict=True))
+
+
 @handles("Add", "Sub", "Mul", "Div")
 def _binary(imp, node, ins, attrs):
     a, b = ins
     sym = _BIN[node.op_type]
+    kept = _plus_zeros(node, a, b)
+    if kept is not None:
+        return [kept]
     if node.op_type == "Add":
         for pattern in ADD_PATTERNS:
             out = pattern(imp, node, a, b)
