@@ -371,6 +371,33 @@ def _hsig(imp, node, ins, attrs):
     return _pipe(imp, node, ins, "hard_sigmoid")
 
 
+@handles("HardSwish")
+def _hswish(imp, node, ins, attrs):
+    return _pipe(imp, node, ins, "hardswish")
+
+
+@handles("Clip")
+def _clip(imp, node, ins, attrs):
+    """Clip with constant bounds (inputs from opset 11, attributes before): relu6 for [0, 6],
+    hardtanh for two float bounds, clamp for one."""
+    if len(ins) > 1:
+        bounds = [ins[i] if i < len(ins) else None for i in (1, 2)]
+        if any(v is not None and not isinstance(v, Const) for v in bounds):
+            raise ImportProblem("a Clip whose bounds are computed at run time")
+        lo, hi = (None if v is None else _scalar(v) for v in bounds)
+    else:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    if lo is not None and hi is not None:
+        if float(lo) == 0.0 and float(hi) == 6.0:
+            return _pipe(imp, node, ins[:1], "relu6")
+        return _pipe(imp, node, ins[:1],
+                     f"hardtanh(min_val={_lit(float(lo))}, max_val={_lit(float(hi))})")
+    if lo is None and hi is None:
+        return [ins[0]]  # no bounds: the identity
+    kw = _kw(min=None if lo is None else _lit(lo), max=None if hi is None else _lit(hi))
+    return _pipe(imp, node, ins[:1], f"clamp({kw[2:]})")
+
+
 @handles("Softmax", "LogSoftmax")
 def _softmax(imp, node, ins, attrs):
     rank = imp.rank(ins[0])
