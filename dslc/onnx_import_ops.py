@@ -457,6 +457,36 @@ def _cast(imp, node, ins, attrs):
 _BIN = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 
 
+# The parameter names a layer scale goes by: dslc's and timm's `gamma`, torchvision's.
+_LAYER_SCALE_NAMES = ("gamma", "layer_scale")
+
+
+def _layer_scale(imp: Importer, node, x: Value, g: Value) -> list | None:
+    """x * gamma, gamma an initializer named as a layer scale, [C] over x's last axis or
+    [C, 1, ...] over axis 1: `layer_scale` (ConvNeXt, CaiT), its parameter kept."""
+    if not (isinstance(x, Tensor) and isinstance(g, Const) and len(g.sources) == 1
+            and g.sources[0].rpartition(".")[2] in _LAYER_SCALE_NAMES):
+        return None
+    rank, shape = imp.rank(x), g.array.shape
+    if rank is None or not shape:
+        return None
+    if len(shape) == 1 and _is_size(x.shape[-1], shape[0]):
+        call = "layer_scale"
+    elif len(shape) == rank - 1 and rank >= 2 and _is_size(x.shape[1], shape[0]) \
+            and all(d == 1 for d in shape[1:]):
+        call = "layer_scale(channels_first=true)"
+    else:
+        return None
+    head = g.sources[0].rpartition(".")[0]
+    label = imp.take_label(imp.label_for((f"{head}.weight",)) if head else None, "ls")
+    return _pipe(imp, node, [x], call, label=label,
+                 params={"gamma": g.array.astype(np.float32)})
+
+
+def _is_size(dim, n: int) -> bool:
+    return dim is not None and dim.is_Integer and int(dim) == n
+
+
 def _plus_zeros(node, a: Value, b: Value) -> Tensor | None:
     """x + zeros (or x - zeros) of x's own shape is x: a sum started from a runtime-shaped
     zero fill (WaveNet's skip total `zeros([B, skip, T])`) folds to its first term."""
@@ -481,6 +511,10 @@ def _binary(imp, node, ins, attrs):
     kept = _plus_zeros(node, a, b)
     if kept is not None:
         return [kept]
+    if node.op_type == "Mul":
+        scaled = _layer_scale(imp, node, a, b) or _layer_scale(imp, node, b, a)
+        if scaled is not None:
+            return scaled
     if node.op_type == "Add":
         for pattern in ADD_PATTERNS:
             out = pattern(imp, node, a, b)

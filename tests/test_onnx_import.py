@@ -382,7 +382,7 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
               "gpt_tiny", "spatial_transformer", "super_resolution", "unet", "r3d_18",
               "dcgan:dcgan_generator", "wavenet_tcn", "mobilenet_v2",
-              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16"]
+              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny"]
 
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
