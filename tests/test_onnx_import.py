@@ -444,26 +444,45 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
 
 
 def test_nodes_used_in_ways_dslc_lacks_are_all_reported(tmp_path, capsys):
-    """Asymmetric padding and a GRU with linear_before_reset=0: both named, in one run."""
+    """Asymmetric pool padding and a GRU with linear_before_reset=0: both named, in one run."""
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "cw")
     gw = numpy_helper.from_array(rng.standard_normal((1, 12, 5)).astype(np.float32), "gw")
     gr = numpy_helper.from_array(rng.standard_normal((1, 12, 4)).astype(np.float32), "gr")
-    nodes = [helper.make_node("Conv", ["img", "cw"], ["y1"], name="conv_asym",
-                              pads=[0, 0, 1, 1]),
+    nodes = [helper.make_node("MaxPool", ["img"], ["y1"], name="pool_asym",
+                              kernel_shape=[2, 2], pads=[0, 0, 1, 1]),
              helper.make_node("GRU", ["seq", "gw", "gr"], ["y2"], name="gru_lbr0",
                               hidden_size=4)]
     model = _graph_model(
         nodes, [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["B", 3, 8, 8]),
                 helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["T", "B", 5])],
         [helper.make_tensor_value_info("y1", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)], inits=[w, gw, gr])
+         helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)], inits=[gw, gr])
     rc, spec, npz = _run_import(tmp_path, _save(model, tmp_path / "m.onnx"))
     err = capsys.readouterr().err
     assert rc == 1 and err.count("error[E0826]") == 2, err
-    assert "'conv_asym'" in err and "asymmetric pads" in err
+    assert "'pool_asym'" in err and "asymmetric pads" in err
     assert "'gru_lbr0'" in err and "linear_before_reset" in err
     assert not spec.exists() and not npz.exists()
+
+
+def test_asymmetric_conv_pads_import_as_per_side_padding(tmp_path, capsys):
+    """Conv pads [top, left, bottom, right] become padding in F.pad's order (left, right, top,
+    bottom), and the imported spec computes what onnxruntime does on the file."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "c.weight")
+    model = _graph_model(
+        [helper.make_node("Conv", ["img", "c.weight"], ["y"], pads=[2, 0, 1, 3])],
+        [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["B", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits=[w])
+    path = _save(model, tmp_path / "m.onnx")
+    rc, spec, npz = _run_import(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    assert "padding=(0, 3, 2, 1)" in spec.read_text()
+    feeds = {"img": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    with np.load(npz) as z:
+        params = {k: z[k] for k in z.files}
+    got = list(dslc.load(spec).run(feeds, params).values())
+    np.testing.assert_allclose(got[0], _ort_named(path, feeds)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_unnamed_dims_get_fresh_names_and_output_is_deterministic(tmp_path, capsys):
