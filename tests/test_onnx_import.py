@@ -381,7 +381,7 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "word_embedding", "vit_tiny", "masked_attention", "truncated_attention",
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
               "gpt_tiny", "spatial_transformer", "super_resolution", "unet", "r3d_18",
-              "dcgan:dcgan_generator", "wavenet_tcn", "mobilenet_v2",
+              "dcgan:dcgan_generator", "dcgan:dcgan_discriminator", "wavenet_tcn", "mobilenet_v2",
               "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny"]
 
 
