@@ -382,7 +382,10 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
               "gpt_tiny", "spatial_transformer", "super_resolution", "unet", "r3d_18",
               "dcgan:dcgan_generator", "dcgan:dcgan_discriminator", "wavenet_tcn", "mobilenet_v2",
-              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny"]
+              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny", "resnet18"]
+
+# Sizes beyond tests/specs/zoo_sizes.py's that keep a round trip cheap.
+ROUND_TRIP_HPARAMS = {"resnet18": {"size": 32, "classes": 10}}
 
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
@@ -415,7 +418,7 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
     first, second = tmp_path / "a.onnx", tmp_path / "c.onnx"
     stem, _, model = spec.partition(":")  # "file:model" for a file of several models
     src = ROOT / "specs" / f"{stem}.dl"
-    hparams = SMALL_HPARAMS.get(model or stem, {})
+    hparams = {**SMALL_HPARAMS, **ROUND_TRIP_HPARAMS}.get(model or stem, {})
     args = [str(src)] + (["--model", model] if model else []) + [
         a for k, v in hparams.items() for a in ("--set", f"{k}={_set_value(v)}")]
     assert main(["export", *args, "-o", str(first)]) == 0, capsys.readouterr().err
