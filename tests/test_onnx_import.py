@@ -488,6 +488,26 @@ def test_asymmetric_conv_pads_import_as_per_side_padding(tmp_path, capsys):
     np.testing.assert_allclose(got[0], _ort_named(path, feeds)[0], rtol=1e-4, atol=1e-5)
 
 
+def test_clip_bounds_import_as_hardtanh_and_clamp(tmp_path, capsys):
+    """Clip with two bounds other than [0, 6] is hardtanh, with a lower bound only clamp; the
+    imported spec computes what onnxruntime does (values straddling both bounds)."""
+    lo = numpy_helper.from_array(np.array(-0.5, dtype=np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "hi")
+    model = _graph_model(
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["a"]),
+         helper.make_node("Clip", ["a", "lo"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits=[lo, hi])
+    path = _save(model, tmp_path / "m.onnx")
+    rc, spec, npz = _run_import(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    text = spec.read_text()
+    assert "hardtanh(min_val=-0.5, max_val=2.0)" in text and "clamp(min=-0.5)" in text, text
+    feeds = {"x": np.linspace(-3, 3, 14, dtype=np.float32).reshape(2, 7)}
+    got = list(dslc.load(spec).run(feeds, {}).values())
+    np.testing.assert_allclose(got[0], _ort_named(path, feeds)[0], rtol=1e-6)
+
+
 def test_unnamed_dims_get_fresh_names_and_output_is_deterministic(tmp_path, capsys):
     model = _graph_model([helper.make_node("Relu", ["in put"], ["out"])],
                          [helper.make_tensor_value_info("in put", TensorProto.FLOAT,
