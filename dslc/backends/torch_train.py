@@ -598,7 +598,7 @@ def main(argv=None):
                 if rank == 0:
                     print(f"stopped after step {state['step']} (--stop-after-steps)", flush=True)
                 if distributed:
-                    dist.destroy_process_group()
+                    leave_together()
                 return 0
             if last or stopped:
                 break
@@ -607,8 +607,16 @@ def main(argv=None):
         np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
         write_atomic(os.path.join(args.out, "params.npz"), buf.getvalue())
     if distributed:
-        dist.destroy_process_group()
+        leave_together()
     return 0
+
+
+def leave_together():
+    """All ranks reach this before any tears gloo down: a rank that destroys its group while
+    another still writes can abort in gloo's threads ("terminate called without an active
+    exception")."""
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
