@@ -58,6 +58,13 @@ def visit(imp: Importer, node) -> None:
         for out, v in zip(node.output, skip.pop(name)):
             imp.values[out] = v
         return
+    for pattern in NODE_PATTERNS:  # a pattern spanning many nodes, keyed by node names
+        outs = pattern(imp, node)
+        if outs is not None:
+            for out, v in zip(node.output, outs):
+                if out:
+                    imp.values[out] = v
+            return
     ins = [imp.get(n) for n in node.input]
     if any(isinstance(v, Tensor) and v.var == POISON for v in ins):
         # Downstream of a node that failed: still name every op that would fail too, so
@@ -850,6 +857,9 @@ ADD_PATTERNS: list[Callable] = []
 EXPAND_PATTERNS: list[Callable] = []
 MATMUL_PATTERNS: list[Callable] = []
 RESHAPE_THROUGH: dict[str, Callable] = {}  # tag -> fold (filled by onnx_import_rnn)
+# Tried at every node before its own handler: (imp, node) -> its outputs' values, or None
+# (onnx_import_graph: the graph layers' Gather/ScatterND patterns, recognised as a whole).
+NODE_PATTERNS: list[Callable] = []
 TRANSPOSE_THROUGH: dict[str, Callable] = {}
 SQUEEZE_THROUGH: dict[str, Callable] = {}
 
@@ -1048,4 +1058,4 @@ def _opset(imp: Importer) -> int:
 
 
 # The recurrent layers and the larger patterns register themselves here.
-from dslc import onnx_import_patterns, onnx_import_rnn  # noqa: E402,F401
+from dslc import onnx_import_graph, onnx_import_patterns, onnx_import_rnn  # noqa: E402,F401
