@@ -99,7 +99,7 @@ def _graph_pattern(imp: Importer, node) -> list | None:
         return _settle(imp, g, node, {}, set())  # an input failed: reported there already
     try:
         if g.op == "edge_dropout":
-            values, keep = _edge_dropout(imp, g), set()
+            values, keep = _edge_dropout(imp, g)
         else:
             values, keep = _fold(imp, g)
     except ImportProblem as exc:

@@ -382,11 +382,19 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "transformer_decoder", "bert_tiny", "transformer", "positional_encoding",
               "gpt_tiny", "spatial_transformer", "super_resolution", "unet", "r3d_18",
               "dcgan:dcgan_generator", "dcgan:dcgan_discriminator", "wavenet_tcn", "mobilenet_v2",
-              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny", "resnet18"]
+              "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny", "resnet18",
+              # graph networks: their Gather/ScatterND patterns fold back to dslc's graph ops
+              "chebnet", "dcnn", "dgc", "dropedge_gcn", "gat", "gcn", "gin", "graph_classifier",
+              "graphsage_lstm", "graphsage_mean", "graphsage_pool", "monet", "nn4g"]
 
 # Sizes beyond tests/specs/zoo_sizes.py's that keep a round trip cheap.
 ROUND_TRIP_HPARAMS = {"resnet18": {"size": 32, "classes": 10}}
 
+
+# The graph networks run at two graph sizes (N nodes, E edges), which stay symbolic.
+GRAPH_SPECS = {"chebnet", "dcnn", "dgc", "dropedge_gcn", "gat", "gcn", "gin", "graph_classifier",
+               "graphsage_lstm", "graphsage_mean", "graphsage_pool", "monet", "nn4g"}
+GRAPH_SIZES = ({"N": 9, "E": 20}, {"N": 5, "E": 7})
 
 UNTIED = {"gpt_tiny": 1000 * 128}  # wte [vocab, d], also the head's weight
 # What the import folds back to, per spec (the structure, not only the numbers).
@@ -399,6 +407,17 @@ FOLDED = {
     "vit_tiny": "class_token as cls_token",
     "positional_encoding": "sinusoidal_encoding",
     "bert_tiny": "position_embedding(",
+    "gcn": "x -> gcn_conv(edge_index, 16) as conv1 -> relu -> gcn_conv(edge_index, 7) as conv2",
+    "gat": "gat_conv(edge_index, 8, heads=8) as conv1",
+    "chebnet": "cheb_conv(edge_index, 16, 3) as conv1",
+    "dcnn": "diffusion(edge_index, 3)",
+    "dropedge_gcn": "gcn_conv(edge_index, w1, 16) as conv1",
+    "gin": "gin_aggregate(edge_index, train_eps=true)",
+    "graph_classifier": "readout(batch, graphs=4)",
+    "graphsage_lstm": 'sage_conv(edge_index, 16, aggr="lstm") as conv1',
+    "graphsage_pool": 'sage_conv(edge_index, 16, aggr="max", project=true) as conv1',
+    "monet": "gmm_conv(edge_index, pseudo, 16, 3) as conv1",
+    "nn4g": "propagate(edge_index)",
 }
 
 
@@ -429,17 +448,21 @@ def test_round_trip_export_import_export(tmp_path, capsys, spec):
     assert main(["render", str(imported), "-o", str(tmp_path / "m.dot")]) == 0
     assert FOLDED.get(spec, "") in imported.read_text()
     original = dslc.load(src, model=model or None, hparams=hparams or None)
-    feeds = original.random_inputs(1, {"B": 3, "T": 5, "S": 4, "H": 9, "W": 8})
-    want = _ort_named(first, feeds)
-    np.testing.assert_equal(len(want), len(original.graph.outputs))
+    sizes = {"B": 3, "T": 5, "S": 4, "H": 9, "W": 8}
     prog = dslc.load(imported)
     with np.load(npz) as z:
         params = {k: z[k] for k in z.files}
-    got = list(prog.run(feeds, params).values())
-    again = _ort_named(second, feeds)
-    for w, g, a in zip(want, got, again, strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-5)
+    for bind in [sizes | g for g in GRAPH_SIZES] if stem in GRAPH_SPECS else [sizes]:
+        feeds = original.random_inputs(1, bind)
+        want = _ort_named(first, feeds)
+        np.testing.assert_equal(len(want), len(original.graph.outputs))
+        got = list(prog.run(feeds, params).values())
+        again = _ort_named(second, feeds)
+        for w, g, a in zip(want, got, again, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(a, w, rtol=1e-4, atol=1e-5)
+    if stem in GRAPH_SPECS:  # the node and edge counts stay named dims
+        assert "i64[2, E]" in imported.read_text() and "f32[N, " in imported.read_text()
     # the imported spec has the original's parameter count, but for a tied table: ONNX holds
     # it once, read by the embedding and by the output projection, and the import unties it
     extra = UNTIED.get(spec, 0)
