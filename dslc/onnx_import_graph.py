@@ -108,7 +108,7 @@ def _graph_pattern(imp: Importer, node) -> list | None:
     return _settle(imp, g, node, values, keep)
 
 
-def _settle(imp: Importer, g: Group, first, values: dict, keep: set) -> list:
+def _settle(imp: Importer, g: Group, first, values: dict, keep: set) -> list | None:
     """Values for every node of the group: the op's outputs, placeholders inside; nodes in
     `keep` (sizes that later nodes read too) are left to the ordinary walk. Without values
     (a failure) everything is poisoned, so nothing downstream is reported twice."""
@@ -122,9 +122,7 @@ def _settle(imp: Importer, g: Group, first, values: dict, keep: set) -> list:
             mine = outs
         else:
             imp.skip[n.name] = outs
-    if mine is None:  # the first node is a kept size node: the walk computes it
-        return None  # type: ignore[return-value]
-    return mine
+    return mine  # None for a kept size node: the walk computes it
 
 
 # ---- edge dropout -------------------------------------------------------------------------
@@ -180,7 +178,7 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
                 continue
             why = _compare(real, probe, order)
             if why is None:
-                return _emit(imp, g, real, probe, order, attrs), _kept(real)
+                return _emit(imp, g, real, order, attrs), _kept(real)
             tried.append(f"{_call_text(g.op, attrs, ['…'] * len(order))}: {why}")
     detail = f"the nodes do not match dslc's lowering of {g.op}"
     if tried:
@@ -381,8 +379,11 @@ class _Side:
                 c = self.kind(i) if i else ("",)
                 if c[0] == "param":
                     self.params[c[1]] = c[2]
-        self.imp = None
-        self.g = None
+        self.imp: Importer | None = None  # the file's side: where its values are
+        self.g: Group | None = None
+        self.prefix: str | None = None  # the parameters' module path
+        self.inputs: list[str] = []  # the probe's side: its graph inputs, in the op's order
+        self.result: list[str] = []  # the file's values the op's outputs are, once matched
 
     def kind(self, value: str) -> tuple:
         if value in self.made:
@@ -425,7 +426,6 @@ class _Side:
     @classmethod
     def of_file(cls, imp: Importer, g: Group) -> _Side:
         names = {n.name for n in g.nodes}
-        made = {o for n in g.nodes for o in n.output if o}
         inits = {t.name for t in imp.graph.initializer}
         prefix = _param_prefix(g, inits)
 
@@ -450,7 +450,6 @@ class _Side:
                     outputs.append(o)
         side = cls(list(g.nodes), kind_of, imp.onnx.helper, outputs)
         side.imp, side.g, side.prefix = imp, g, prefix
-        side.made_all = made
         return side
 
     @classmethod
@@ -497,7 +496,7 @@ def _compare(real: _Side, probe: _Side, order: list[str]) -> str | None:
             for k in real.params):
         return "the parameters differ"
     mapping: dict[str, str] = {}
-    for i, (rk, pk) in enumerate(zip(real.live, probe.live)):
+    for rk, pk in zip(real.live, probe.live):
         rn, pn = real.nodes[rk], probe.nodes[pk]
         if len(rn.input) != len(pn.input) or len(rn.output) != len(pn.output):
             return f"node {rn.name} has other inputs"
@@ -576,23 +575,21 @@ def _same_input(real: _Side, r_in: str, probe: _Side, p_in: str,
 # ---- the statement ------------------------------------------------------------------------
 
 
-def _emit(imp: Importer, g: Group, real: _Side, probe: _Side, order: list[str],
-          attrs: dict) -> dict:
-    first = imp.values[order[0]]
+def _emit(imp: Importer, g: Group, real: _Side, order: list[str], attrs: dict) -> dict:
+    """The op's statement, its first input piped in; the file's output values as its
+    targets."""
     args = [ops._t(imp, imp.values[v], g.nodes[0]) for v in order]
     params = {}
-    sources = []
     for n in g.nodes:
         for i in n.input:
             c = real.kind(i) if i else ("",)
             if c[0] == "param" and c[1] not in params:
                 params[c[1]] = np.ascontiguousarray(imp.values[i].array.astype(np.float32))
-                sources.append(i)
     label = None
     if params:
         label = imp.take_label(_label(imp, real.prefix), KIND.get(g.op, g.op))
     call = _call_text(g.op, attrs, args[1:])
-    targets = imp.emit(call, first=ops._t(imp, first, g.nodes[0]), hint=list(real.result),
+    targets = imp.emit(call, first=args[0], hint=list(real.result),
                        n_out=len(real.result), label=label, params=params,
                        node=g.nodes[-1].name)
     return {o: imp.tensor(o, var=t) for o, t in zip(real.result, targets)}
