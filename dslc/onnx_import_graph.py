@@ -172,7 +172,7 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
     tried = []
     for attrs in _candidates(g.op, real, params):
         for order in _orders(imp, g.op, tensors):
-            types = [(imp.values[v].dtype, imp.values[v].shape) for v in order]
+            types = _probe_types(imp, g.op, order)
             probe = _probe(g.op, attrs, types, _opset(imp), set(params))
             if probe is None:
                 continue
@@ -184,6 +184,21 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
     if tried:
         detail += f" ({tried[0]})"
     raise ImportProblem(detail)
+
+
+def _probe_types(imp: Importer, op: str, order: list[str]) -> list[tuple[str, list[str]]]:
+    """The inputs' types for the probe, by role: N nodes and E edges (the file may know
+    neither, or only derived sizes such as E + N), the feature sizes the file's."""
+    out = []
+    fresh = iter(f"P{i}" for i in range(1, 100))
+    for v, role in zip(order, ROLES[op]):
+        t = imp.values[v]
+        rest = [dim_text(d) if d is not None and sympy.sympify(d).is_Integer else next(fresh)
+                for d in t.shape[1:]]
+        head = {"ei": ["2", "E"], "batch": ["N"], "node": ["N"] + rest,
+                "edge": ["E"] + rest}[role.rstrip("?")]
+        out.append((t.dtype, head))
+    return out
 
 
 def _opset(imp: Importer) -> int:
@@ -239,9 +254,7 @@ def _candidates(op: str, real: _Side, params: dict[str, tuple]) -> list[dict[str
     if op == "diffusion":
         return [{"hops": len(last.input)}] if last.op_type == "Concat" else []
     if op == "readout":
-        dim = real.out_dim0()
-        graphs: Any = int(dim) if dim is not None and dim.is_Integer else (
-            dim.name if dim is not None and dim.is_Symbol else None)
+        graphs = real.out_dim0()
         return [{"reduce": reduce, "graphs": graphs}] if graphs is not None else []
     if op == "gcn_conv" and "weight" in params:
         return [{"out_channels": params["weight"][0], "bias": "bias" in params}]
@@ -313,24 +326,15 @@ _PROBES: dict[tuple, Any] = {}
 def _probe(op: str, attrs: dict, types: list, opset: int, param_names: set[str]):
     """The nodes dslc's exporter writes for `op` with these attributes on inputs of these
     types (cached), as a `_Side`; None when the candidate does not check."""
-    key = (op, tuple(sorted(attrs.items())), tuple((d, tuple(map(str, s))) for d, s in types),
-           opset)
+    key = (op, tuple(sorted(attrs.items())), tuple((d, tuple(s)) for d, s in types), opset)
     if key in _PROBES:
         return _PROBES[key]
     import dslc
     from dslc.backends.onnx_export import build_model
     from dslc.diagnostics import DslcError
 
-    fresh = iter(f"P{i}" for i in range(1, 100))
     decls, names = [], []
-    for i, (dtype, shape) in enumerate(types):
-        dims = []
-        for d in shape:
-            if d is None or not all(re.match(r"^[A-Za-z_]\w*$", s.name)
-                                    for s in sympy.sympify(d).free_symbols):
-                dims.append(next(fresh))
-            else:
-                dims.append(dim_text(d))
+    for i, (dtype, dims) in enumerate(types):
         names.append(f"in{i}")
         decls.append(f"  input in{i}: {dtype}[{', '.join(dims)}]")
     n_out = OUTPUTS.get(op, 1)
@@ -417,11 +421,20 @@ class _Side:
                         return float(c[1].reshape(-1)[0])
         return None
 
-    def out_dim0(self):
+    def out_dim0(self) -> int | str | None:
+        """The first size of the op's output as the file declares it: a number or a dim
+        name (readout's graph count, which no input need have)."""
         if self.imp is None or not self.outputs:
             return None
-        shape = self.imp.shapes.get(self.outputs[0]) or []
-        return sympy.sympify(shape[0]) if shape and shape[0] is not None else None
+        g = self.imp.graph
+        for vi in list(g.value_info) + list(g.output):
+            if vi.name == self.outputs[0] and vi.type.tensor_type.shape.dim:
+                d = vi.type.tensor_type.shape.dim[0]
+                if d.HasField("dim_value"):
+                    return int(d.dim_value)
+                if re.match(r"^[A-Za-z_]\w*$", d.dim_param):
+                    return d.dim_param
+        return None
 
     @classmethod
     def of_file(cls, imp: Importer, g: Group) -> _Side:
