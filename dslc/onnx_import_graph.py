@@ -173,7 +173,7 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
     for attrs in _candidates(g.op, real, params):
         for order in _orders(imp, g.op, tensors):
             types = _probe_types(imp, g.op, order)
-            probe = _probe(g.op, attrs, types, _opset(imp), set(params))
+            probe = _probe(g.op, attrs, types, _opset(imp))
             if probe is None:
                 continue
             why = _compare(real, probe, order)
@@ -323,7 +323,7 @@ def _call_text(op: str, attrs: dict[str, Any], args: list[str]) -> str:
 _PROBES: dict[tuple, Any] = {}
 
 
-def _probe(op: str, attrs: dict, types: list, opset: int, param_names: set[str]):
+def _probe(op: str, attrs: dict, types: list, opset: int):
     """The nodes dslc's exporter writes for `op` with these attributes on inputs of these
     types (cached), as a `_Side`; None when the candidate does not check."""
     key = (op, tuple(sorted(attrs.items())), tuple((d, tuple(s)) for d, s in types), opset)

@@ -234,3 +234,19 @@ def test_another_ops_nodes_under_a_graph_ops_name_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "graph layer 'conv2 (gat_conv at gcn.dl:8:24)'" in err, err
     assert not spec.exists()
+
+
+def test_float64_model_with_an_i32_edge_index(tmp_path, capsys):
+    """The parameters meet an f64 input through Casts and an i32 edge index is cast to i64:
+    the same statements come back, in the file's dtypes."""
+    src, first, spec = _export_import(tmp_path, """model g64 {
+  input x: f64[N, 5]
+  input edge_index: i32[2, E]
+  h = x -> gcn_conv(edge_index, 4) as conv1 -> relu
+  output y = h -> gat_conv(edge_index, 3, heads=2) as conv2
+}
+""", capsys)
+    text = spec.read_text()
+    assert "input x: f64[N, 5]" in text and "input edge_index: i32[2, E]" in text
+    assert "gcn_conv(edge_index, 4) as conv1 -> relu -> gat_conv(edge_index, 3, heads=2)" in text
+    _same_as_onnxruntime(src, first, spec)
