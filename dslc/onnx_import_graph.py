@@ -173,7 +173,7 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
     for attrs in _candidates(g.op, real, params):
         for order in _orders(imp, g.op, tensors):
             types = _probe_types(imp, g.op, order)
-            probe = _probe(g.op, attrs, types, _opset(imp))
+            probe = _probe(g.op, attrs, types, _opset(imp), _carried(imp, attrs))
             if probe is None:
                 continue
             why = _compare(real, probe, order)
@@ -184,6 +184,13 @@ def _fold(imp: Importer, g: Group) -> tuple[dict, set]:
     if tried:
         detail += f" ({tried[0]})"
     raise ImportProblem(detail)
+
+
+def _carried(imp: Importer, attrs: dict) -> tuple[str, ...]:
+    """Dims the probe must have an input of, as the file has: a readout's graph count that
+    an input holds is read from that input's shape, not computed from the batch vector."""
+    graphs = attrs.get("graphs")
+    return (graphs,) if isinstance(graphs, str) and graphs in imp.dim_names.values() else ()
 
 
 def _probe_types(imp: Importer, op: str, order: list[str]) -> list[tuple[str, list[str]]]:
@@ -255,6 +262,8 @@ def _candidates(op: str, real: _Side, params: dict[str, tuple]) -> list[dict[str
         return [{"hops": len(last.input)}] if last.op_type == "Concat" else []
     if op == "readout":
         graphs = real.out_dim0()
+        if isinstance(graphs, str) and real.imp is not None:  # the spec's name of the dim
+            graphs = real.imp.dim_names.get(graphs, graphs)
         return [{"reduce": reduce, "graphs": graphs}] if graphs is not None else []
     if op == "gcn_conv" and "weight" in params:
         return [{"out_channels": params["weight"][0], "bias": "bias" in params}]
@@ -323,10 +332,11 @@ def _call_text(op: str, attrs: dict[str, Any], args: list[str]) -> str:
 _PROBES: dict[tuple, Any] = {}
 
 
-def _probe(op: str, attrs: dict, types: list, opset: int):
+def _probe(op: str, attrs: dict, types: list, opset: int, carried: tuple[str, ...] = ()):
     """The nodes dslc's exporter writes for `op` with these attributes on inputs of these
     types (cached), as a `_Side`; None when the candidate does not check."""
-    key = (op, tuple(sorted(attrs.items())), tuple((d, tuple(s)) for d, s in types), opset)
+    key = (op, tuple(sorted(attrs.items())), tuple((d, tuple(s)) for d, s in types), opset,
+           carried)
     if key in _PROBES:
         return _PROBES[key]
     import dslc
@@ -337,6 +347,7 @@ def _probe(op: str, attrs: dict, types: list, opset: int):
     for i, (dtype, dims) in enumerate(types):
         names.append(f"in{i}")
         decls.append(f"  input in{i}: {dtype}[{', '.join(dims)}]")
+    decls += [f"  input carry{i}: f32[{d}]" for i, d in enumerate(carried)]
     n_out = OUTPUTS.get(op, 1)
     outs = [f"out{i}" for i in range(n_out)]
     label = " as layer" if op in KIND else ""

@@ -250,3 +250,24 @@ def test_float64_model_with_an_i32_edge_index(tmp_path, capsys):
     assert "input x: f64[N, 5]" in text and "input edge_index: i32[2, E]" in text
     assert "gcn_conv(edge_index, 4) as conv1 -> relu -> gat_conv(edge_index, 3, heads=2)" in text
     _same_as_onnxruntime(src, first, spec)
+
+
+def test_readout_over_a_graph_count_an_input_holds(tmp_path, capsys):
+    """graphs=B, a dim of another input: the export reads it from that input's shape (not
+    max(batch) + 1), and the import gives back a readout over B (the default)."""
+    src, first, spec = _export_import(tmp_path, """model ro {
+  input x: f32[N, 4]
+  input batch: i64[N]
+  input target: f32[B, 4]
+  g = readout(x, batch, "mean", graphs="B")
+  output y = g + target
+}
+""", capsys)
+    assert 'g = x -> readout(batch, "mean")' in spec.read_text()
+    prog = dslc.load(spec)
+    for bind in ({"N": 8, "B": 3}, {"N": 5, "B": 4}):
+        feeds = dslc.load(src).random_inputs(4, bind)
+        (got,) = prog.run(feeds, {}).values()
+        (want,) = _ort(first, feeds)
+        assert got.shape == (bind["B"], 4)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
