@@ -105,6 +105,11 @@ def _graph_pattern(imp: Importer, node) -> list | None:
     except ImportProblem as exc:
         imp.problems.append(("graph layer", f"{g.label} ({g.op} at {g.loc})", exc.detail))
         return _settle(imp, g, node, {}, set())
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        # Nodes whose attributes or inputs are not what their op requires: a malformed file.
+        imp.problems.append(("graph layer", f"{g.label} ({g.op} at {g.loc})", "malformed "
+                             f"node ({type(exc).__name__}: {str(exc)[:120]})"))
+        return _settle(imp, g, node, {}, set())
     return _settle(imp, g, node, values, keep)
 
 
@@ -316,6 +321,7 @@ def _call_text(op: str, attrs: dict[str, Any], args: list[str]) -> str:
 
     spec = OPS[op]
     fields = spec.attrs.model_fields
+
     def needed(k: str) -> bool:
         f = fields[k]
         return f.is_required() or attrs[k] != f.default
@@ -360,7 +366,9 @@ def _probe(op: str, attrs: dict, types: list, opset: int, carried: tuple[str, ..
         params = prog.init_params(0)
         model = build_model(prog.graph, prog.fold_params(params), opset)
         side = _Side.of_probe(model, op, names, outs)
-    except DslcError:
+    except DslcError:  # the candidate does not check on these types: no match
+        side = None
+    except Exception:  # noqa: BLE001 - nor does one the exporter cannot lower
         side = None
     _PROBES[key] = side
     return side
