@@ -238,6 +238,11 @@ def _fits(v: Tensor, role: str) -> bool:
     return floating and len(v.shape) >= 1
 
 
+def _or(value: Any, default: Any) -> Any:
+    """An attribute's value, or ONNX's default where the node leaves it out."""
+    return default if value is None else value
+
+
 def _float_attr(x: float) -> float:
     """A float32 attribute as the number a spec writes (0.2, not 0.20000000298)."""
     return float(str(np.float32(x)))
@@ -279,7 +284,7 @@ def _candidates(op: str, real: _Side, params: dict[str, tuple]) -> list[dict[str
                 for n in ("sym", "rw", "none")]
     if op == "gat_conv" and "att_src" in params:
         _, h, c = params["att_src"]
-        slope = next((_float_attr(real.attr(n, "alpha")) for n in real.nodes
+        slope = next((_float_attr(_or(real.attr(n, "alpha"), 0.01)) for n in real.nodes
                       if n.op_type == "LeakyRelu"), 0.2)
         return [{"out_channels": c, "heads": h, "concat": "ReduceMean" not in types,
                  "negative_slope": slope, "bias": "bias" in params}]
