@@ -1048,4 +1048,4 @@ def _opset(imp: Importer) -> int:
 
 
 # The recurrent layers and the larger patterns register themselves here.
-from dslc import onnx_import_patterns, onnx_import_rnn  # noqa: E402,F401
+from dslc import onnx_import_loop, onnx_import_patterns, onnx_import_rnn  # noqa: E402,F401

@@ -92,6 +92,7 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
     params: dict[str, np.ndarray] = {}
     lines = [f"# Imported from {_file_name(imp.path)} by `dslc import` ({_producer(imp)}).",
              "# Its parameters are the .npz written with it: dslc run --params FILE.npz", ""]
+    lines += imp.extra_blocks  # the cells of imported loops (onnx_import_loop)
     for blk in blocks:
         lines.append(f"block {blk.name} {{")
         lines.append(f"  input {blk.input}{blk.input_type}")
