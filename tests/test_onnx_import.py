@@ -384,7 +384,7 @@ ROUND_TRIP = ["mlp", "lenet5", "lstm", "gru", "birnn", "deep_rnn", "inception_bl
               "dcgan:dcgan_generator", "dcgan:dcgan_discriminator", "wavenet_tcn", "mobilenet_v2",
               "mobilenet_v3_small", "efficientnet_b0", "vit_b_16", "convnext_tiny", "resnet18",
               "char_lm", "elman_rnn", "jordan_rnn", "lstm_peephole", "gan:generator",
-              "gan:discriminator"]
+              "gan:discriminator", "edge_detector"]
 
 # Sizes beyond tests/specs/zoo_sizes.py's that keep a round trip cheap.
 ROUND_TRIP_HPARAMS = {"resnet18": {"size": 32, "classes": 10}}
@@ -404,6 +404,7 @@ FOLDED = {
     "elman_rnn": "hs, h = scan elman_cell over x from h0 as elman_cell1",
     "char_lm": "scan char_step from start, h0 steps 20 as char_step1",
     "lstm_peephole": "scan lstm_cell over x from h0, c0 as lstm_cell1",
+    "edge_detector": "conv2d(x, kernel)",  # the spec's const stays a const, not a parameter
 }
 
 
