@@ -125,9 +125,8 @@ def _prefix(imp: Importer, graph) -> str:
         if isinstance(v, Const) and v.sources and v.array.dtype.kind == "f":
             for s in v.sources:
                 first, dot, _rest = s.partition(".")
-                if not dot:
-                    return ""
-                firsts.add(first)
+                if dot:  # a dotless name (the export's `scalar`) names no layer
+                    firsts.add(first)
     if len(firsts) == 1:
         first = firsts.pop()
         if re.match(r"^[A-Za-z_]\w*$", first):
@@ -203,7 +202,8 @@ def _build_cell(imp: Importer, node, graph, cell: _Cell, state_outs: list[str],
     # A cell that returns only its states makes them the per-step outputs (Elman).
     only_states = out_vars[n_states:] == out_vars[:n_states]
     written = out_vars[:n_states] if only_states else out_vars
-    name = imp.fresh(re.sub(r"\d+$", "", prefix) or "cell")
+    stem = re.sub(r"\d+$", "", prefix)
+    name = imp.fresh(stem if stem and stem != prefix else f"{prefix}_cell" if prefix else "cell")
     imp.block_names.append(name)
     label = imp.take_label(prefix or None, name) if _has_params(body) else None
     hints = [_stacked_hint(imp, s) for s in stacked] + ["y"] * len(step_outs)
@@ -289,18 +289,19 @@ def _loop(imp: Importer, node, ins: list, attrs: dict):
                             "fixed number of steps)")
     if cond is not None and not (isinstance(cond, Const) and bool(cond.array.reshape(-1)[0])):
         raise ImportProblem("a Loop whose first condition is computed at run time")
-    if not _cond_kept(graph, cond_name):
+    if not _cond_kept(imp, graph, cond_name):
         raise ImportProblem("a Loop whose condition can change inside the body (a while "
                             "loop: dslc's scan runs every step)")
     cell = _Cell()
     cell.fixed[cond_name] = Const(np.ones((), dtype=bool))
+    index, reverse = _step_index(imp, graph, it_name, trip, cell)
     along = None
     for k, n in enumerate(graph.node):
-        if it_name not in n.input:
+        if index not in n.input or k in cell.skip_nodes:
             continue
         outer = n.input[0] if n.input else ""
         v = imp.values.get(outer)
-        if n.op_type != "Gather" or list(n.input[1:]) != [it_name] or not isinstance(v, Tensor):
+        if n.op_type != "Gather" or list(n.input[1:]) != [index] or not isinstance(v, Tensor):
             raise ImportProblem("a Loop that uses its iteration number other than to take "
                                 "one step of an outer sequence (`Gather(x, t)`)")
         axis = ops._norm_axis(ops.attrs_of(imp, n).get("axis", 0), imp.rank(v))
@@ -323,20 +324,43 @@ def _loop(imp: Importer, node, ins: list, attrs: dict):
     stacked = list(node.output[n_states:])
     if along is None:
         along = _output_axis(imp, stacked)
+    if reverse and not cell.seq_vars:
+        raise ImportProblem("a Loop that counts down without stepping through a sequence")
     return _scan_stmt(imp, node, graph, cell, body_outs[1:1 + n_states],
-                      body_outs[1 + n_states:], states, steps, along, False,
+                      body_outs[1 + n_states:], states, steps, along, reverse,
                       finals=list(node.output[:n_states]), stacked=stacked, time_major=True)
 
 
-def _cond_kept(graph, cond_name: str) -> bool:
+def _step_index(imp: Importer, graph, it_name: str, trip: Value, cell: _Cell
+                ) -> tuple[str, bool]:
+    """The body value that indexes the sequences: the iteration number itself, or `last - t`
+    with `last` the trip count less one (dslc's export of a `reverse` scan). Every other use
+    of the iteration number is a loop dslc's scan cannot express."""
+    users = [(k, n) for k, n in enumerate(graph.node) if it_name in n.input]
+    if any(n.op_type == "Gather" for _, n in users):
+        return it_name, False
+    if len(users) == 1 and users[0][1].op_type == "Sub" and list(users[0][1].input[1:]) == [
+            it_name]:
+        k, sub = users[0]
+        last = dims_value(imp.values.get(sub.input[0])) if isinstance(
+            imp.values.get(sub.input[0]), (Const, Dims)) else None
+        count = dims_value(trip) if isinstance(trip, (Const, Dims)) else None
+        if last and count and len(last) == 1 and _same(last[0], count[0] - 1):
+            cell.skip_nodes.add(k)
+            return sub.output[0], True
+    return it_name, False
+
+
+def _cond_kept(imp: Importer, graph, cond_name: str) -> bool:
     """The body's condition output is its condition input (through Identity) or true."""
     out = graph.output[0].name
     seen = 0
     while out != cond_name and seen < 8:
         seen += 1
         prod = next((n for n in graph.node if out in n.output), None)
-        if prod is None:
-            return False
+        if prod is None:  # a value of the outer graph: a constant true (torch's export)
+            v = imp.values.get(out)
+            return isinstance(v, Const) and v.array.size == 1 and bool(v.array.reshape(-1)[0])
         if prod.op_type == "Identity":
             out = prod.input[0]
             continue
@@ -460,7 +484,9 @@ def _scan_stmt(imp: Importer, node, graph, cell: _Cell, state_outs, step_outs, s
     result = [imp.tensor(f, var=t) for f, t in zip(finals, targets[n_outs:])]
     for j, s in enumerate(stacked):
         var = targets[j]
-        if time_major and along != 0:
+        if time_major and reverse:
+            result.append(_reversed(imp, s, var, along))
+        elif time_major and along != 0:
             result.append(_time_major(imp, node, s, var, along))
         else:
             result.append(imp.tensor(s, var=var))
@@ -497,4 +523,32 @@ def _through_transpose(imp: Importer, node, x: Tensor, perm: list[int]) -> Tenso
     return imp.tensor(node.output[0], var=var)
 
 
+def _reversed(imp: Importer, onnx_name: str, var: str, along: int) -> Tensor:
+    """A reverse Loop's stacked output, in the order the steps ran (last step first): only the
+    Slice that reverses it back into time order (dslc's export) has a dslc counterpart."""
+    out = imp.tensor(onnx_name, tag=("scan_rev", var, along))
+
+    def write() -> str:
+        raise ImportProblem("a reversed Loop's stacked output read in the order the steps ran "
+                            "(dslc's reverse scan gives it in time order)")
+    out.lazy = write
+    return out
+
+
+def _through_slice(imp: Importer, node, x: Tensor, ins: list) -> Tensor | None:
+    """Slice(y, -1, -inf, axis 0, step -1) of a reverse Loop's output: the scan's output."""
+    vals = [dims_value(v) if isinstance(v, (Const, Dims)) else None for v in ins[1:5]]
+    if len(vals) < 4 or any(v is None or len(v) != 1 for v in vals):
+        return None
+    start, end, axis, step = (v[0] for v in vals)
+    if not (start == -1 and axis == 0 and step == -1 and end.is_Integer and
+            (int(end) <= -2 ** 62 or _same(end, -1 - (x.shape[0] if x.shape else 10 ** 9)))):
+        return None
+    _tag, var, along = x.tag
+    if along == 0:
+        return imp.tensor(node.output[0], var=var)
+    return _time_major(imp, node, node.output[0], var, along)
+
+
 ops.TRANSPOSE_THROUGH["scan_steps"] = _through_transpose
+ops.SLICE_THROUGH["scan_rev"] = _through_slice

@@ -871,6 +871,7 @@ MATMUL_PATTERNS: list[Callable] = []
 RESHAPE_THROUGH: dict[str, Callable] = {}  # tag -> fold (filled by onnx_import_rnn)
 TRANSPOSE_THROUGH: dict[str, Callable] = {}
 SQUEEZE_THROUGH: dict[str, Callable] = {}
+SLICE_THROUGH: dict[str, Callable] = {}  # (filled by onnx_import_loop)
 
 
 @handles("Transpose")
@@ -1015,6 +1016,10 @@ def _gather(imp, node, ins, attrs):
 @handles("Slice")
 def _slice(imp, node, ins, attrs):
     x = ins[0]
+    if isinstance(x, Tensor) and x.tag and x.tag[0] in SLICE_THROUGH:
+        folded = SLICE_THROUGH[x.tag[0]](imp, node, x, ins)
+        if folded is not None:
+            return [folded]
     if len(ins) > 1:
         vals = [dims_value(v) if v is not None else None for v in ins[1:]]
         if any(v is not None and not all(e.is_Integer for e in v) for v in vals):
@@ -1067,4 +1072,9 @@ def _opset(imp: Importer) -> int:
 
 
 # The recurrent layers and the larger patterns register themselves here.
-from dslc import onnx_import_loop, onnx_import_patterns, onnx_import_rnn  # noqa: E402,F401
+from dslc import (  # noqa: E402,F401
+    onnx_import_loop,
+    onnx_import_patterns,
+    onnx_import_pool,
+    onnx_import_rnn,
+)
