@@ -300,6 +300,8 @@ def _loop(imp: Importer, node, ins: list, attrs: dict):
         if index not in n.input or k in cell.skip_nodes:
             continue
         outer = n.input[0] if n.input else ""
+        if outer not in imp.values:
+            outer = _whole_slice(imp, graph, outer, cell)
         v = imp.values.get(outer)
         if n.op_type != "Gather" or list(n.input[1:]) != [index] or not isinstance(v, Tensor):
             raise ImportProblem("a Loop that uses its iteration number other than to take "
@@ -311,24 +313,98 @@ def _loop(imp: Importer, node, ins: list, attrs: dict):
         cell.seq_vars.append(outer)
         cell.seq_inputs.append((n.output[0], _step_type(v, axis)))
         cell.skip_nodes.add(k)
-    n_states = len(states)
+    n_carried = len(states)
     body_outs = [o.name for o in graph.output]
-    if len(body_outs) < 1 + n_states:
+    if len(body_outs) < 1 + n_carried:
         raise ImportProblem("a Loop body with fewer outputs than its carried states")
-    for name, v in zip([i.name for i in graph.input[2:]], states, strict=False):
+    collected = _collectors(imp, node, graph, cell)  # carried index -> the value inserted
+    real = [i for i in range(n_carried) if i not in collected]
+    for i in real:
+        v = states[i]
         if not isinstance(v, Tensor):
             raise ImportProblem("a Loop state that starts from a constant (dslc's scan starts "
                                 "from tensors)")
-        cell.state_inputs.append((name, Tensor(list(v.shape), v.dtype)))
+        cell.state_inputs.append((graph.input[2 + i].name, Tensor(list(v.shape), v.dtype)))
     steps = _trip_steps(imp, trip, [imp.values[s] for s in cell.seq_vars], along)
-    stacked = list(node.output[n_states:])
+    sequences = [node.output[i] for i in collected]
+    stacked = sequences + list(node.output[n_carried:])
     if along is None:
         along = _output_axis(imp, stacked)
     if reverse and not cell.seq_vars:
         raise ImportProblem("a Loop that counts down without stepping through a sequence")
-    return _scan_stmt(imp, node, graph, cell, body_outs[1:1 + n_states],
-                      body_outs[1 + n_states:], states, steps, along, reverse,
-                      finals=list(node.output[:n_states]), stacked=stacked, time_major=True)
+    if reverse and sequences:
+        raise ImportProblem("a Loop that counts down and collects a sequence")
+    return _scan_stmt(imp, node, graph, cell, [body_outs[1 + i] for i in real],
+                      list(collected.values()) + body_outs[1 + n_carried:],
+                      [states[i] for i in real], steps, along, reverse,
+                      finals=[node.output[i] for i in real], stacked=stacked,
+                      time_major=True, sequences=frozenset(sequences))
+
+
+def _collectors(imp: Importer, node, graph, cell: _Cell) -> dict[int, str]:
+    """Carried values that start as `SequenceEmpty` and gain one `SequenceInsert` per step
+    (how torch's TorchScript export collects a Python loop's outputs): per-step outputs, not
+    states. Returns {carried index: the body value inserted}."""
+    out: dict[int, str] = {}
+    for i, outer in enumerate(node.input[2:]):
+        prod = imp.producer.get(outer)
+        if prod is None or prod.op_type != "SequenceEmpty":
+            continue
+        b_in, b_out = graph.input[2 + i].name, graph.output[1 + i].name
+        k, ins = next(((k, n) for k, n in enumerate(graph.node) if b_out in n.output),
+                      (None, None))
+        readers = [n for n in graph.node if b_in in n.input]
+        if ins is None or ins.op_type != "SequenceInsert" or list(ins.input[:1]) != [b_in] \
+                or len(ins.input) != 2 or readers != [ins]:
+            raise ImportProblem("a Loop that carries an ONNX sequence other than to collect "
+                                "one value per step")
+        cell.skip_nodes.add(k)
+        out[i] = ins.input[1]
+    return out
+
+
+def _body_const(imp: Importer, graph, name: str, depth: int = 0) -> np.ndarray | None:
+    """The value of a body value computed from constants alone (torch's Constant and
+    Unsqueeze nodes inside the body), or None."""
+    v = imp.values.get(name)
+    if isinstance(v, Const):
+        return v.array
+    prod = next((n for n in graph.node if name in n.output), None)
+    if prod is None or depth > 6:
+        return None
+    feeds = {}
+    for i in prod.input:
+        if i:
+            arr = _body_const(imp, graph, i, depth + 1)
+            if arr is None:
+                return None
+            feeds[i] = arr
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        outs = ReferenceEvaluator(prod, opsets={"": ops._opset(imp)}).run(None, feeds)
+    except Exception:  # noqa: BLE001 - not a foldable node: no constant
+        return None
+    return np.asarray(outs[list(prod.output).index(name)])
+
+
+def _whole_slice(imp: Importer, graph, name: str, cell: _Cell) -> str:
+    """`Slice(x, 0, INT64_MAX, axis, 1)` of an outer tensor inside the body (torch slices
+    `x[:, t]` as all of x, then the step): x itself."""
+    k, prod = next(((k, n) for k, n in enumerate(graph.node) if name in n.output),
+                   (None, None))
+    if prod is None or prod.op_type != "Slice" or prod.input[0] not in imp.values:
+        return name
+    vals = [_body_const(imp, graph, i) if i else None for i in prod.input[1:5]]
+    starts, ends = vals[0], vals[1]
+    steps = vals[3] if len(vals) > 3 and vals[3] is not None else np.ones(1, np.int64)
+    if starts is None or ends is None or np.any(starts != 0) or np.any(steps != 1) or \
+            np.any(ends < 2 ** 62):
+        return name
+    if [n for n in graph.node if name in n.input and n.op_type != "Gather"]:
+        return name
+    cell.skip_nodes.add(k)
+    return prod.input[0]
 
 
 def _step_index(imp: Importer, graph, it_name: str, trip: Value, cell: _Cell
@@ -460,7 +536,8 @@ def _norm(axis: int, rank: int) -> int:
 
 def _scan_stmt(imp: Importer, node, graph, cell: _Cell, state_outs, step_outs, states,
                steps: int | None, along: int, reverse: bool, finals: list[str],
-               stacked: list[str], time_major: bool) -> list:
+               stacked: list[str], time_major: bool, sequences: frozenset = frozenset()
+               ) -> list:
     name, statics, label, params, n_step = _build_cell(imp, node, graph, cell, state_outs,
                                                         step_outs, stacked)
     seq_vars = [imp.var(imp.values[s], node.name) for s in cell.seq_vars]
@@ -481,16 +558,18 @@ def _scan_stmt(imp: Importer, node, graph, cell: _Cell, state_outs, step_outs, s
     targets = imp.emit(call, hint=hints, n_out=n_outs + len(states), label=label,
                        params=params, node=node.name or "Loop")
     imp.stmts[-1].meta["scan"] = True
-    result = [imp.tensor(f, var=t) for f, t in zip(finals, targets[n_outs:])]
+    result = {f: imp.tensor(f, var=t) for f, t in zip(finals, targets[n_outs:])}
     for j, s in enumerate(stacked):
         var = targets[j]
-        if time_major and reverse:
-            result.append(_reversed(imp, s, var, along))
+        if s in sequences:
+            result[s] = _collected(imp, s, var, along)
+        elif time_major and reverse:
+            result[s] = _reversed(imp, s, var, along)
         elif time_major and along != 0:
-            result.append(_time_major(imp, node, s, var, along))
+            result[s] = _time_major(imp, node, s, var, along)
         else:
-            result.append(imp.tensor(s, var=var))
-    return result  # finals first, as the node's outputs
+            result[s] = imp.tensor(s, var=var)
+    return [result.get(o) for o in node.output]  # in the node's order
 
 
 def _stacked_hint(imp: Importer, name: str) -> str:
@@ -548,6 +627,34 @@ def _through_slice(imp: Importer, node, x: Tensor, ins: list) -> Tensor | None:
     if along == 0:
         return imp.tensor(node.output[0], var=var)
     return _time_major(imp, node, node.output[0], var, along)
+
+
+def _collected(imp: Importer, onnx_name: str, var: str, along: int) -> Tensor:
+    """A Loop's ONNX sequence of per-step values: only its ConcatFromSequence (next) reads."""
+    out = Tensor([], "f32", tag=("scan_seq", var, along))
+
+    def write() -> str:
+        raise ImportProblem("an ONNX sequence read other than by ConcatFromSequence")
+    out.lazy = write
+    return out
+
+
+@ops.handles("ConcatFromSequence")
+def _concat_from_sequence(imp: Importer, node, ins: list, attrs: dict):
+    """The steps a Loop collected, stacked on a new axis (`new_axis=1`): the scan's output
+    when that axis is `along`, its time-major view when it is 0."""
+    x = ins[0]
+    if not (isinstance(x, Tensor) and x.tag and x.tag[0] == "scan_seq"):
+        raise ImportProblem("a sequence that does not come from a Loop's steps")
+    _tag, var, along = x.tag
+    axis = int(attrs.get("axis", 0))
+    if not attrs.get("new_axis", 0) or axis < 0:
+        raise ImportProblem("a ConcatFromSequence that joins the steps on an existing axis")
+    if axis == along:
+        return [imp.tensor(node.output[0], var=var)]
+    if axis == 0:
+        return [_time_major(imp, node, node.output[0], var, along)]
+    raise ImportProblem(f"steps stacked on axis {axis} while the loop reads axis {along}")
 
 
 ops.TRANSPOSE_THROUGH["scan_steps"] = _through_transpose

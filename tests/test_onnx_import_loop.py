@@ -256,3 +256,55 @@ def test_unsupported_op_in_a_loop_body_is_listed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "E0825" in err and "Sin: the_loop/the_sin" in err, err
     assert not spec.exists() and not npz.exists()
+
+
+def test_torchscript_loop_imports_as_scan(tmp_path, capsys):
+    """A Python loop over time in a scripted module, exported by torch's TorchScript exporter:
+    a Loop that slices x[:, t] out of all of x and collects h in an ONNX sequence
+    (SequenceEmpty, SequenceInsert, ConcatFromSequence). It imports as a scan whose cell has
+    the module's two layers, equal to onnxruntime on the file at two lengths."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+
+    class Elman(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ih = torch.nn.Linear(4, 6)
+            self.hh = torch.nn.Linear(6, 6)
+
+        def forward(self, x, h):
+            outs = []
+            for t in range(x.shape[1]):
+                h = torch.tanh(self.ih(x[:, t]) + self.hh(h))
+                outs.append(h)
+            return torch.stack(outs, 1), h
+
+    torch.manual_seed(0)
+    path = tmp_path / "loop.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated, but still writes Loop
+        module = torch.jit.script(Elman())
+        torch.onnx.export(module, (torch.randn(2, 5, 4), torch.zeros(2, 6)), str(path),
+                          input_names=["x", "h0"], dynamo=False,
+                          dynamic_axes={"x": {0: "B", 1: "T"}, "h0": {0: "B"}})
+    assert any(n.op_type == "Loop" for n in onnx.load(str(path)).graph.node)
+    rc, spec, npz = _import(tmp_path, path)
+    assert rc == 0, capsys.readouterr().err
+    text = spec.read_text()
+    assert "scan cell over x from h0" in text and "linear(6) as ih" in text, text
+    prog = dslc.load(spec)
+    params = _params(npz)
+    assert int(prog.summary()["params"]) == sum(p.numel() for p in module.parameters())
+    rng = np.random.default_rng(3)
+    for t in (3, 7):
+        feeds = {"x": rng.standard_normal((2, t, 4)).astype(np.float32),
+                 "h0": rng.standard_normal((2, 6)).astype(np.float32)}
+        got = list(prog.run(feeds, params).values())
+        want = _ort(path, feeds)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            ys, h = module(torch.from_numpy(feeds["x"]), torch.from_numpy(feeds["h0"]))
+        np.testing.assert_allclose(got[0], ys.numpy(), rtol=1e-4, atol=1e-5)
