@@ -422,6 +422,7 @@ FOLDED = {
     "char_lm": "scan char_step from start, h0 steps 20 as char_step1",
     "lstm_peephole": "scan lstm_cell over x from h0, c0 as lstm_cell1",
     "edge_detector": "conv2d(x, kernel)",  # the spec's const stays a const, not a parameter
+    "vgg16": "x -> features_block as features -> flatten -> classifier_block as classifier",
 }
 
 
