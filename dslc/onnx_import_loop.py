@@ -538,6 +538,8 @@ def _scan_stmt(imp: Importer, node, graph, cell: _Cell, state_outs, step_outs, s
                steps: int | None, along: int, reverse: bool, finals: list[str],
                stacked: list[str], time_major: bool, sequences: frozenset = frozenset()
                ) -> list:
+    if not states:
+        raise ImportProblem("a loop that carries no state (a dslc scan starts `from` states)")
     name, statics, label, params, n_step = _build_cell(imp, node, graph, cell, state_outs,
                                                         step_outs, stacked)
     seq_vars = [imp.var(imp.values[s], node.name) for s in cell.seq_vars]
