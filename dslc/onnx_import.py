@@ -102,6 +102,8 @@ class Importer:
         self.producer: dict[str, Any] = {}  # value -> the node making it
         self.skip: dict[str, list] = {}  # node -> outputs a pattern already gave
         self.var_types: dict[str, tuple[str, list]] = {}  # variable -> (dtype, shape)
+        self.extra_blocks: list[str] = []  # block texts made by handlers (a Loop's cell)
+        self.block_names: list[str] = []
         from dslc.ops.registry import OPS
 
         self.taken |= set(OPS)
