@@ -143,10 +143,15 @@ def _train_summary(prog) -> dict | None:
     """The default train section of the file for this model, for `summary --json` (None when
     there is none or no default; the sections were checked when the file was loaded)."""
     from dslc.sources import load_program
-    from dslc.train_check import check_train, train_summary
+    from dslc.train_check import check_train, pick_train, train_summary
+    from dslc.train_multi import check_multi_train, multi_train_summary
 
     try:
-        return train_summary(check_train(load_program(prog.path), prog.source))
+        program = load_program(prog.path)
+        tdef = pick_train(program, prog.source.model, None)
+        if tdef.is_multi:
+            return multi_train_summary(check_multi_train(program, tdef, prog.source))
+        return train_summary(check_train(program, prog.source, tdef=tdef))
     except DslcError:
         return None
 
@@ -157,11 +162,28 @@ def _train_source(args, prog) -> str:
     from dslc.sources import load_program
     from dslc.train_check import check_train
 
-    spec = check_train(load_program(prog.path), prog.source, args.train or None)
+    program = load_program(prog.path)
+    multi = _multi_train_source(program, prog, args.train or None)
+    if multi is not None:
+        return multi
+    spec = check_train(program, prog.source, args.train or None)
     if prog.folds or INFERENCE_ONLY & set(prog.passes):
         # -O2 folds batch norms and drops dropout: inference only. Train the model as written.
         return generate_train(prog.source, spec, prog.path)
     return generate_train(prog.graph, spec, prog.path, folds=prog.folds)
+
+
+def _multi_train_source(program, prog, name: str | None) -> str | None:
+    """The program of a multi-model section (a GAN: dslc/train_multi.py), or None when the
+    chosen section trains one model."""
+    from dslc.backends.torch_train_multi import generate_multi_train
+    from dslc.train_check import pick_train
+    from dslc.train_multi import check_multi_train
+
+    tdef = pick_train(program, prog.source.model, name)
+    if not tdef.is_multi:
+        return None
+    return generate_multi_train(check_multi_train(program, tdef, prog.source), prog.path)
 
 
 def cmd_compile(args) -> int:

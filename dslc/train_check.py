@@ -133,7 +133,8 @@ def train_defs(prog: Program) -> list[TrainDef]:
 
 
 def pick_train(prog: Program, model: str, name: str | None) -> TrainDef:
-    defs = [t for t in train_defs(prog) if t.model in (None, model)]
+    defs = [t for t in train_defs(prog)
+            if t.model in (None, model) or model in [m for m, _ in t.models]]
     where = Span(prog.root, 1, 1, 1, 2)
     if name:
         for t in defs:
@@ -385,6 +386,14 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                 tdef: TrainDef | None = None) -> TrainSpec:
     """Check the train section `name` (or the default one) for the model `graph`."""
     t = tdef or pick_train(prog, graph.model, name)
+    if t.is_multi:  # callers that can train several models use train_multi directly
+        from dslc.train_multi import check_multi_train
+
+        check_multi_train(prog, t, graph)  # its own diagnostics first
+        raise _err("E0638", "this train section trains several models, which only the "
+                   "PyTorch training program does", t.name_span,
+                   expected="a section for one model", found="a multi-model section",
+                   hint="dslc compile --train / dslc train with the torch back end")
     inputs = {n: graph.nodes[nid].types[0] for n, nid in graph.inputs}
     outputs = {n: graph.nodes[r[0]].types[r[1]] for n, r in graph.outputs}
     settings: dict[str, TrainSetting] = {}
@@ -593,10 +602,19 @@ def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
     return out
 
 
-def check_file_trains(prog: Program, graph: Graph) -> list[TrainSpec]:
-    """Every train section of the root file that applies to this model (for `dslc check`)."""
-    return [check_train(prog, graph, tdef=t) for t in train_defs(prog)
-            if t.model in (None, graph.model)]
+def check_file_trains(prog: Program, graph: Graph) -> list:
+    """Every train section of the root file that applies to this model (for `dslc check`);
+    a multi-model section (dslc/train_multi.py) is checked with each of its models."""
+    from dslc.train_multi import check_multi_train
+
+    out: list = []
+    for t in train_defs(prog):
+        if t.is_multi and (t.model in (None, graph.model)
+                           or graph.model in [m for m, _ in t.models]):
+            out.append(check_multi_train(prog, t, graph))
+        elif t.model in (None, graph.model):
+            out.append(check_train(prog, graph, tdef=t))
+    return out
 
 
 def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:
