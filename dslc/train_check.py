@@ -118,6 +118,8 @@ class TrainSpec:
     checkpoint_every: int | None = None
     no_weight_decay: tuple[str, ...] = ()  # parameter kinds kept out of weight decay
     early_stop: dict[str, Any] | None = None  # patience, metric, min_delta, mode
+    # Regularisation terms (dslc/train_reg.py): loss input -> the parameter's state_dict key.
+    penalty_params: dict[str, str] = field(default_factory=dict)
 
 
 def _err(code: str, msg: str, span: Span, **kw) -> DslcError:
@@ -453,7 +455,13 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
              zip(graph.outputs, outputs.values())]
     given += [(n, inputs[n], graph.nodes[nid].span) for n, nid in graph.inputs]
     lname = f"{t.name or graph.model}_loss"
-    loss = _LossElaborator(prog, lname, loss_s.value, loss_s.value.span, given, t.targets,
+    # l1(params(...)) / l2(params(...)): the chosen parameters become inputs of the loss.
+    from dslc.train_reg import rewrite
+
+    taken = {n for n, _, _ in given} | {tg.name for tg in t.targets}
+    loss_expr, penalty = rewrite(loss_s.value, graph, taken)
+    given += [(p.arg, p.type, p.span) for p in penalty]
+    loss = _LossElaborator(prog, lname, loss_expr, loss_s.value.span, given, t.targets,
                            graph.hparams).run()
     interp.check(loss)
     lt = loss.nodes[loss.outputs[0][1][0]].types[loss.outputs[0][1][1]]
@@ -503,7 +511,7 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                      steps=steps, shuffle=num("shuffle"), validation=validation,
                      seed=num("seed", 0), clip=clip, metrics=metrics,
                      checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay,
-                     early_stop=early)
+                     early_stop=early, penalty_params={p.arg: p.key for p in penalty})
     return spec
 
 

@@ -149,7 +149,12 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
     out.append("]")
     out.append(f"INPUTS = {[n for n, _ in graph.inputs]!r}  # forward's arguments, in order")
     out.append(f"OUTPUTS = {[n for n, _ in graph.outputs]!r}")
-    out.append(f"LOSS_ARGS = {spec.loss_args!r}  # the loss's arguments, in order")
+    line = f"LOSS_ARGS = {spec.loss_args!r}  # the loss's arguments, in order"
+    if len(line) > 99:  # one argument a line, as a formatter would
+        line = "# The loss's arguments, in order.\nLOSS_ARGS = [\n" + "".join(
+            f"    {a!r},\n" for a in spec.loss_args) + "]"
+    out.append(line)
+    out += _penalty_lines(spec)
     for key, value in (("BATCH_SIZE", spec.batch), ("EPOCHS", spec.epochs),
                        ("STEPS", spec.steps), ("SHUFFLE", spec.shuffle),
                        ("VALIDATION", spec.validation), ("SEED", spec.seed),
@@ -215,6 +220,26 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
             '    after `step` optimisation steps (LambdaLR)."""',
             f"    return {_schedule_expr(spec.schedule, 'step', lr)}", "", ""]
     return out + _clip_and_metrics(spec)
+
+
+def _penalty_lines(spec: TrainSpec) -> list[str]:
+    """PARAM_ARGS and penalty_params: the parameters the loss's l1/l2 terms read."""
+    if not spec.penalty_params:
+        return ["", "", "def penalty_params(net):",
+                '    """No l1(params(...)) / l2(params(...)) in the loss."""',
+                "    return {}", "", ""]
+    out = ["# The loss's l1/l2 terms read these parameters: loss argument -> state_dict key.",
+           "PARAM_ARGS = {"]
+    out += [f"    {arg!r}: {key!r}," for arg, key in spec.penalty_params.items()]
+    out += ["}", "", "",
+            "def penalty_params(net):",
+            '    """The parameters of PARAM_ARGS, from the model inside any DDP or',
+            '    torch.compile wrapper (their gradients reach the same tensors)."""',
+            "    while hasattr(net, \"module\") or hasattr(net, \"_orig_mod\"):",
+            "        net = net._orig_mod if hasattr(net, \"_orig_mod\") else net.module",
+            "    named = dict(net.named_parameters())",
+            "    return {arg: named[key] for arg, key in PARAM_ARGS.items()}", "", ""]
+    return out
 
 
 def _clip_and_metrics(spec: TrainSpec) -> list[str]:
@@ -373,6 +398,7 @@ def forward_loss(net, loss_fn, batch):
     outs = tuple(o.float() if o.dtype in (torch.bfloat16, torch.float16) else o for o in outs)
     env = dict(zip(OUTPUTS, outs))
     env.update(batch)
+    env.update(penalty_params(net))
     return loss_fn(*[env[name] for name in LOSS_ARGS]), env
 
 
