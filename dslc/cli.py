@@ -196,10 +196,21 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+def _default_backend() -> str:
+    """torch when it is installed (the generated program), else the NumPy interpreter."""
+    import importlib.util
+
+    return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+
+
 def cmd_train(args) -> int:
-    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun."""
+    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun; or
+    with `--backend numpy`, train on the NumPy interpreter in this process."""
     import subprocess
 
+    backend = args.backend or _default_backend()
+    if backend == "numpy":
+        return _train_numpy(args)
     prog = _load(args)
     src = _train_source(args, prog)
     out = Path(args.out)
@@ -213,12 +224,36 @@ def cmd_train(args) -> int:
             rest += ["--" + flag.replace("_", "-"), str(value)]
     if args.compile:
         rest.append("--compile")
+    if args.init:
+        rest += ["--init", args.init]
     if args.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={args.nproc}", str(script), *rest]
     else:
         cmd = [sys.executable, str(script), *rest]
     return subprocess.run(cmd, check=False).returncode
+
+
+def _train_numpy(args) -> int:
+    """`dslc train --backend numpy`: the same contract as the generated program, no torch."""
+    from dslc.numpy_train import TrainError
+
+    if args.nproc > 1:
+        raise UsageError("--nproc needs --backend torch (torchrun); the NumPy back end runs "
+                         "in one process")
+    if args.compile:
+        raise UsageError("--compile needs --backend torch")
+    prog = _load(args)
+    params = _read_npz(args.init, "parameters") if args.init else None
+    try:
+        prog.train(args.data, args.out, params=params, train=args.train, epochs=args.epochs,
+                   steps=args.steps, seed=args.seed, resume=args.resume,
+                   stop_after_steps=args.stop_after_steps,
+                   say=lambda line: print(line, flush=True))
+    except TrainError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DIAG
+    return EXIT_OK
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -432,6 +467,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN/")
     t.add_argument("--stop-after-steps", type=int, metavar="K")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--backend", choices=("torch", "numpy"), help="the generated PyTorch "
+                   "program (default when torch is installed) or the NumPy interpreter")
+    t.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
+                   "(state_dict keys, e.g. a run's params.npz)")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")

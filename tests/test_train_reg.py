@@ -117,3 +117,26 @@ def test_bad_regularisation_terms_are_e0642(tmp_path, loss, words):
         load(tmp_path, text)
     d = exc.value.diagnostics[0]
     assert d.code == "E0642" and words in d.message, d.message
+
+
+def test_numpy_back_end_trains_the_terms_as_the_torch_program(tmp_path):
+    """`dslc train --backend numpy` and the generated program, from the same parameters."""
+    from dslc.cli import main
+
+    prog, spec = load(tmp_path)
+    params = prog.init_params(5)
+    np.savez(tmp_path / "init.npz", **params)
+    np.savez(tmp_path / "d.npz", **data())
+    src = generate_train(prog.graph, spec, str(tmp_path / "reg.dl"))
+    mod = types.ModuleType("generated_reg_train2")
+    exec(compile(src, "train.py", "exec"), mod.__dict__)  # noqa: S102
+    common = ["--data", str(tmp_path / "d.npz"), "--init", str(tmp_path / "init.npz")]
+    assert mod.main([*common, "--out", str(tmp_path / "torch")]) == 0
+    assert main(["train", str(tmp_path / "reg.dl"), *common, "--out", str(tmp_path / "np"),
+                 "--backend", "numpy"]) == 0
+    with np.load(tmp_path / "torch" / "params.npz") as a, \
+            np.load(tmp_path / "np" / "params.npz") as b:
+        for k in a.files:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5, err_msg=k)
+            if k.endswith("weight") and k != "bn.weight":
+                assert np.abs(a[k] - params[k]).max() > 1e-3  # it trained
