@@ -176,8 +176,15 @@ def _settings(spec: MultiTrainSpec) -> list[str]:
             "UPDATES = ["]
     for i, u in enumerate(spec.updates):
         loss_cls = class_name(u.loss_graph.model)
-        apps = "".join(f"            ({a.name!r}, {a.model!r}, {a.args!r}, "
-                       f"{u.model in a.depends_on!r}),\n" for a in u.applications)
+        apps = ""
+        for a in u.applications:
+            line = (f"            ({a.name!r}, {a.model!r}, {a.args!r}, "
+                    f"{u.model in a.depends_on!r}),\n")
+            if len(line) > 100:  # one item a line
+                line = (f"            (\n                {a.name!r},\n                "
+                        f"{a.model!r},\n                {a.args!r},\n                "
+                        f"{u.model in a.depends_on!r},\n            ),\n")
+            apps += line
         out += ["    {",
                 f"        \"model\": {u.model!r},",
                 f"        \"loss\": {loss_cls},",
