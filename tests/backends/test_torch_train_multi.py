@@ -180,3 +180,29 @@ def test_spec_gan_compiles_to_clean_python(tmp_path):
                            "--select", "F,E,W", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     assert "class Generator(nn.Module)" in out.read_text()
+
+
+def test_summary_lists_the_data_noise_and_each_update(tmp_path, capsys):
+    from dslc.cli import main
+
+    assert main(["summary", str(ROOT / "specs" / "gan.dl"), "--model", "generator",
+                 "--json"]) == 0
+    train = json.loads(capsys.readouterr().out)["train"]
+    assert train["models"] == ["generator", "discriminator"]
+    assert train["data"] == [{"name": "real", "role": "target", "dtype": "f32",
+                              "shape": ["B", 1, 28, 28]}]
+    assert train["noise"] == [{"name": "z", "dtype": "f32", "shape": ["B", 100]}]
+    assert [(u["model"], u["optimizer"]["name"], u["optimizer"]["betas"])
+            for u in train["updates"]] == [("discriminator", "adam", [0.5, 0.999]),
+                                           ("generator", "adam", [0.5, 0.999])]
+
+
+def test_the_numpy_back_end_refuses_a_multi_model_section(tmp_path, capsys):
+    from dslc.cli import main
+
+    np.savez(tmp_path / "d.npz", real=np.zeros((70, 1, 28, 28), np.float32))
+    rc = main(["train", str(ROOT / "specs" / "gan.dl"), "--model", "generator", "--data",
+               str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"), "--backend", "numpy"])
+    assert rc == 1
+    assert "E0638" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "params.npz").exists()
