@@ -50,7 +50,7 @@ def generate_multi_train(spec: MultiTrainSpec, source_file: str) -> str:
         "",
         "One process:    python train.py --data D.npz --out RUN/ [--epochs N] [--steps N] "
         "[--seed S]",
-        "                    [--resume RUN/] [--stop-after-steps K]",
+        "                    [--resume RUN/] [--stop-after-steps K] [--init P.npz]",
         "Several:        torchrun --nproc_per_node=N train.py --data D.npz --out RUN/",
         "BATCH_SIZE is the global batch: with N processes each takes 1/N of every batch.",
         "The run leaves RUN/params.npz (every model's state_dict, keys prefixed by the model's",
@@ -219,7 +219,24 @@ def parse_args(argv):
     p.add_argument("--stop-after-steps", type=int, metavar="K",
                    help="stop as a crash would, after writing the checkpoint of step K")
     p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
+                   "(MODEL.KEY keys, as a run's params.npz has them)")
     return p.parse_args(argv)
+
+
+def load_initial(models, path):
+    """--init: every model's parameters and buffers from one .npz of MODEL.KEY keys."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: torch.from_numpy(f[k]) for k in f.files}
+        unknown = [k for k in arrays if k.split(".", 1)[0] not in models]
+        if unknown:
+            raise KeyError(f"'{unknown[0]}' belongs to none of {', '.join(models)}")
+        for m, model in models.items():
+            model.load_state_dict({k[len(m) + 1:]: v for k, v in arrays.items()
+                                   if k.startswith(m + ".")})
+    except Exception as exc:  # noqa: BLE001 - any unfit file is refused alike
+        fail("E0541", f"cannot start from {path}: {exc}")
 
 
 def draw_noise(seed, step, rank, world, device):
@@ -311,6 +328,8 @@ def main(argv=None):
 
     torch.manual_seed(seed)  # the same initial parameters on every rank
     models = {m: cls().to(device) for m, cls in MODELS.items()}
+    if args.init:
+        load_initial(models, args.init)
     torch.manual_seed(seed + rank)  # each rank its own stream (dropout) from here on
     updates = [dict(u, loss_fn=u["loss"]()) for u in UPDATES]
     optimizers = [u["optimizer"](models[u["model"]]) for u in updates]

@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import dslc
@@ -206,3 +207,20 @@ def test_the_numpy_back_end_refuses_a_multi_model_section(tmp_path, capsys):
     assert rc == 1
     assert "E0638" in capsys.readouterr().err
     assert not (tmp_path / "run" / "params.npz").exists()
+
+
+def test_init_starts_every_model_from_a_runs_params(tmp_path, capsys):
+    """--init RUN/params.npz (MODEL.KEY keys): a run of 0 steps from a finished run's
+    parameters ends with exactly them; a key of no model of the section is refused."""
+    mod = program(tmp_path)
+    data = gan_data(tmp_path / "d.npz")
+    assert mod.main(["--data", str(data), "--out", str(tmp_path / "a")]) == 0
+    assert mod.main(["--data", str(data), "--out", str(tmp_path / "b"), "--steps", "0",
+                     "--init", str(tmp_path / "a" / "params.npz")]) == 0
+    a, b = params(tmp_path / "a"), params(tmp_path / "b")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    np.savez(tmp_path / "bad.npz", **{"critic.fc1.weight": np.zeros((8, 2), np.float32)})
+    with pytest.raises(SystemExit):
+        mod.main(["--data", str(data), "--out", str(tmp_path / "c"), "--init",
+                  str(tmp_path / "bad.npz")])
+    assert "E0541" in capsys.readouterr().err
