@@ -140,3 +140,28 @@ def test_numpy_back_end_trains_the_terms_as_the_torch_program(tmp_path):
             np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5, err_msg=k)
             if k.endswith("weight") and k != "bn.weight":
                 assert np.abs(a[k] - params[k]).max() > 1e-3  # it trained
+
+
+def test_terms_under_ddp_equal_one_process(tmp_path):
+    """torchrun --nproc_per_node=2: each rank adds the terms' gradient once, DDP averages."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    text = REG.replace(" -> batch_norm as bn", "").replace(', "bn.weight"', "")
+    (tmp_path / "reg.dl").write_text(text)
+    np.savez(tmp_path / "d.npz", **data())
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    runs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"run{nproc}"
+        proc = subprocess.run([sys.executable, "-m", "dslc.cli", "train", str(tmp_path / "reg.dl"),
+                               "--data", str(tmp_path / "d.npz"), "--out", str(out), "--nproc",
+                               str(nproc), "--backend", "torch"],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with np.load(out / "params.npz") as f:
+            runs[nproc] = {k: f[k] for k in f.files}
+    for k in runs[1]:
+        np.testing.assert_allclose(runs[2][k], runs[1][k], atol=1e-6, rtol=0, err_msg=k)
