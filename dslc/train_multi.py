@@ -66,6 +66,8 @@ class Update:
     schedule: tuple[str, dict[str, Any]]
     clip: tuple[str, float] | None
     no_weight_decay: tuple[str, ...] = ()
+    # l1/l2(params(...)) terms (dslc/train_reg.py) on this update's model: loss input -> key.
+    penalty_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -385,6 +387,11 @@ def _updates(prog: Program, t: TrainDef, graphs: dict[str, Graph],
         _refuse_bare_names(loss_s.value, types, inputs_outputs, graphs)
         apps = _Applications(graphs, types, _model_names(prog))
         expr = apps.rewrite(loss_s.value)
+        # l1/l2(params(...)) choose parameters of the updated model.
+        from dslc.train_reg import rewrite as penalties
+
+        taken = set(types) | {a.name for a in apps.apps.values()}
+        expr, penalty = penalties(expr, graphs[u.model], taken)
         if not any(u.model in a.depends_on for a in apps.apps.values()):
             raise _err("E0635", f"the loss of `update {u.model}` does not depend on model "
                        f"'{u.model}'", loss_s.value.span,
@@ -396,6 +403,7 @@ def _updates(prog: Program, t: TrainDef, graphs: dict[str, Graph],
         given = [(a.name, a.type, a.span) for a in apps.apps.values()]
         noise_names = [d.name for d in t.noises]
         given += [(n, types[n], t.span) for n in noise_names]
+        given += [(p.arg, p.type, p.span) for p in penalty]
         loss = _LossElaborator(prog, f"{u.model}_loss", expr, loss_s.value.span, given,
                                t.targets, hparams).run()
         interp.check(loss)
@@ -428,7 +436,8 @@ def _updates(prog: Program, t: TrainDef, graphs: dict[str, Graph],
                           loss_args=[n for n, _ in loss.inputs],
                           applications=list(apps.apps.values()), optimizer=opt,
                           optimizer_args=opt_args, schedule=sched, clip=clip,
-                          no_weight_decay=no_decay))
+                          no_weight_decay=no_decay,
+                          penalty_params={p.arg: p.key for p in penalty}))
     return out
 
 

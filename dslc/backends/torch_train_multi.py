@@ -191,6 +191,11 @@ def _settings(spec: MultiTrainSpec) -> list[str]:
                 "        \"loss_args\": [" + "".join(f"\n            {a!r}," for a in u.loss_args)
                 + "\n        ],",
                 "        \"applications\": [\n" + apps + "        ],",
+                ("        \"penalty_params\": {  # l1/l2 terms: loss argument -> key"
+                 + "".join(f"\n            {k!r}: {v!r}," for k, v in
+                           u.penalty_params.items()) + "\n        },"
+                 if u.penalty_params else
+                 "        \"penalty_params\": {},  # no l1/l2 terms"),
                 f"        \"optimizer\": make_optimizer_{i},",
                 f"        \"lr_factor\": lr_factor_{i},",
                 f"        \"clip\": clip_gradients_{i},",
@@ -264,6 +269,8 @@ def update_loss(update, models, nets, env):
             out = module(*[env[a] for a in args])
         # The loss in float32: some losses (binary_cross_entropy) refuse autocast.
         env[name] = out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+    named = dict(models[update["model"]].named_parameters())
+    env.update({arg: named[key] for arg, key in update["penalty_params"].items()})
     return update["loss_fn"](*[env[a] for a in update["loss_args"]])
 
 

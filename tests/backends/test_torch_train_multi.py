@@ -75,7 +75,8 @@ def params(run: Path, name: str = "params.npz") -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def hand_written(mod, data: Path, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+def hand_written(mod, data: Path, steps: int, seed: int = 0,
+                 l2: float = 0.0) -> dict[str, np.ndarray]:
     """The notes' alternation written out as the DCGAN tutorial does: D on real and detached
     fake samples, then G with the non-saturating loss through the updated D."""
     with np.load(data) as f:
@@ -92,6 +93,7 @@ def hand_written(mod, data: Path, steps: int, seed: int = 0) -> dict[str, np.nda
         disc.zero_grad()
         fake = gen(z)
         loss_d = -torch.log(disc(real)).mean() - torch.log(1 - disc(fake.detach())).mean()
+        loss_d = loss_d + l2 * (disc.fc1.weight ** 2).sum()
         loss_d.backward()
         opt_d.step()
         gen.zero_grad()
@@ -103,13 +105,19 @@ def hand_written(mod, data: Path, steps: int, seed: int = 0) -> dict[str, np.nda
     return out
 
 
-def test_gan_program_is_the_hand_written_loop(tmp_path):
-    mod = program(tmp_path)
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_gan_program_is_the_hand_written_loop(tmp_path, l2):
+    """With l2 > 0, D's loss has a regularisation term on D's parameters."""
+    text = GAN if not l2 else GAN.replace(
+        "- mean(log(1.0 - disc(gen(z))), dim=(0, 1))",
+        f"- mean(log(1.0 - disc(gen(z))), dim=(0, 1)) + {l2} * l2(params(\"fc1.weight\"))")
+    assert text != GAN or not l2
+    mod = program(tmp_path, text)
     data = gan_data(tmp_path / "d.npz")
     run = tmp_path / "run"
     assert mod.main(["--data", str(data), "--out", str(run)]) == 0
     got = params(run)
-    want = hand_written(mod, data, steps=12)
+    want = hand_written(mod, data, steps=12, l2=l2)
     assert sorted(got) == sorted(want)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=k)
