@@ -100,6 +100,7 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
     for blk in blocks:
         lines.append(f"block {blk.name} {{")
         lines.append(f"  input {blk.input}{blk.input_type}")
+        lines += [f"  input {name}{typed}" for name, typed in blk.extras]
         for targets, parts in _chains(blk.stmts, [blk.output], defined):
             lines += _format(targets, parts)
         lines.append(f"  output {blk.output}")
