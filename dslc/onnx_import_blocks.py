@@ -35,6 +35,7 @@ class Block:
     input_type: str = ""  # `: f32[B, T, 512]` when the body writes dims
     # the outer values every iteration reads (name, type), block inputs after `input`
     extras: list[tuple[str, str]] = field(default_factory=list)
+    hparams: list[str] = field(default_factory=list)  # `rate: float`, a per-iteration rate
 
 
 def _split_path(imp: Importer, st: Stmt):
@@ -60,7 +61,33 @@ def _region_io(stmts, lo, hi, defined, out_vars):
     return ins, outs
 
 
-def _signature(imp: Importer, stmts, lo, hi, defined, in_var, shapes: bool = True):
+# A train-only op's rate (`drop_path(p=0.05)`): stochastic depth rises layer by layer.
+_TRAIN_CALL = re.compile(r"^(dropout|dropout2d|alpha_dropout|drop_path|gaussian_noise|"
+                         r"edge_dropout)\(")
+_RATE = re.compile(r"\b(p|std)=(-?\d[\d.]*(?:e-?\d+)?)")
+
+
+def _rates(stmts, lo, hi) -> list[float]:
+    """The rates of the train-only ops of statements lo..hi, in order."""
+    return [float(m.group(2)) for st in stmts[lo:hi] if _TRAIN_CALL.match(st.expr)
+            for m in _RATE.finditer(st.expr)]
+
+
+def _rate_steps(stmts, ranges) -> list[tuple[float, float]] | None:
+    """Per rate of the body, (first value, step) when the iterations' values rise by a
+    constant step (0.05, 0.075, 0.1: `0.05 + 0.025 * i`); None when one does not."""
+    values = [_rates(stmts, lo, hi) for lo, hi in ranges]
+    steps = []
+    for slot in zip(*values):
+        first, step = slot[0], slot[1] - slot[0]
+        if any(abs(v - (first + step * i)) > 1e-9 * max(1.0, abs(v)) for i, v in enumerate(slot)):
+            return None
+        steps.append((first, step))
+    return steps
+
+
+def _signature(imp: Importer, stmts, lo, hi, defined, in_var, shapes: bool = True,
+               rates: bool = False):
     """The statements with variables numbered by definition and labels relative to the
     iteration: equal signatures are the same computation on the same shapes (on inputs of
     any shape, without `shapes`: the parameter shapes then follow from the input's)."""
@@ -70,6 +97,8 @@ def _signature(imp: Importer, stmts, lo, hi, defined, in_var, shapes: bool = Tru
         def canon(m):
             return names.get(m.group(1), m.group(1))
         expr = _IDENT.sub(canon, st.expr)
+        if rates and _TRAIN_CALL.match(st.expr):
+            expr = _RATE.sub(lambda m: f"{m.group(1)}=@rate", expr)
         first = names.get(st.first, st.first) if st.first else None
         for t in st.targets:
             names[t] = f"@{len(names)}"
@@ -223,6 +252,16 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
     in_types = _input_types(imp, stmts, *ranges[0], [ios[0][0], *extras])
     if in_types is None:
         return None
+    for rates in (True, False):
+        plan = _iterations(imp, stmts, prefix, ranges, ios, extras, in_types, defined, rates)
+        if plan is not None:
+            return plan
+    return None
+
+
+def _iterations(imp, stmts, prefix, ranges, ios, extras, in_types, defined, rates: bool):
+    """The plan for the longest run of equal iterations from iteration 0; with `rates`, the
+    train-only rates may rise by a constant step, passed to the block as `rate`, ..."""
     # an untyped block takes inputs of any shape: iteration 0 may read other features
     shapes = any(in_types)
     sigs = []
@@ -232,7 +271,7 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
         if any(_split_path(imp, st) and _split_path(imp, st)[:2] != (prefix, len(sigs))
                for st in stmts[lo:hi] if st.label):
             break
-        sig = _signature(imp, stmts, lo, hi, defined, ios[i][0], shapes)
+        sig = _signature(imp, stmts, lo, hi, defined, ios[i][0], shapes, rates)
         if sigs and sig != sigs[0]:
             break
         sigs.append(sig)
@@ -240,7 +279,11 @@ def _repeat(imp, stmts, prefix, iters, defined, out_vars):
     label = re.sub(r"\W", "_", prefix)
     if count < 2 or label in imp.labels or label in imp.taken:
         return None
-    return ranges[:count], ios[:count], label, in_types[0], list(zip(extras, in_types[1:]))
+    steps = _rate_steps(stmts, ranges[:count]) if rates else []
+    if steps is None:
+        return None
+    return (ranges[:count], ios[:count], label, in_types[0], list(zip(extras, in_types[1:])),
+            [(a, d) for a, d in steps])
 
 
 def _chain_inputs(stmts, ranges, defined, out_vars):
@@ -272,10 +315,13 @@ def _chain_inputs(stmts, ranges, defined, out_vars):
 
 
 def _make(imp: Importer, stmts, ranges, ios, label: str, in_type: str,
-          extras: list[tuple[str, str]] | None = None):
+          extras: list[tuple[str, str]] | None = None,
+          steps: list[tuple[float, float]] | None = None):
     """The block (iteration 0's statements) and the `repeat` statement replacing them all;
-    `extras` are the outer values every iteration reads, the block's further inputs."""
+    `extras` are the outer values every iteration reads, the block's further inputs, `steps`
+    the (first value, step) of each train-only rate of the body."""
     extras = extras or []
+    varying = [k for k, (_, d) in enumerate(steps or []) if d != 0.0]
     count = len(ranges)
     imp.labels.add(label)
     lo, hi = ranges[0][0], ranges[count - 1][1]
@@ -287,17 +333,47 @@ def _make(imp: Importer, stmts, ranges, ios, label: str, in_type: str,
     body = [replace(st, label=lab) for st, lab in zip(stmts[ranges[0][0]:ranges[0][1]],
                                                       inner_labels[0])]
     keep = tuple(v for v, _ in extras)
-    block = Block(name, *_rename_io(body, first_in, ios[0][1], keep), in_type, extras)
+    hparams = [f"rate{j + 1 if j else ''}" for j in range(len(varying))]
+    if varying:
+        body = _rates_as_hparams(body, dict(zip(varying, hparams)))
+    block = Block(name, *_rename_io(body, first_in, ios[0][1], keep), in_type, extras,
+                  [f"{h}: float" for h in hparams])
     params = {}
     for i in range(count):
         for st, inner in zip(stmts[ranges[i][0]:ranges[i][1]], inner_labels[i]):
             for k, v in st.params.items():
                 params[f"{label}.{i}.{inner}.{k}"] = v
-    call = f"({', '.join(keep)})" if keep else ""
+    index = next(v for v in ("i", "k", "i_") if v not in imp.taken)
+    args = list(keep) + [f"{h}={_number(steps[k][0])} + {_number(steps[k][1])} * {index}"
+                         for k, h in zip(varying, hparams)]
+    call = f"({', '.join(args)})" if args else ""
+    head = f"repeat {count} as {index}" if varying else f"repeat {count}"
     raw = [f"  {last_out} = {first_in}",
-           f"  {label}: repeat {count} {{ {last_out} = {last_out} -> {name}{call} }}"]
+           f"  {label}: {head} {{ {last_out} = {last_out} -> {name}{call} }}"]
     stmt = Stmt([last_out], first_in, None, None, {}, "", {"raw": raw, "block_params": params})
     return lo, hi, stmt, block
+
+
+def _rates_as_hparams(body: list[Stmt], names: dict[int, str]) -> list[Stmt]:
+    """The body with rate number k (counted over its train-only ops) read from hyperparameter
+    names[k]."""
+    out, k = [], 0
+    for st in body:
+        if not _TRAIN_CALL.match(st.expr):
+            out.append(st)
+            continue
+
+        def sub(m):
+            nonlocal k
+            k += 1
+            return f"{m.group(1)}={names[k - 1]}" if k - 1 in names else m.group(0)
+        out.append(replace(st, expr=_RATE.sub(sub, st.expr)))
+    return out
+
+
+def _number(x: float) -> str:
+    text = f"{x:.15g}"
+    return text if "." in text or "e" in text else f"{text}.0"
 
 
 def _structural(imp: Importer, stmts, out_vars, defined, taken_ranges):

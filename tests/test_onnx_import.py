@@ -426,11 +426,17 @@ FOLDED = {
     "vit_tiny": "class_token as cls_token",
     "positional_encoding": "sinusoidal_encoding",
     "bert_tiny": "position_embedding(",
-    "gcn": "x -> gcn_conv(edge_index, 16) as conv1 -> relu -> gcn_conv(edge_index, 7) as conv2",
+    # the dropouts come back (p=0.5, dropout's default), from the property dslc.train_attrs
+    "gcn": ("x\n      -> dropout\n      -> gcn_conv(edge_index, 16) as conv1\n      -> relu\n"
+            "      -> dropout\n      -> gcn_conv(edge_index, 7) as conv2"),
+    # stochastic depth rises by 0.025 per block: the block takes the rate
+    "convnext_tiny": ("block stage3_block(rate: float) {", "-> drop_path(p=rate)",
+                      "stage3: repeat 2 as i {", "_block(rate=0.05 + 0.025 * i) }"),
     "gat": "gat_conv(edge_index, 8, heads=8) as conv1",
     "chebnet": "cheb_conv(edge_index, 16, 3) as conv1",
     "dcnn": "diffusion(edge_index, 3)",
-    "dropedge_gcn": "gcn_conv(edge_index, w1, 16) as conv1",
+    # edge_dropout's rate, 0.3, comes back from the property dslc.train_attrs
+    "dropedge_gcn": ("gcn_conv(edge_index, w1, 16) as conv1", "edge_dropout(x, p=0.3)"),
     # a repeated layer that also reads the edges is a block with them as a second input
     "gin": ("gin_aggregate(edge_index, train_eps=true) as agg", "conv: repeat 3 {",
             "-> conv_block(edge_index) }"),
