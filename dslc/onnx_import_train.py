@@ -45,6 +45,10 @@ def train_call(imp: Importer, node, ops: frozenset[str]) -> str | None:
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ImportProblem(f"{PROPERTY} gives {rec['op']} attributes it does not take "
                             f"({str(exc).splitlines()[0][:120]})") from None
+    p, std = getattr(attrs, "p", 0.0), getattr(attrs, "std", 0.0)
+    if not (0.0 <= p <= 1.0 and std >= 0.0):  # what the ops' shape rules refuse
+        raise ImportProblem(f"{PROPERTY} gives {rec['op']} attributes it does not take "
+                            f"(a rate outside [0, 1] or a negative std: {given})")
     args = []
     for name, fld in type(attrs).model_fields.items():
         value = getattr(attrs, name)

@@ -107,18 +107,22 @@ def test_without_the_property_the_rates_are_the_defaults(tmp_path, capsys):
     assert "-> edge_dropout(x)\n" in text
 
 
-def test_a_rate_the_op_refuses_is_reported_and_nothing_written(tmp_path, capsys):
+@pytest.mark.parametrize("op,key,value", [("alpha_dropout", "p", "high"),
+                                           ("dropout", "p", 2.0),
+                                           ("gaussian_noise", "std", -1.0),
+                                           ("drop_path", "mode", "column")])
+def test_a_rate_the_op_refuses_is_reported_and_nothing_written(tmp_path, capsys, op, key,
+                                                                value):
     def edit(model):
         for p in model.metadata_props:
             if p.key == "dslc.train_attrs":
                 recs = json.loads(p.value)
                 for r in recs.values():
-                    if r["op"] == "alpha_dropout":
-                        r["p"] = "high"
+                    if r["op"] == op:
+                        r[key] = value
                 p.value = json.dumps(recs)
     rc, _, out = _export_import(tmp_path, capsys, edit)
     err = capsys.readouterr().err
     assert rc != 0 and not out.exists()
-    assert "E0826" in err and "dslc.train_attrs gives alpha_dropout attributes it does not" \
-        " take" in err
+    assert "E0826" in err and f"dslc.train_attrs gives {op} attributes it does not take" in err
     assert "Traceback" not in err
