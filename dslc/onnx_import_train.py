@@ -58,6 +58,18 @@ def train_call(imp: Importer, node, ops: frozenset[str]) -> str | None:
     return f"{rec['op']}({', '.join(args)})" if args else rec["op"]
 
 
+def train_value(imp: Importer, node, op: str, key: str):
+    """The training-only attribute `key` of op `op` (an LSTM's `dropout`) that the file
+    records for ONNX `node`, or None."""
+    rec = _records(imp).get(node.name)
+    if not isinstance(rec, dict) or rec.get("op") != op:
+        return None
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        return None  # a hand-edited record: as in a file without it
+    return value
+
+
 def _literal(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -126,3 +126,38 @@ def test_a_rate_the_op_refuses_is_reported_and_nothing_written(tmp_path, capsys,
     assert rc != 0 and not out.exists()
     assert "E0826" in err and f"dslc.train_attrs gives {op} attributes it does not take" in err
     assert "Traceback" not in err
+
+
+RNN_SPEC = """model r {
+  input x: f32[B, T, 6]
+  ys, h, c = x -> lstm(8, num_layers=3, dropout=0.25) as lstm
+  zs, g = ys -> gru(5, num_layers=2, dropout=0.1, bidirectional=true) as gru
+  vs, k = zs -> rnn(4) as cell
+  output y = vs
+}
+"""
+
+
+def test_dropout_between_recurrent_layers_survives(tmp_path, capsys):
+    """ONNX's LSTM and GRU have no dropout between stacked layers: the property keeps it,
+    and the stack merges back into one layer with it."""
+    src, first, out = tmp_path / "r.dl", tmp_path / "r.onnx", tmp_path / "rb.dl"
+    src.write_text(RNN_SPEC)
+    assert main(["export", str(src), "-o", str(first)]) == 0, capsys.readouterr().err
+    assert main(["import", str(first), "-o", str(out)]) == 0, capsys.readouterr().err
+    text = out.read_text()
+    assert "lstm(8, num_layers=3, dropout=0.25) as lstm" in text, text
+    assert "gru(5, num_layers=2, bidirectional=true, dropout=0.1) as gru" in text, text
+    assert "rnn(4) as cell" in text, text  # no dropout: nothing recorded, nothing written
+
+    def rates(prog):
+        return {n.op: n.attrs.dropout for n in prog.graph.order() if n.op in ("lstm", "gru",
+                                                                               "rnn")}
+    assert rates(dslc.load(out)) == rates(dslc.load(src)) == {"lstm": 0.25, "gru": 0.1,
+                                                              "rnn": 0.0}
+    feeds = {"x": np.random.default_rng(2).standard_normal((2, 5, 6)).astype(np.float32)}
+    with np.load(out.with_suffix(".npz")) as z:
+        params = {k: z[k] for k in z.files}
+    (got,) = dslc.load(out).run(feeds, params).values()
+    sess = ort.InferenceSession(str(first), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, sess.run(None, feeds)[0], rtol=1e-4, atol=1e-5)

@@ -136,13 +136,26 @@ TRAIN_ATTR_OPS = frozenset({"dropout", "dropout2d", "alpha_dropout", "drop_path"
                             "gaussian_noise", "edge_dropout"})
 
 
+# Layers with a training-only attribute among others: ONNX's RNN, LSTM and GRU have no
+# dropout between stacked layers.
+TRAIN_ATTR_FIELDS = {"rnn": "dropout", "lstm": "dropout", "gru": "dropout"}
+
+
 def _note_train_attrs(state, node: IRNode, lw) -> None:
     """A train-only op (dropout, drop_path, edge_dropout, ...) exports as its inference
     function, without its rate: its nodes' names map to its attributes in the model property
-    `dslc.train_attrs`, which `dslc import` reads back (dslc/onnx_import_train.py)."""
-    if node.op not in TRAIN_ATTR_OPS or not lw.made:
+    `dslc.train_attrs`, which `dslc import` reads back (dslc/onnx_import_train.py). So does a
+    recurrent layer's non-zero `dropout`."""
+    if not lw.made:
         return
     attrs = node.attrs.model_dump(mode="json") if node.attrs is not None else {}
+    if node.op in TRAIN_ATTR_FIELDS:
+        key = TRAIN_ATTR_FIELDS[node.op]
+        if not attrs.get(key):
+            return
+        attrs = {key: attrs[key]}
+    elif node.op not in TRAIN_ATTR_OPS:
+        return
     for n in lw.made:
         state.train_attrs[n.name] = {"op": node.op, **attrs}
 
