@@ -146,7 +146,7 @@ def _note_train_attrs(state, node: IRNode, lw) -> None:
     function, without its rate: its nodes' names map to its attributes in the model property
     `dslc.train_attrs`, which `dslc import` reads back (dslc/onnx_import_train.py). So does a
     recurrent layer's non-zero `dropout`."""
-    if not lw.made:
+    if not lw.made or node.op not in TRAIN_ATTR_OPS | TRAIN_ATTR_FIELDS.keys():
         return
     attrs = node.attrs.model_dump(mode="json") if node.attrs is not None else {}
     if node.op in TRAIN_ATTR_FIELDS:
@@ -154,8 +154,6 @@ def _note_train_attrs(state, node: IRNode, lw) -> None:
         if not attrs.get(key):
             return
         attrs = {key: attrs[key]}
-    elif node.op not in TRAIN_ATTR_OPS:
-        return
     for n in lw.made:
         state.train_attrs[n.name] = {"op": node.op, **attrs}
 
