@@ -1,6 +1,7 @@
 """ONNX import: the train-only ops (dropout, drop_path, edge_dropout, ...) that `dslc export`
-wrote as their inference function, read back with their rates from the model property
-`dslc.train_attrs` (ONNX node name -> {"op": ..., attribute: value}; docs/onnx.md)."""
+wrote as their inference function, and a recurrent stack's dropout, read back with their rates
+from the model property `dslc.train_attrs` (ONNX node name -> {"op": ..., attribute: value};
+docs/onnx.md)."""
 
 from __future__ import annotations
 
