@@ -135,7 +135,7 @@ def _settle(imp: Importer, g: Group, first, values: dict, keep: set) -> list | N
 
 def _edge_dropout(imp: Importer, g: Group) -> tuple[dict, set]:
     """Shape(edge_index)[1:2] -> ConstantOfShape(1): every edge kept, as in evaluation mode.
-    The rate is not in the file; the statement gets edge_dropout's default."""
+    The rate is the one `dslc.train_attrs` records (onnx_import_train), else the default."""
     shape, fill = (g.nodes + [None, None])[:2]
     if len(g.nodes) != 2 or shape.op_type != "Shape" or fill.op_type != "ConstantOfShape":
         raise ImportProblem("an edge_dropout other than Shape -> ConstantOfShape of ones")
@@ -151,7 +151,12 @@ def _edge_dropout(imp: Importer, g: Group) -> tuple[dict, set]:
                  and len(imp.var_types[var][1]) >= 1), None)
     if like is None:
         raise ImportProblem(f"an edge_dropout whose dtype {dtype} no input of the model has")
-    (var,) = imp.emit(f"edge_dropout({like})", first=ops._t(imp, ei, shape),
+    from dslc.onnx_import_train import train_call
+
+    call = train_call(imp, fill, frozenset({"edge_dropout"})) or "edge_dropout"
+    args = call.partition("(")[2].rstrip(")")
+    (var,) = imp.emit(f"edge_dropout({like}{', ' + args if args else ''})",
+                      first=ops._t(imp, ei, shape),
                       hint=fill.output[0], node=fill.name)
     return {fill.output[0]: imp.tensor(fill.output[0], var=var, dtype=dtype)}, set()
 

@@ -429,6 +429,11 @@ def _prelu(imp, node, ins, attrs):
 
 @handles("Identity", "Dropout")
 def _identity(imp, node, ins, attrs):
+    from dslc.onnx_import_train import IDENTITY_OPS, train_call
+
+    call = train_call(imp, node, IDENTITY_OPS) if node.op_type == "Identity" else None
+    if call is not None and isinstance(ins[0], Tensor):
+        return _pipe(imp, node, ins, call)  # dslc's dropout, drop_path, ...: with its rate
     out = [ins[0]]
     if len(node.output) > 1 and node.output[1]:
         if imp.consumers.get(node.output[1]):

@@ -89,8 +89,12 @@ def _recurrent(imp: Importer, node, ins, attrs):
         return out
     sources = tuple(w.sources) + tuple(r.sources) + (tuple(b.sources) if b is not None else ())
 
+    from dslc.onnx_import_train import train_value
+
+    # the dropout between stacked layers, which dslc's export records (dslc.train_attrs)
+    dropout = float(train_value(imp, node, OPS[kind], "dropout") or 0.0)
     merged = _merge(imp, node, kind, x, hidden, dirs, layer, b is not None, zero_states,
-                    nonlinearity, sources, weights(layer)) if layout == 0 else None
+                    nonlinearity, sources, weights(layer), dropout) if layout == 0 else None
     if merged is not None:
         return merged
 
@@ -104,7 +108,7 @@ def _recurrent(imp: Importer, node, ins, attrs):
     hints = [node.output[0] or "y", node.output[1] if len(node.output) > 1 and node.output[1]
              else "h"] + (["c"] if kind == "LSTM" else [])
     first = xb if not state_vars else None
-    call = _call(kind, hidden, 1, dirs, b is not None, nonlinearity)
+    call = _call(kind, hidden, 1, dirs, b is not None, nonlinearity, dropout)
     if state_vars:
         call = f"{OPS[kind]}({', '.join([xb] + state_vars)}, {call[len(OPS[kind]) + 1:]}"
     # A layer standing alone is layer 0 of its own statement, whatever its weights' names.
@@ -112,7 +116,8 @@ def _recurrent(imp: Importer, node, ins, attrs):
                        node=ops._name(node))
     stmt = imp.stmts[-1]
     stmt.meta.update(kind=kind, hidden=hidden, dirs=dirs, layers=1, bias=b is not None,
-                     nonlinearity=nonlinearity, prefix=_prefix(sources), merged=False,
+                     nonlinearity=nonlinearity, dropout=dropout, prefix=_prefix(sources),
+                     merged=False,
                      states=bool(state_vars), y_onnx_name=node.output[0])
     return _outputs(imp, node, stmt, targets, layer_k=0)
 
@@ -132,7 +137,7 @@ def _prefix(sources: tuple[str, ...]) -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def _call(kind, hidden, layers, dirs, bias, nonlinearity) -> str:
+def _call(kind, hidden, layers, dirs, bias, nonlinearity, dropout: float = 0.0) -> str:
     kw = ""
     if layers > 1:
         kw += f", num_layers={layers}"
@@ -142,6 +147,8 @@ def _call(kind, hidden, layers, dirs, bias, nonlinearity) -> str:
         kw += ", bias=false"
     if nonlinearity:
         kw += f', nonlinearity="{nonlinearity}"'
+    if dropout:
+        kw += f", dropout={dropout!r}"
     return f"{OPS[kind]}({hidden}{kw})"
 
 
@@ -201,7 +208,7 @@ def _fail(what: str) -> str:
 
 
 def _merge(imp: Importer, node, kind, x, hidden, dirs, layer, bias, zero_states, nonlin,
-           sources, params):
+           sources, params, dropout: float = 0.0):
     """A layer whose input is the previous same-kind layer's output (and that starts from
     zeros) becomes that layer's next `num_layers`, as nn.LSTM(num_layers=2) exports."""
     if not (isinstance(x, Tensor) and x.tag and x.tag[0] == "swap01" and zero_states):
@@ -211,8 +218,8 @@ def _merge(imp: Importer, node, kind, x, hidden, dirs, layer, bias, zero_states,
     if stmt is None or stmt.meta.get("states"):
         return None
     m = stmt.meta
-    if (m["kind"], m["hidden"], m["dirs"], m["bias"], m["nonlinearity"]) != (
-            kind, hidden, dirs, bias, nonlin):
+    if (m["kind"], m["hidden"], m["dirs"], m["bias"], m["nonlinearity"], m["dropout"]) != (
+            kind, hidden, dirs, bias, nonlin, dropout):
         return None
     if m["prefix"] is None or m["prefix"] != _prefix(sources) or layer != m["layers"]:
         return None
@@ -222,7 +229,7 @@ def _merge(imp: Importer, node, kind, x, hidden, dirs, layer, bias, zero_states,
         return None
     m["layers"] += 1
     stmt.params.update(params)
-    stmt.expr = _call(kind, hidden, m["layers"], dirs, bias, nonlin)
+    stmt.expr = _call(kind, hidden, m["layers"], dirs, bias, nonlin, dropout)
     base.var = None
     base.lazy = lambda: _fail("the output of a layer merged into the next")
     y_new = Tensor([], "f32", var=stmt.targets[0])

@@ -98,8 +98,10 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
              "# Its parameters are the .npz written with it: dslc run --params FILE.npz", ""]
     lines += imp.extra_blocks  # the cells of imported loops (onnx_import_loop)
     for blk in blocks:
-        lines.append(f"block {blk.name} {{")
+        head = f"({', '.join(blk.hparams)})" if blk.hparams else ""
+        lines.append(f"block {blk.name}{head} {{")
         lines.append(f"  input {blk.input}{blk.input_type}")
+        lines += [f"  input {name}{typed}" for name, typed in blk.extras]
         for targets, parts in _chains(blk.stmts, [blk.output], defined):
             lines += _format(targets, parts)
         lines.append(f"  output {blk.output}")

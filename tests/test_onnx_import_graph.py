@@ -144,7 +144,7 @@ def test_a_layer_at_another_opset_and_with_bound_sizes(tmp_path, capsys):
 def test_edge_dropout_is_every_edge_kept_and_imports(tmp_path, capsys):
     """dropedge_gcn in inference: the edge dropout is a ones vector over the edges (two
     nodes, nothing random), so the model equals gcn_conv with no edge weights; the import
-    writes `edge_dropout` again and runs like the file."""
+    writes `edge_dropout` again, with its rate, and runs like the file."""
     src = ROOT / "specs" / "dropedge_gcn.dl"
     first, spec = tmp_path / "a.onnx", tmp_path / "b.dl"
     assert main(["export", str(src), "--set", "features=8", "-o", str(first)]) == 0
@@ -165,7 +165,7 @@ def test_edge_dropout_is_every_edge_kept_and_imports(tmp_path, capsys):
     np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-5)
     assert main(["import", str(first), "-o", str(spec)]) == 0, capsys.readouterr().err
     text = spec.read_text()
-    assert "w1 = edge_index -> edge_dropout(x)" in text
+    assert "w1 = edge_index -> edge_dropout(x, p=0.3)" in text  # the spec's rate, kept
     assert "gcn_conv(edge_index, w1, 16) as conv1" in text
     (got,) = dslc.load(spec).run(feeds, _params(spec.with_suffix(".npz"))).values()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -51,6 +51,9 @@ class ExportState:
     const_cache: dict[tuple, str] = field(default_factory=dict)
     root: GraphBuilder | None = None
     table: dict = field(default_factory=dict)  # op name -> lowering
+    # ONNX node name -> the attributes of the train-only op it stands for (dropout's p, ...),
+    # which inference export loses: the model property `dslc.train_attrs` (docs/onnx.md)
+    train_attrs: dict[str, dict] = field(default_factory=dict)
 
     def unique(self, base: str) -> str:
         """A value name no other value of the model has (ONNX values are SSA, model-wide

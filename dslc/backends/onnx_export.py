@@ -26,6 +26,7 @@ Built with the `onnx` package alone (never through torch). Design decisions:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -120,6 +121,7 @@ def lower_into(b, graph: Graph, input_values: list[str]) -> dict:
         lw = Lower(b, node, ins, graph)
         outs = list(fn(lw, node, ins))
         assert len(outs) == len(node.types), f"{node.op} lowering gave {len(outs)} outputs"
+        _note_train_attrs(state, node, lw)
         made = _made_outputs(lw)
         for port, val in enumerate(outs):
             if val in made:
@@ -127,6 +129,33 @@ def lower_into(b, graph: Graph, input_values: list[str]) -> dict:
                 b.value_info.append(value_info(val, node.types[port], state.bindings))
             values[(node.id, port)] = val
     return values
+
+
+# Ops whose attributes only act in training, so that their inference lowering loses them.
+TRAIN_ATTR_OPS = frozenset({"dropout", "dropout2d", "alpha_dropout", "drop_path",
+                            "gaussian_noise", "edge_dropout"})
+
+
+# Layers with a training-only attribute among others: ONNX's RNN, LSTM and GRU have no
+# dropout between stacked layers.
+TRAIN_ATTR_FIELDS = {"rnn": "dropout", "lstm": "dropout", "gru": "dropout"}
+
+
+def _note_train_attrs(state, node: IRNode, lw) -> None:
+    """A train-only op (dropout, drop_path, edge_dropout, ...) exports as its inference
+    function, without its rate: its nodes' names map to its attributes in the model property
+    `dslc.train_attrs`, which `dslc import` reads back (dslc/onnx_import_train.py). So does a
+    recurrent layer's non-zero `dropout`."""
+    if not lw.made or node.op not in TRAIN_ATTR_OPS | TRAIN_ATTR_FIELDS.keys():
+        return
+    attrs = node.attrs.model_dump(mode="json") if node.attrs is not None else {}
+    if node.op in TRAIN_ATTR_FIELDS:
+        key = TRAIN_ATTR_FIELDS[node.op]
+        if not attrs.get(key):
+            return
+        attrs = {key: attrs[key]}
+    for n in lw.made:
+        state.train_attrs[n.name] = {"op": node.op, **attrs}
 
 
 def _made_outputs(lw) -> set[str]:
@@ -198,6 +227,8 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
         props["dslc.hparams"] = ", ".join(f"{k}={v!r}" for k, v in graph.hparams.items())
     if bindings:
         props["dslc.bind"] = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items()))
+    if state.train_attrs:
+        props["dslc.train_attrs"] = json.dumps(state.train_attrs, sort_keys=True)
     helper.set_model_props(model, props)
     return model
 

@@ -14,8 +14,15 @@ from dslc.types import numpy_dtype
 
 
 def _passthrough(lw: Lower, node, ins):
-    """Identity at inference: identity, dropout, dropout2d, gaussian_noise."""
+    """identity: no node."""
     return [ins[0]]
+
+
+def train_identity(lw: Lower, node, ins):
+    """Identity at inference (dropout, dropout2d, gaussian_noise, drop_path, alpha_dropout):
+    an ONNX Identity node, so the op and its rate (in `dslc.train_attrs`) have a node to
+    name."""
+    return [lw.op("Identity", [ins[0]])]
 
 
 def _unary(op_type: str, **fixed):
@@ -353,9 +360,9 @@ def _randn_like(lw: Lower, node, ins):
 
 LOWERINGS = {
     "identity": _passthrough,
-    "dropout": _passthrough,
-    "dropout2d": _passthrough,
-    "gaussian_noise": _passthrough,
+    "dropout": train_identity,
+    "dropout2d": train_identity,
+    "gaussian_noise": train_identity,
     "relu": _unary("Relu"),
     "leaky_relu": _leaky_relu,
     "sigmoid": _unary("Sigmoid"),

@@ -7,13 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from dslc.backends.onnx_builder import Lower
-from dslc.backends.onnx_lower_core import reduce
+from dslc.backends.onnx_lower_core import reduce, train_identity
 from dslc.types import numpy_dtype
-
-
-def _passthrough(lw: Lower, node, ins):
-    """drop_path, alpha_dropout: the identity at inference (as their kernels in eval)."""
-    return [ins[0]]
 
 
 def _channel_shape(rank: int) -> list[int]:
@@ -126,6 +121,6 @@ LOWERINGS = {
     "group_norm": _group_norm,
     "rms_norm": _rms_norm,
     "layer_scale": _layer_scale,
-    "drop_path": _passthrough,
-    "alpha_dropout": _passthrough,
+    "drop_path": train_identity,  # the identity at inference, as their kernels in eval
+    "alpha_dropout": train_identity,
 }
