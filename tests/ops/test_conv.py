@@ -672,6 +672,7 @@ def test_threads_and_epilogue_give_the_serial_bits(shape, out, kernel, stride, p
     if block is not None:
         monkeypatch.setattr(conv_module, "_DW_BLOCK", block)
         monkeypatch.setattr(conv_module, "_BLOCK", block * 8)
+        monkeypatch.setattr(conv_module, "_FINISH_BLOCK", block)
     k = (kernel, kernel) if isinstance(kernel, int) else kernel
     s = (stride, stride) if isinstance(stride, int) else stride
     d = (dil, dil) if isinstance(dil, int) else dil
