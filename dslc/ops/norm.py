@@ -236,7 +236,7 @@ def _bn_epilogue(a: BatchNormAttrs, ctx, dtype):
     output (ops/base.py's `epilogue`): the kernel's x·s + t, the same two roundings, with the
     scale and shift tiled along the block's rows as _channel_operands does. None in training,
     without running statistics, or for a dtype the kernel computes in a wider one (f16)."""
-    if ctx.train or not a.track_running_stats or work_dtype(np.empty(0, dtype)) != dtype:
+    if ctx.train or not a.track_running_stats or np.promote_types(dtype, np.float32) != dtype:
         return None
     scale, shift = _running_scale_shift(a, ctx, dtype)
     tiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
