@@ -253,7 +253,8 @@ def _conv_group(xp, w, s, d, ho, wo, scratch: Scratch | None = None,
                 workers: Workers | None = None, finish: Finish | None = None):
     """One group: xp [N, Hp, Wp, Cg] (a C-strided view), w [Og, Cg, kh, kw] ->
     out [N, Ho, Wo, Og] C-contiguous. The patch block is taken from the run's scratch;
-    `finish` (bias, epilogue) is applied to each matmul's output block, on `workers`."""
+    `finish` (bias, epilogue) is applied to each matmul's output block while in cache (on
+    `workers` for a 1x1 conv, where it costs about what the matmul does)."""
     n, _, _, cg = xp.shape
     og, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = s, d
@@ -295,8 +296,8 @@ def _conv_group(xp, w, s, d, ho, wo, scratch: Scratch | None = None,
             b = buf[:m]
             np.copyto(b, view)
             np.matmul(b.reshape(-1, k), wt, out=out[n0:n0 + m].reshape(-1, og))
-            if finish is not None:
-                _finish_rows(out[n0:n0 + m], finish, workers)
+            if finish is not None:  # one thread: small beside a matmul of k = kh*kw*C
+                _finish_rows(out[n0:n0 + m], finish, None)
         return out
     rows = max(1, _BLOCK // (wo * k))
     buf = alloc(scratch, "conv.patches")((min(rows, ho),) + shape[1:], dt)
@@ -308,7 +309,7 @@ def _conv_group(xp, w, s, d, ho, wo, scratch: Scratch | None = None,
             np.copyto(b, view)
             np.matmul(b.reshape(-1, k), wt, out=out[i, h0:h0 + r].reshape(-1, og))
             if finish is not None:
-                _finish_rows(out[i, h0:h0 + r][None], finish, workers)
+                _finish_rows(out[i, h0:h0 + r][None], finish, None)
     return out
 
 
