@@ -15,6 +15,7 @@ from dslc.limits import MAX_RUN_ELEMENTS
 from dslc.ops.base import RunCtx, ShapeError
 from dslc.ops.registry import OPS
 from dslc.ops.scratch import Scratch
+from dslc.ops.workers import Workers
 from dslc.types import TensorType, dtype_of_array, numpy_dtype
 
 Visit = Callable[[IRNode, list[Any]], list[Any]]
@@ -155,14 +156,20 @@ def node_params(node: IRNode, params: dict[str, np.ndarray]) -> dict[str, np.nda
 
 def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
         train: bool = False, seed: int = 0, bindings: dict[str, int] | None = None,
-        ) -> dict[str, np.ndarray]:
+        threads: int | None = None, fuse: bool = True) -> dict[str, np.ndarray]:
     """Run the model on NumPy; in training mode buffers (batch-norm statistics) are updated in
-    `params` in place, as torch updates a module's buffers."""
+    `params` in place, as torch updates a module's buffers. `threads`: how many the kernels
+    may use (default: ops/workers.py's default_threads). `fuse=False` runs every node's own
+    kernel (eval runs otherwise fuse batch norms and activations into the conv before them,
+    with the same result bits; see epilogue_chains)."""
     bound = bind_inputs(graph, inputs, bindings)
     check_sizes(graph, bound)
     validate_params(graph, params)
     rng = np.random.default_rng(seed)
     scratch = Scratch()  # this run's reusable temporaries: gone when the run returns
+    workers = Workers(threads)  # its kernel threads: started if needed, joined on return
+    chains = {} if train or not fuse else epilogue_chains(graph)
+    absorbed: set[int] = set()  # id() of the nodes whose work a producer did this run
 
     def run_graph(sub: Graph, ins: list[np.ndarray]) -> list[np.ndarray]:
         values = walk(sub, visit, {name: v for (name, _), v in zip(sub.inputs, ins)},
@@ -170,12 +177,88 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarra
         return [values[ref] for _, ref in sub.outputs]
 
     def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
+        if id(node) in absorbed:
+            return [ins[0]]  # its producer's kernel applied it in place
         ctx = RunCtx(train=train, rng=rng, params=node_params(node, params), bindings=bound,
-                     run_graph=run_graph, scratch=scratch)
+                     run_graph=run_graph, scratch=scratch, workers=workers)
+        chain = chains.get(id(node))
+        if chain:
+            ctx.epilogue = fused_epilogue(chain, node.types[0].dtype, ctx, params, absorbed)
         return run_node(node, ins, ctx, params)
 
-    values = walk(graph, visit, inputs, release=True)
+    try:
+        values = walk(graph, visit, inputs, release=True)
+    finally:
+        workers.close()
     return {name: values[ref] for name, ref in graph.outputs}
+
+
+# ---- fusion of per-element work into the producing kernel (eval runs) -------------------
+
+
+def epilogue_chains(graph: Graph) -> dict[int, list[IRNode]]:
+    """Per producer (by id() of its node): the nodes its kernel may apply to its result in
+    place, in order. A producer's op `takes_epilogue` (a conv); each node of the chain has an
+    `epilogue` op (batch norm, relu6, ...), reads nothing but the previous value, is its only
+    reader, and keeps a float32/float64 dtype; no value of the chain but the last is a graph
+    output. Why: MobileNetV2 runs conv -> batch_norm -> relu6 52 times; applied to the conv's
+    output block by block while in cache, on the run's threads, the two are nearly free, where
+    as kernels of their own each is a pass over memory and a fresh array."""
+    key = graph.last_uses()  # the same object until the graph changes
+    cached = graph.__dict__.get("_epilogue_chains")
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    order = graph.order()
+    readers: dict[tuple[int, int], list[IRNode]] = {}
+    for node in order:
+        for ref in node.inputs:
+            readers.setdefault(ref, []).append(node)
+    outputs = {ref for _, ref in graph.outputs}
+    chains: dict[int, list[IRNode]] = {}
+    for node in order:
+        op = OPS.get(node.op)
+        if op is None or not op.takes_epilogue or len(node.types) != 1:
+            continue
+        dtype = node.types[0].dtype
+        if dtype not in ("f32", "f64"):
+            continue
+        chain: list[IRNode] = []
+        ref = (node.id, 0)
+        while ref not in outputs and len(readers.get(ref, ())) == 1:
+            nxt = readers[ref][0]
+            if (OPS[nxt.op].epilogue is None or nxt.inputs != [ref] or len(nxt.types) != 1
+                    or nxt.types[0].dtype != dtype):
+                break
+            chain.append(nxt)
+            ref = (nxt.id, 0)
+        if chain:
+            chains[id(node)] = chain
+    graph.__dict__["_epilogue_chains"] = (key, chains)
+    return chains
+
+
+def fused_epilogue(chain: list[IRNode], dtype: str, ctx: RunCtx,
+                   params: dict[str, np.ndarray], absorbed: set[int]):
+    """The chain's epilogues composed, as far as each op can give one (batch norm in eval);
+    the nodes taken are added to `absorbed` (their own kernels are skipped this run)."""
+    fns = []
+    for node in chain:
+        node_ctx = RunCtx(train=ctx.train, rng=ctx.rng, params=node_params(node, params),
+                          bindings=ctx.bindings, scratch=ctx.scratch, workers=ctx.workers)
+        fn = OPS[node.op].epilogue(node.attrs, node_ctx, np.dtype(numpy_dtype(dtype)))
+        if fn is None:
+            break
+        fns.append(fn)
+        absorbed.add(id(node))
+    if not fns:
+        return None
+    if len(fns) == 1:
+        return fns[0]
+
+    def epilogue(block: np.ndarray) -> None:
+        for fn in fns:
+            fn(block)
+    return epilogue
 
 
 def run_node(node: IRNode, ins: list[np.ndarray], ctx: RunCtx,

@@ -113,13 +113,23 @@ def _hardtanh_shape(a, ins):
     return _same(a, ins)
 
 
-def _hard(x, lo, hi):
+def _hard(x, lo, hi, out=None):
     # min(max(x, lo), hi) as torch's clamp: a NaN stays NaN. np.clip is the same where
     # lo <= hi and one pass over the data, not two and a temporary (MobileNetV2's relu6 at
     # batch 16: 45 -> 15 ms a layer); where lo > hi, torch's order of the bounds decides.
+    # `out` (x itself, in place: the epilogue form) saves the result's allocation.
     if lo <= hi:
-        return np.clip(x, lo, hi)
-    return np.minimum(np.maximum(x, lo), hi)
+        return np.clip(x, lo, hi, out=out)
+    return np.minimum(np.maximum(x, lo, out=out), hi, out=out)
+
+
+def _in_place(fn):
+    """The `epilogue` of a table row (ops/base.py): fn(attrs, block, out=block) applied in
+    place, for any float dtype (these rows only compare and select, so computing in the
+    input's dtype gives the bits of the upcast kernel)."""
+    def factory(a, ctx, dtype):
+        return lambda block: fn(a, block, out=block)
+    return factory
 
 
 def _softplus(x, beta, threshold):
@@ -285,7 +295,7 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True, quiet=False):
+         examples=None, upcast=True, quiet=False, in_place=None):
     return Op(
         name=name,
         family="act",
@@ -299,6 +309,8 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         label=label or (lambda a: ""),
         examples=examples or (Example({}, (tensor("f32", 2, 3, 4),)),),
         vjp=_pointwise_vjp(name),
+        # in_place(attrs, x, out=x): the row's function writing into x (fused after a conv)
+        epilogue=None if in_place is None else _in_place(in_place),
     )
 
 
@@ -405,7 +417,8 @@ X3 = Example({}, X24, float_range=(-5.0, 5.0))
 
 ACTIVATIONS = (
     _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
-    _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})"),
+    _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})",
+         in_place=lambda a, x, out: np.maximum(x, 0, out=out)),
     _act("leaky_relu", "x if x > 0 else negative_slope·x.",
          lambda a, x: np.where(x >= 0, x, x * a.negative_slope),
          "F.leaky_relu({x}, {a.negative_slope!r})", attrs=LeakyAttrs,
@@ -454,13 +467,14 @@ ACTIVATIONS = (
     _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
          lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
     _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
-         "F.relu6({x})", examples=(X6,)),
+         "F.relu6({x})", examples=(X6,), in_place=lambda a, x, out: _hard(x, 0, 6, out)),
     _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
          lambda a, x: _hard(x, a.min_val, a.max_val),
          _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,
          shape=_hardtanh_shape, positional=("min_val", "max_val"),
          label=lambda a: f"[{a.min_val:g}, {a.max_val:g}]",
-         examples=(Example({}, X24), Example({"min_val": -0.5, "max_val": 2.0}, X24))),
+         examples=(Example({}, X24), Example({"min_val": -0.5, "max_val": 2.0}, X24)),
+         in_place=lambda a, x, out: _hard(x, a.min_val, a.max_val, out)),
     _act("hardswish", "x · relu6(x + 3) / 6 (MobileNetV3's activation).",
          lambda a, x: x * _hard(x + 3, 0, 6) / 6, "F.hardswish({x})", examples=(X3,), quiet=True),
     _act("silu", "x · sigmoid(x) (swish).", lambda a, x: x / (1 + np.exp(-x)), "F.silu({x})",

@@ -73,6 +73,11 @@ class RunCtx:
     saved: dict[str, Any] = field(default_factory=dict)
     # The run's reusable temporaries (dslc/ops/scratch.py); None outside a run.
     scratch: Any = None
+    # The run's worker threads (dslc/ops/workers.py); None outside a run (one thread).
+    workers: Any = None
+    # For an op with `takes_epilogue`: the work of the nodes the interpreter fused after it
+    # (their `epilogue`s), to apply in place to the result; None when nothing was fused.
+    epilogue: Callable[[np.ndarray], None] | None = None
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)
@@ -178,6 +183,16 @@ class Op:
     # saved. None: the op has no gradient (argmax, integer ops, masks); `no_grad` says why.
     vjp: Callable[..., tuple[list[np.ndarray | None], dict[str, np.ndarray]]] | None = None
     no_grad: str = ""
+    # Fusion in eval runs (dslc/interp.py): an op with an `epilogue` keeps its input's shape
+    # and dtype and computes each element from that element and its channel alone (batch
+    # norm's eval form, relu6). (attrs, ctx, dtype) -> a function that applies the op in place
+    # to a channels-last block [..., C] of its input, or None where it cannot (training, a
+    # dtype it computes in a wider one). When such an op is the only reader of the output of
+    # an op that `takes_epilogue` (the convs), the producer's kernel applies it to its result
+    # block by block, while in cache, and the op's own kernel does not run. Results are the
+    # same bits as running the two kernels one after the other.
+    epilogue: Callable[[Any, RunCtx, np.dtype], Callable[[np.ndarray], None] | None] | None = None
+    takes_epilogue: bool = False
 
     @property
     def has_params(self) -> bool:

@@ -231,6 +231,30 @@ def _bn_kernel(a: BatchNormAttrs, xs, ctx):
     return [_affine(y, ctx, cshape).astype(x.dtype)]
 
 
+def _bn_epilogue(a: BatchNormAttrs, ctx, dtype):
+    """Eval with running statistics, in place on a channels-last block [..., W, C] of a conv's
+    output (ops/base.py's `epilogue`): the kernel's x·s + t, the same two roundings, with the
+    scale and shift tiled along the block's rows as _channel_operands does. None in training,
+    without running statistics, or for a dtype the kernel computes in a wider one (f16)."""
+    if ctx.train or not a.track_running_stats or np.promote_types(dtype, np.float32) != dtype:
+        return None
+    scale, shift = _running_scale_shift(a, ctx, dtype)
+    tiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def apply(block: np.ndarray) -> None:
+        width = block.shape[-2] if block.ndim >= 2 else 1
+        if width not in tiles:  # every block of one conv has the same width
+            st = np.empty((width, scale.size), dtype)
+            st[...] = scale
+            bt = np.empty((width, shift.size), dtype)
+            bt[...] = shift
+            tiles[width] = (st, bt) if block.ndim >= 2 else (scale, shift)
+        st, bt = tiles[width]
+        block *= st
+        block += bt
+    return apply
+
+
 def _bn_vjp(a: BatchNormAttrs, xs, ys, gs, ctx):
     x, g = xs[0], gs[0]
     if not ctx.train and a.track_running_stats:
@@ -271,6 +295,7 @@ BATCH_NORM = Op(
     macs=lambda a, ins, outs: D.product(outs[0].shape),
     numpy=_bn_kernel,
     vjp=_bn_vjp,
+    epilogue=_bn_epilogue,
     torch_module=lambda a, ins: (_bn_module(a, ins)
                                  if a.affine or a.track_running_stats else None),
     torch_call=_bn_call,

@@ -13,10 +13,12 @@ import dslc
 from dslc import dims as D
 from dslc.diagnostics import DslcError
 from dslc.ops import conv as conv_module
+from dslc.ops import workers as workers_module
 from dslc.ops.base import ShapeError
 from dslc.ops.conv import conv2d_nchw, conv2d_reference, conv_nd, pad_input
 from dslc.ops.padding import fpad_order, resolve_padding
 from dslc.ops.registry import OPS
+from dslc.ops.workers import Workers
 from tests.helpers import assert_close, compare_numpy_torch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.")
@@ -658,6 +660,60 @@ def test_tuned_conv2d_equals_plain_reference(shape, out, kernel, stride, pad, di
     assert got.shape == want.shape and got.dtype == want.dtype
     tol = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape,out,kernel,stride,pad,dil,groups", TUNED_CASES)
+@pytest.mark.parametrize("block", [None, 40])
+def test_threads_and_epilogue_give_the_serial_bits(shape, out, kernel, stride, pad, dil,
+                                                   groups, block, monkeypatch):
+    """Row blocks on 3 threads (every block split off, however small) and an epilogue applied
+    block by block give exactly the serial kernel's result, then the epilogue over it."""
+    monkeypatch.setattr(workers_module, "MIN_SPLIT", 1)
+    if block is not None:
+        monkeypatch.setattr(conv_module, "_DW_BLOCK", block)
+        monkeypatch.setattr(conv_module, "_BLOCK", block * 8)
+        monkeypatch.setattr(conv_module, "_FINISH_BLOCK", block)
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dil, dil) if isinstance(dil, int) else dil
+    pads = ((pad[0], pad[1]), (pad[2], pad[3]))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((out, shape[1] // groups) + k).astype(np.float32)
+    b = rng.standard_normal(out).astype(np.float32)
+    serial = conv2d_nchw(x, w, b, s, pads, d, groups)
+    pool = Workers(3)
+    try:
+        threaded = conv2d_nchw(x, w, b, s, pads, d, groups, workers=pool)
+        seen = []
+
+        def relu6(block):
+            assert block.shape[-1] == out  # channels last, every channel
+            seen.append(block.size)
+            np.clip(block, 0, 6, out=block)
+        fused = conv2d_nchw(x, w, b, s, pads, d, groups, workers=pool, epilogue=relu6)
+    finally:
+        pool.close()
+    np.testing.assert_array_equal(threaded, serial)
+    np.testing.assert_array_equal(fused, np.clip(serial, 0, 6))
+    assert sum(seen) == serial.size  # each element once
+
+
+def test_epilogue_of_a_float16_conv_sees_the_rounded_result():
+    """f16 is computed in f32 and rounded: the epilogue runs after the rounding, as the next
+    op's kernel would."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float16)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float16)
+    dtypes = []
+
+    def double(block):
+        dtypes.append(block.dtype)
+        block *= 2
+    got = conv2d_nchw(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 4, epilogue=double)
+    want = conv2d_nchw(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 4) * np.float16(2)
+    assert set(dtypes) == {np.dtype(np.float16)}
+    np.testing.assert_array_equal(got, want)
 
 
 def test_plain_reference_equals_torch():
