@@ -285,7 +285,8 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True, quiet=False):
+         examples=None, upcast=True, quiet=False, inplace=None):
+    """`inplace`: the format of the form that overwrites x (see Op.torch_inplace)."""
     return Op(
         name=name,
         family="act",
@@ -299,6 +300,8 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         label=label or (lambda a: ""),
         examples=examples or (Example({}, (tensor("f32", 2, 3, 4),)),),
         vjp=_pointwise_vjp(name),
+        torch_inplace=None if inplace is None
+        else (lambda a, args, ctx, ins: inplace.format(x=args[0], a=a)),
     )
 
 
@@ -405,7 +408,8 @@ X3 = Example({}, X24, float_range=(-5.0, 5.0))
 
 ACTIVATIONS = (
     _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
-    _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})"),
+    _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})",
+         inplace="F.relu({x}, inplace=True)"),
     _act("leaky_relu", "x if x > 0 else negative_slope·x.",
          lambda a, x: np.where(x >= 0, x, x * a.negative_slope),
          "F.leaky_relu({x}, {a.negative_slope!r})", attrs=LeakyAttrs,
@@ -454,7 +458,7 @@ ACTIVATIONS = (
     _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
          lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
     _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
-         "F.relu6({x})", examples=(X6,)),
+         "F.relu6({x})", examples=(X6,), inplace="F.relu6({x}, inplace=True)"),
     _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
          lambda a, x: _hard(x, a.min_val, a.max_val),
          _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,
