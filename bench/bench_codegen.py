@@ -3,7 +3,10 @@ process, same weights and inputs (eval, no_grad, CPU): ResNet-18 at batch 16 and
 batch 1, each against a torchvision-layout reference (tests/specs/test_torchvision_layouts.py,
 torchvision itself does not load beside the CPU torch build). Target: ratio <= 1.02.
 
-    .venv/bin/python bench/bench_codegen.py [--blocks 5] [--runs 5]
+    .venv/bin/python bench/bench_codegen.py [--blocks 5] [--runs 5] [--threads N]
+
+With --threads 1 the CPU time of each run is reported too: on a machine shared with other
+jobs it is the work done, which the wall time is not.
 """
 
 from __future__ import annotations
@@ -38,14 +41,23 @@ def compare(name: str, reference, batch: int, size: int, blocks: int, runs: int)
         assert_close(gen(x).numpy(), ref(x).numpy(), what=name)
         ref(x)
         gen(x)
-        ref_ms, gen_ms = [], []
-        # Alternating blocks: both modules see the same drift of a shared machine.
-        for _ in range(blocks):
-            ref_ms += timed(lambda: ref(x), runs)
-            gen_ms += timed(lambda: gen(x), runs)
+        ref_ms, gen_ms, ref_cpu, gen_cpu = [], [], [], []
+        # Runs in adjacent pairs, which one first alternating: both modules see the same drift
+        # of a shared machine, and the median of the pairs' ratios discounts a slow moment.
+        for k in range(blocks * runs):
+            first, second = (ref, gen) if k % 2 == 0 else (gen, ref)
+            cpu: list[float] = []
+            a, b = timed(lambda: first(x), 1, cpu)[0], timed(lambda: second(x), 1, cpu)[0]
+            ref_ms.append(a if first is ref else b)
+            gen_ms.append(b if first is ref else a)
+            ref_cpu.append(cpu[0] if first is ref else cpu[1])
+            gen_cpu.append(cpu[1] if first is ref else cpu[0])
     r, g = statistics.median(ref_ms), statistics.median(gen_ms)
+    paired = statistics.median(gm / rm for gm, rm in zip(gen_ms, ref_ms))
     print(f"{name:9s} b{batch:<3d} hand-written {r:8.1f} ms  generated {g:8.1f} ms  "
-          f"ratio {g / r:.3f}  (best {min(gen_ms) / min(ref_ms):.3f})")
+          f"ratio {g / r:.3f}  paired {paired:.3f}  (best {min(gen_ms) / min(ref_ms):.3f})"
+          + (f"  cpu ratio {statistics.median(gen_cpu) / statistics.median(ref_cpu):.3f}"
+             if torch.get_num_threads() == 1 else ""))
 
 
 def main() -> None:
@@ -54,7 +66,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch's intra-op threads (default: torch's own choice)")
     args = ap.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     compare("resnet18", ResNet18, 16, 224, args.blocks, args.runs)
     compare("vgg16", VGG16, 1, 224, args.blocks, args.runs)
 

@@ -175,6 +175,10 @@ class _Body:
                 self.last_use[ref] = self.pos[n.id]
         for _, ref in graph.outputs:
             self.last_use[ref] = len(self.order)
+        # How often each value is read (an output of the graph counts as a read).
+        self.reads: dict[tuple[int, int], int] = {}
+        for ref in [r for n in self.order for r in n.inputs] + [r for _, r in graph.outputs]:
+            self.reads[ref] = self.reads.get(ref, 0) + 1
         self.var_of: dict[tuple[int, int], str] = {}
         self.holder: dict[str, tuple[int, int]] = {}
         for nid, v in input_vars.items():
@@ -213,6 +217,24 @@ class _Body:
             text = text[:77] + "..."
         return f"# {_safe_text(Path(span.file).name)}:{span.line}: {text}"
 
+    def overwritable(self, ref: tuple[int, int]) -> bool:
+        """Whether the one reader of the value may overwrite it in place: no graph input or
+        output, nothing else reads it, and its producer made a new tensor that the producer's
+        backward does not read, so neither autograd nor another variable sees the change."""
+        op = OPS.get(self.graph.nodes[ref[0]].op)
+        return op is not None and op.result_overwritable and self.reads[ref] == 1
+
+    def inplace_line(self, n: IRNode, args: list[str], ins, ref) -> str | None:
+        """`a += b` where the node may overwrite its first operand (the result keeps a's
+        variable), else None."""
+        op = OPS[n.op]
+        if (op.inplace_operator is None or len(args) != 2 or len(n.types) != 1
+                or not self.overwritable(n.inputs[0]) or not _same_type(ins[0], n.types[0])):
+            return None
+        self.var_of[ref] = args[0]
+        self.holder[args[0]] = ref
+        return f"{args[0]} {op.inplace_operator} {args[1]}"
+
     def emit_node(self, n: IRNode, loop: tuple[str, str] | None) -> tuple[list[str], list[str]]:
         """The node's lines twice: with concrete module access, and with `loop` = (repeat
         iteration path, loop variable) reaching the iteration's modules through the variable."""
@@ -236,7 +258,13 @@ class _Body:
             for t, r in zip(targets, refs):
                 self.var_of[r] = t
             return lines, lines
-        exprs = [op.torch_call(n.attrs, args, EmitCtx(module=m, dim_names=self.dim_names), ins)
+        augmented = self.inplace_line(n, args, ins, refs[0])
+        if augmented is not None:
+            return [augmented], [augmented]
+        call = op.torch_call
+        if op.torch_inplace is not None and len(n.types) == 1 and self.overwritable(n.inputs[0]):
+            call = op.torch_inplace
+        exprs = [call(n.attrs, args, EmitCtx(module=m, dim_names=self.dim_names), ins)
                  for m in (concrete, looped)]
         targets = [self.pick_var(nm, r, i) for nm, r in zip(names, refs)]
         for t, r in zip(targets, refs):
@@ -307,6 +335,11 @@ class _Body:
                 body += concrete_lines
             last_line = run[-1].span.line
         return body
+
+
+def _same_type(a, b) -> bool:
+    return a.dtype == b.dtype and a.rank == b.rank and all(
+        D.equal(x, y) is True for x, y in zip(a.shape, b.shape))
 
 
 def input_arg_names(graph: Graph) -> dict[str, str]:

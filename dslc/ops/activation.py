@@ -295,7 +295,9 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True, quiet=False, in_place=None):
+         examples=None, upcast=True, quiet=False, in_place=None, inplace=None):
+    """`in_place`: the NumPy function writing into x (the fused epilogue after a conv);
+    `inplace`: the format of the PyTorch form that overwrites x (see Op.torch_inplace)."""
     return Op(
         name=name,
         family="act",
@@ -311,6 +313,8 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         vjp=_pointwise_vjp(name),
         # in_place(attrs, x, out=x): the row's function writing into x (fused after a conv)
         epilogue=None if in_place is None else _in_place(in_place),
+        torch_inplace=None if inplace is None
+        else (lambda a, args, ctx, ins: inplace.format(x=args[0], a=a)),
     )
 
 
@@ -418,7 +422,8 @@ X3 = Example({}, X24, float_range=(-5.0, 5.0))
 ACTIVATIONS = (
     _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
     _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})",
-         in_place=lambda a, x, out: np.maximum(x, 0, out=out)),
+         in_place=lambda a, x, out: np.maximum(x, 0, out=out),
+         inplace="F.relu({x}, inplace=True)"),
     _act("leaky_relu", "x if x > 0 else negative_slope·x.",
          lambda a, x: np.where(x >= 0, x, x * a.negative_slope),
          "F.leaky_relu({x}, {a.negative_slope!r})", attrs=LeakyAttrs,
@@ -467,7 +472,8 @@ ACTIVATIONS = (
     _act("hardsigmoid", "Piecewise-linear sigmoid as torch defines it: relu6(x + 3) / 6.",
          lambda a, x: _hard(x + 3, 0, 6) / 6, "F.hardsigmoid({x})", examples=(X3,)),
     _act("relu6", "min(max(0, x), 6) (MobileNet's activation).", lambda a, x: _hard(x, 0, 6),
-         "F.relu6({x})", examples=(X6,), in_place=lambda a, x, out: _hard(x, 0, 6, out)),
+         "F.relu6({x})", examples=(X6,), in_place=lambda a, x, out: _hard(x, 0, 6, out),
+         inplace="F.relu6({x}, inplace=True)"),
     _act("hardtanh", "x clipped to [min_val, max_val] (default [-1, 1]).",
          lambda a, x: _hard(x, a.min_val, a.max_val),
          _call("F.hardtanh", "min_val", "max_val"), attrs=HardtanhAttrs,

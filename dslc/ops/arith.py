@@ -199,6 +199,10 @@ def _binary(name, doc):
         numpy=_binary_kernel(name),
         vjp=_binary_vjp(name),
         torch_call=_binary_call(name),
+        # a + b is a new tensor; the gradients of + - * / read the operands, not the result.
+        result_overwritable=True,
+        # Only + and -: an in-place * or / would make autograd keep a copy of the operand.
+        inplace_operator=f"{SYMBOL[name]}=" if name in ("add", "sub") else None,
         label=lambda a: "" if a.scalar is None else (
             f"{a.scalar!r} {SYMBOL[name]} x" if a.reverse else f"x {SYMBOL[name]} {a.scalar!r}"),
         examples=(
@@ -258,6 +262,7 @@ ARITH = (
         numpy=lambda a, xs, ctx: [np.matmul(xs[0], xs[1])],
         vjp=_matmul_vjp,
         torch_call=lambda a, args, ctx, ins: f"{args[0]} @ {args[1]}",
+        result_overwritable=True,
         examples=(
             Example({}, (tensor("f32", 2, 3, 4), tensor("f32", 4, 5))),
             Example({}, (tensor("f32", 3, 4), tensor("f32", 4))),

@@ -193,6 +193,17 @@ class Op:
     # same bits as running the two kernels one after the other.
     epilogue: Callable[[Any, RunCtx, np.dtype], Callable[[np.ndarray], None] | None] | None = None
     takes_epilogue: bool = False
+    # The result is a new tensor (never a view or alias of an input, a parameter or a buffer)
+    # that torch's backward of the op does not read (conv, linear, batch norm and add read
+    # their inputs; relu, sigmoid, tanh and softmax keep their result for the gradient): the
+    # generated code may let the value's only reader overwrite it in place.
+    result_overwritable: bool = False
+    # How the op overwrites its first input with its result in PyTorch, used where that input
+    # is an overwritable result read by nothing else: an expression like torch_call's
+    # (`F.relu(x, inplace=True)`), or Python's augmented assignment (`+=`: `a += b`, the result
+    # keeps a's variable; used only with two tensor operands and a result of the first's type).
+    torch_inplace: Callable[[Any, list[str], EmitCtx, list[TensorType]], str] | None = None
+    inplace_operator: str | None = None
 
     @property
     def has_params(self) -> bool:

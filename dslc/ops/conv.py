@@ -718,6 +718,7 @@ def _conv_op(nd: int, attrs, examples) -> Op:
         vjp=conv_vjp(nd),
         torch_module=_torch_module(nd),
         torch_call=_torch_call(nd),
+        result_overwritable=True,  # a new tensor; the backward reads input and weight
         label=_label(nd),
         module_prefix="conv",
         examples=examples,

@@ -77,6 +77,7 @@ LINEAR = Op(
     torch_module=lambda a, ins: (f"nn.Linear({_in_features(ins)}, {a.out_features}"
                                  + ("" if a.bias else ", bias=False") + ")"),
     torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]})",
+    result_overwritable=True,  # a new tensor; the backward reads input and weight
     label=lambda a: f"{a.out_features}" + ("" if a.bias else ", no bias"),
     module_prefix="fc",
     examples=(

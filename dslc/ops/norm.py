@@ -299,6 +299,8 @@ BATCH_NORM = Op(
     torch_module=lambda a, ins: (_bn_module(a, ins)
                                  if a.affine or a.track_running_stats else None),
     torch_call=_bn_call,
+    # A new tensor; the backward reads the input and the saved mean and inverse std.
+    result_overwritable=True,
     label=_stats_label,
     module_prefix="bn",
     examples=(

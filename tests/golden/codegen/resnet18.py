@@ -95,7 +95,7 @@ class Resnet18(nn.Module):
         h = self.conv1(x)
         h = self.bn1(h)
         # resnet18.dl:11: -> relu -> max_pool2d(3, stride=2, padding=1)
-        h = torch.relu(h)
+        h = F.relu(h, inplace=True)
         h = F.max_pool2d(h, kernel_size=3, stride=2, padding=1)
         # resnet18.dl:12: layer1: repeat 2 as i { h = h -> basic_block(64, stride=1, index=i) }
         for block in self.layer1:
@@ -103,84 +103,84 @@ class Resnet18(nn.Module):
             h_2 = block['conv1'](h)
             h_2 = block['bn1'](h_2)
             # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-            h_2 = torch.relu(h_2)
+            h_2 = F.relu(h_2, inplace=True)
             h_2 = block['conv2'](h_2)
             h_2 = block['bn2'](h_2)
             # cnn.dl:40: output y = relu(h + shortcut)
-            y = h_2 + h
-            h = torch.relu(y)
+            h_2 += h
+            h = F.relu(h_2, inplace=True)
         # resnet18.dl:13: layer2: repeat 2 as i { h = h -> basic_block(128, stride=2, index=i) }
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer2[0]['conv1'](h)
         h_2 = self.layer2[0]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer2[0]['conv2'](h_2)
         h_2 = self.layer2[0]['bn2'](h_2)
         # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
         y = self.layer2[0]['downsample']['0'](h)
         shortcut = self.layer2[0]['downsample']['1'](y)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + shortcut
-        h = torch.relu(y)
+        h_2 += shortcut
+        h = F.relu(h_2, inplace=True)
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer2[1]['conv1'](h)
         h_2 = self.layer2[1]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer2[1]['conv2'](h_2)
         h_2 = self.layer2[1]['bn2'](h_2)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + h
-        h = torch.relu(y)
+        h_2 += h
+        h = F.relu(h_2, inplace=True)
         # resnet18.dl:14: layer3: repeat 2 as i { h = h -> basic_block(256, stride=2, index=i) }
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer3[0]['conv1'](h)
         h_2 = self.layer3[0]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer3[0]['conv2'](h_2)
         h_2 = self.layer3[0]['bn2'](h_2)
         # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
         y = self.layer3[0]['downsample']['0'](h)
         shortcut = self.layer3[0]['downsample']['1'](y)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + shortcut
-        h = torch.relu(y)
+        h_2 += shortcut
+        h = F.relu(h_2, inplace=True)
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer3[1]['conv1'](h)
         h_2 = self.layer3[1]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer3[1]['conv2'](h_2)
         h_2 = self.layer3[1]['bn2'](h_2)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + h
-        h = torch.relu(y)
+        h_2 += h
+        h = F.relu(h_2, inplace=True)
         # resnet18.dl:15: layer4: repeat 2 as i { h = h -> basic_block(512, stride=2, index=i) }
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer4[0]['conv1'](h)
         h_2 = self.layer4[0]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer4[0]['conv2'](h_2)
         h_2 = self.layer4[0]['bn2'](h_2)
         # cnn.dl:20: output y = x -> conv2d(out, kernel=1, stride=stride, bias=false) as 0 -> batc...
         y = self.layer4[0]['downsample']['0'](h)
         shortcut = self.layer4[0]['downsample']['1'](y)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + shortcut
-        h = torch.relu(y)
+        h_2 += shortcut
+        h = F.relu(h_2, inplace=True)
         # cnn.dl:33: h = x -> conv2d(out, kernel=3, stride=s, padding=1, bias=false) as conv1 -> b...
         h_2 = self.layer4[1]['conv1'](h)
         h_2 = self.layer4[1]['bn1'](h_2)
         # cnn.dl:34: -> relu -> conv2d(out, kernel=3, padding=1, bias=false) as conv2 -> batch_nor...
-        h_2 = torch.relu(h_2)
+        h_2 = F.relu(h_2, inplace=True)
         h_2 = self.layer4[1]['conv2'](h_2)
         h_2 = self.layer4[1]['bn2'](h_2)
         # cnn.dl:40: output y = relu(h + shortcut)
-        y = h_2 + h
-        h = torch.relu(y)
+        h_2 += h
+        h = F.relu(h_2, inplace=True)
         # resnet18.dl:16: output logits = h -> global_avg_pool -> flatten -> linear(classes) as fc
         logits = h.mean(dim=(2, 3), keepdim=True)
         logits = torch.flatten(logits, 1)

@@ -90,7 +90,7 @@ class TransformerEncoder(nn.Module):
             # transformer.dl:29: h = x -> linear(ff) as linear1 -> ff_activation(activation) -> dropout(p)
             h = block['linear1'](x)
             # transformer.dl:11: if kind == "gelu" { y = gelu(x) } else { y = relu(x) }
-            h = torch.relu(h)
+            h = F.relu(h, inplace=True)
             # transformer.dl:29: h = x -> linear(ff) as linear1 -> ff_activation(activation) -> dropout(p)
             h = F.dropout(h, p=0.1, training=self.training)
             # transformer.dl:30: x = (x + (h -> linear(D) as linear2 -> dropout(p))) -> layer_norm(eps=eps) as...
