@@ -285,7 +285,7 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True, quiet=False):
+         examples=None, upcast=True, quiet=False, identity_when=None):
     return Op(
         name=name,
         family="act",
@@ -299,6 +299,7 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         label=label or (lambda a: ""),
         examples=examples or (Example({}, (tensor("f32", 2, 3, 4),)),),
         vjp=_pointwise_vjp(name),
+        identity_when=identity_when,
     )
 
 
@@ -404,7 +405,8 @@ X6 = Example({}, X24, float_range=(-8.0, 8.0))
 X3 = Example({}, X24, float_range=(-5.0, 5.0))
 
 ACTIVATIONS = (
-    _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
+    _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}",
+         identity_when=lambda a, ins, outs: "removed identity"),
     _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})"),
     _act("leaky_relu", "x if x > 0 else negative_slope·x.",
          lambda a, x: np.where(x >= 0, x, x * a.negative_slope),

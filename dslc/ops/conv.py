@@ -625,6 +625,10 @@ def _conv_op(nd: int, attrs, examples) -> Op:
         label=_label(nd),
         module_prefix="conv",
         examples=examples,
+        # A batch norm after it folds into its weight and bias at -O2 (1-d and 2-d only, as
+        # the fold pass has always done).
+        absorbs_norm=(lambda a, outs: True) if nd in (1, 2) else None,
+        layout_sensitive=nd == 2,  # channels_last speeds up 2-d convolutions
     )
 
 

@@ -276,6 +276,7 @@ BATCH_NORM = Op(
     torch_call=_bn_call,
     label=_stats_label,
     module_prefix="bn",
+    folds_into_layer=lambda a: a.affine and a.track_running_stats,
     examples=(
         Example({}, (tensor("f32", 4, 3, 5, 5),)),
         Example({}, (tensor("f32", 4, 3, 5, 5),), train=True),
