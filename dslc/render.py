@@ -30,6 +30,7 @@ from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.ir import Frame, Graph, IRNode
 from dslc.ops.base import RegionView
 from dslc.ops.registry import OPS
+from dslc.regions import is_constant
 from dslc.summary import node_params
 
 # family -> (shape, fill colour, border colour). Light fills keep black text readable.
@@ -280,7 +281,7 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
     if params != 0:
         text = fmt_params(pv) if pv is not None else D.fmt(params)
         rows.append(f"<font point-size=\"9\" color=\"#444444\">{h(text)} params</font>")
-    if buffers != 0 and node.op != "const":
+    if buffers != 0 and not is_constant(node):
         text = fmt_params(bv) if bv is not None else D.fmt(buffers)
         rows.append(f"<font point-size=\"9\" color=\"#444444\">{h(text)} buffers</font>")
     label = "<" + "<br/>".join(rows) + ">"

@@ -10,7 +10,7 @@ The parameter file may still hold fc2.weight/bias: they are dropped when it is l
 from __future__ import annotations
 
 from dslc.ir import Graph
-from dslc.passes import Change, ParamFold, PassResult
+from dslc.passes.result import Change, ParamFold, PassResult
 from dslc.regions import region_param_keys
 
 

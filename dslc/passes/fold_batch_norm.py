@@ -17,7 +17,7 @@ import numpy as np
 
 from dslc.ir import Graph
 from dslc.ops.registry import OPS
-from dslc.passes import Change, ParamFold, PassResult
+from dslc.passes.result import Change, ParamFold, PassResult
 
 
 def run(graph: Graph) -> PassResult:

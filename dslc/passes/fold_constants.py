@@ -15,7 +15,7 @@ import numpy as np
 from dslc.ir import Graph, IRNode
 from dslc.ops.base import RunCtx
 from dslc.ops.registry import OPS
-from dslc.passes import Change, PassResult
+from dslc.passes.result import Change, PassResult
 from dslc.regions import is_constant
 
 
