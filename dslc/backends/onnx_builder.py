@@ -51,6 +51,9 @@ class ExportState:
     const_cache: dict[tuple, str] = field(default_factory=dict)
     root: GraphBuilder | None = None
     table: dict = field(default_factory=dict)  # op name -> lowering
+    # Lowers an IR sub-graph into a builder (onnx_export.lower_into, handed in by the exporter,
+    # which imports this module): (builder, graph, input values) -> IR value -> ONNX value.
+    lower_into: Any = None
 
     def unique(self, base: str) -> str:
         """A value name no other value of the model has (ONNX values are SSA, model-wide
@@ -329,6 +332,4 @@ class Lower:
 
     def lower_cell(self, body: GraphBuilder, cell: Graph, input_values: list[str]) -> dict:
         """Lower an IR sub-graph (a scan's cell) into `body`; returns its value map."""
-        from dslc.backends.onnx_export import lower_into
-
-        return lower_into(body, cell, input_values)
+        return self.state.lower_into(body, cell, input_values)
