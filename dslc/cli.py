@@ -143,10 +143,15 @@ def _train_summary(prog) -> dict | None:
     """The default train section of the file for this model, for `summary --json` (None when
     there is none or no default; the sections were checked when the file was loaded)."""
     from dslc.sources import load_program
-    from dslc.train_check import check_train, train_summary
+    from dslc.train_check import check_train, pick_train, train_summary
+    from dslc.train_multi import check_multi_train, multi_train_summary
 
     try:
-        return train_summary(check_train(load_program(prog.path), prog.source))
+        program = load_program(prog.path)
+        tdef = pick_train(program, prog.source.model, None)
+        if tdef.is_multi:
+            return multi_train_summary(check_multi_train(program, tdef, prog.source))
+        return train_summary(check_train(program, prog.source, tdef=tdef))
     except DslcError:
         return None
 
@@ -157,11 +162,28 @@ def _train_source(args, prog) -> str:
     from dslc.sources import load_program
     from dslc.train_check import check_train
 
-    spec = check_train(load_program(prog.path), prog.source, args.train or None)
+    program = load_program(prog.path)
+    multi = _multi_train_source(program, prog, args.train or None)
+    if multi is not None:
+        return multi
+    spec = check_train(program, prog.source, args.train or None)
     if prog.folds or INFERENCE_ONLY & set(prog.passes):
         # -O2 folds batch norms and drops dropout: inference only. Train the model as written.
         return generate_train(prog.source, spec, prog.path)
     return generate_train(prog.graph, spec, prog.path, folds=prog.folds)
+
+
+def _multi_train_source(program, prog, name: str | None) -> str | None:
+    """The program of a multi-model section (a GAN: dslc/train_multi.py), or None when the
+    chosen section trains one model."""
+    from dslc.backends.torch_train_multi import generate_multi_train
+    from dslc.train_check import pick_train
+    from dslc.train_multi import check_multi_train
+
+    tdef = pick_train(program, prog.source.model, name)
+    if not tdef.is_multi:
+        return None
+    return generate_multi_train(check_multi_train(program, tdef, prog.source), prog.path)
 
 
 def cmd_compile(args) -> int:
@@ -174,10 +196,21 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+def _default_backend() -> str:
+    """torch when it is installed (the generated program), else the NumPy interpreter."""
+    import importlib.util
+
+    return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+
+
 def cmd_train(args) -> int:
-    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun."""
+    """Write RUN/train.py (as `compile --train`) and run it: one process, or torchrun; or
+    with `--backend numpy`, train on the NumPy interpreter in this process."""
     import subprocess
 
+    backend = args.backend or _default_backend()
+    if backend == "numpy":
+        return _train_numpy(args)
     prog = _load(args)
     src = _train_source(args, prog)
     out = Path(args.out)
@@ -191,12 +224,36 @@ def cmd_train(args) -> int:
             rest += ["--" + flag.replace("_", "-"), str(value)]
     if args.compile:
         rest.append("--compile")
+    if args.init:
+        rest += ["--init", args.init]
     if args.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={args.nproc}", str(script), *rest]
     else:
         cmd = [sys.executable, str(script), *rest]
     return subprocess.run(cmd, check=False).returncode
+
+
+def _train_numpy(args) -> int:
+    """`dslc train --backend numpy`: the same contract as the generated program, no torch."""
+    from dslc.numpy_train import TrainError
+
+    if args.nproc > 1:
+        raise UsageError("--nproc needs --backend torch (torchrun); the NumPy back end runs "
+                         "in one process")
+    if args.compile:
+        raise UsageError("--compile needs --backend torch")
+    prog = _load(args)
+    params = _read_npz(args.init, "parameters") if args.init else None
+    try:
+        prog.train(args.data, args.out, params=params, train=args.train, epochs=args.epochs,
+                   steps=args.steps, seed=args.seed, resume=args.resume,
+                   stop_after_steps=args.stop_after_steps,
+                   say=lambda line: print(line, flush=True))
+    except TrainError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_DIAG
+    return EXIT_OK
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -410,6 +467,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN/")
     t.add_argument("--stop-after-steps", type=int, metavar="K")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--backend", choices=("torch", "numpy"), help="the generated PyTorch "
+                   "program (default when torch is installed) or the NumPy interpreter")
+    t.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
+                   "(state_dict keys, e.g. a run's params.npz)")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")

@@ -27,6 +27,7 @@ from dslc.onnx_import_core import (
     Importer,
     ImportProblem,
     ImportResult,
+    _dim,
     _span,
     require_onnx,
 )
@@ -35,7 +36,6 @@ from dslc.onnx_import_values import (
     Const,
     Tensor,
     dim_text,
-    parse_dim_param,
 )
 
 # ---- reading and validating ---------------------------------------------------------------
@@ -163,8 +163,15 @@ def import_model(path: str, model_name: str | None = None) -> ImportResult:
                                    _span(path), hint="pass --model NAME"))
     imp = Importer(onnx, model, path, name)
     _declare_inputs(imp)
-    # The recurrent layers and the larger patterns register their handlers on import.
-    from dslc import onnx_import_graph, onnx_import_patterns, onnx_import_rnn  # noqa: F401
+    # The recurrent layers, loops, pools and the larger patterns register their handlers on
+    # import (they import onnx_import_ops, so it cannot import them).
+    from dslc import (  # noqa: F401
+        onnx_import_graph,
+        onnx_import_loop,
+        onnx_import_patterns,
+        onnx_import_pool,
+        onnx_import_rnn,
+    )
     from dslc.onnx_import_ops import visit
 
     for node in _topo_nodes(model):
@@ -205,14 +212,6 @@ def _infer(imp: Importer) -> None:
             imp.dtypes[vi.name] = DTYPES.get(tt.elem_type, f"onnx{tt.elem_type}")
         if tt.HasField("shape"):
             imp.shapes[vi.name] = [_dim(d, imp) for d in tt.shape.dim]
-
-
-def _dim(d, imp: Importer):
-    if d.HasField("dim_value") and d.dim_value > 0:
-        return sympy.Integer(d.dim_value)
-    if d.HasField("dim_param"):
-        return parse_dim_param(d.dim_param, imp.dim_names)
-    return None
 
 
 def _declare_inputs(imp: Importer) -> None:

@@ -1,7 +1,7 @@
 """ONNX import's shared state (dslc/onnx_import.py is the entry): the Importer that every
-handler module (onnx_import_ops, _rnn, _graph, _patterns, _blocks, _text) writes statements
-into, and the problem they raise; kept apart from the entry so those modules need not import
-it back."""
+handler module (onnx_import_ops, _rnn, _graph, _loop, _pool, _patterns, _blocks, _nested,
+_text) writes statements into, and the problem they raise; kept apart from the entry so those
+modules need not import it back."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from dslc.onnx_import_values import (
     Const,
     Tensor,
     Value,
+    parse_dim_param,
 )
 
 # The opsets whose semantics the handlers follow (the default domain). Older files use
@@ -93,6 +94,8 @@ class Importer:
         self.producer: dict[str, Any] = {}  # value -> the node making it
         self.skip: dict[str, list] = {}  # node -> outputs a pattern already gave
         self.var_types: dict[str, tuple[str, list]] = {}  # variable -> (dtype, shape)
+        self.extra_blocks: list[str] = []  # block texts made by handlers (a Loop's cell)
+        self.block_names: list[str] = []
         from dslc.ops.registry import OPS
 
         self.taken |= set(OPS)
@@ -237,3 +240,11 @@ def _num(x) -> str:
 def _np_onnx_type(dt: np.dtype) -> int:
     return {np.dtype("float32"): 1, np.dtype("float16"): 10, np.dtype("float64"): 11,
             np.dtype("int32"): 6, np.dtype("int64"): 7, np.dtype("bool"): 9}.get(dt, 0)
+
+
+def _dim(d, imp: Importer):
+    if d.HasField("dim_value") and d.dim_value > 0:
+        return sympy.Integer(d.dim_value)
+    if d.HasField("dim_param"):
+        return parse_dim_param(d.dim_param, imp.dim_names)
+    return None

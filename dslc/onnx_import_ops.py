@@ -652,12 +652,31 @@ def _conv(imp, node, ins, attrs):
     if b is not None:
         params["bias"] = b.array.astype(np.float32)
         sources = sources + b.sources
-    call = f"conv{n}d({out_ch}, {_tup(kernel)}" + _kw(
-        stride=_tup(stride) if stride != 1 else None, padding=_tup(pad) if pad != 0 else None,
-        dilation=_tup(dil) if dil != 1 else None, groups=groups if groups != 1 else None,
-        bias="false" if b is None else None) + ")"
+    opts = _kw(stride=_tup(stride) if stride != 1 else None,
+               padding=_tup(pad) if pad != 0 else None,
+               dilation=_tup(dil) if dil != 1 else None, groups=groups if groups != 1 else None)
+    if spec_const(w) and (b is None or spec_const(b)):
+        # A spec's `const` kernel (dslc's export names it `<name>.const`): kept a constant,
+        # passed to the functional form, so the import adds no parameter.
+        args = [_t(imp, x, node) for x in (ins[0], _named_const(w), _named_const(b)) if x]
+        (var,) = imp.emit(f"conv{n}d({', '.join(args)}{opts})", hint=node.output[0],
+                          node=_name(node))
+        return [_out(imp, node, var)]
+    call = f"conv{n}d({out_ch}, {_tup(kernel)}{opts}" + (", bias=false" if b is None else "") \
+        + ")"
     label = imp.take_label(imp.label_for(sources), "conv")
     return _pipe(imp, node, ins, call, label=label, params=params)
+
+
+def spec_const(v: Value | None) -> bool:
+    """An initializer dslc's export wrote for a spec's `const` (named `<name>.const`), small
+    enough to write out: it imports as a `const`, not as a layer's parameter."""
+    return isinstance(v, Const) and len(v.sources) == 1 and v.sources[0].endswith(".const") \
+        and v.array.size <= 4096
+
+
+def _named_const(v: Const | None) -> Const | None:
+    return None if v is None else Const(v.array, (v.sources[0][:-len(".const")],))
 
 
 @handles("ConvTranspose")
@@ -862,6 +881,7 @@ RESHAPE_THROUGH: dict[str, Callable] = {}  # tag -> fold (filled by onnx_import_
 NODE_PATTERNS: list[Callable] = []
 TRANSPOSE_THROUGH: dict[str, Callable] = {}
 SQUEEZE_THROUGH: dict[str, Callable] = {}
+SLICE_THROUGH: dict[str, Callable] = {}  # (filled by onnx_import_loop)
 
 
 @handles("Transpose")
@@ -1006,6 +1026,10 @@ def _gather(imp, node, ins, attrs):
 @handles("Slice")
 def _slice(imp, node, ins, attrs):
     x = ins[0]
+    if isinstance(x, Tensor) and x.tag and x.tag[0] in SLICE_THROUGH:
+        folded = SLICE_THROUGH[x.tag[0]](imp, node, x, ins)
+        if folded is not None:
+            return [folded]
     if len(ins) > 1:
         vals = [dims_value(v) if v is not None else None for v in ins[1:]]
         if any(v is not None and not all(e.is_Integer for e in v) for v in vals):

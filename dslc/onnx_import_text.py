@@ -89,9 +89,14 @@ def write_spec(imp: Importer, outputs: list[tuple[str, str]]) -> tuple[str, dict
     from dslc.onnx_import_blocks import find_repeats
 
     blocks, body = find_repeats(imp, stmts, out_vars, defined)
+    from dslc.onnx_import_nested import find_nested
+
+    nested, body = find_nested(imp, body, out_vars, defined)
+    blocks += nested
     params: dict[str, np.ndarray] = {}
     lines = [f"# Imported from {_file_name(imp.path)} by `dslc import` ({_producer(imp)}).",
              "# Its parameters are the .npz written with it: dslc run --params FILE.npz", ""]
+    lines += imp.extra_blocks  # the cells of imported loops (onnx_import_loop)
     for blk in blocks:
         lines.append(f"block {blk.name} {{")
         lines.append(f"  input {blk.input}{blk.input_type}")

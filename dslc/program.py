@@ -100,6 +100,26 @@ class Program:
                         bindings=bind, wrt_inputs=wrt_inputs, float64=float64)
         return grads
 
+    def train(self, data: str, out: str, params: dict[str, np.ndarray] | None = None,
+              train: str | None = None, epochs: int | None = None, steps: int | None = None,
+              seed: int | None = None, resume: str | None = None,
+              stop_after_steps: int | None = None, say=print) -> dict[str, np.ndarray]:
+        """Run the file's train section (`train` names one) on NumPy, as `dslc train
+        --backend numpy`: from `params` (default: init_params of the run's seed), writing
+        OUT/params.npz, metrics.jsonl and checkpoint.npz; returns the final parameters.
+        Bad data or checkpoints raise dslc.numpy_train.TrainError (the generated program's
+        codes and messages)."""
+        from dslc.numpy_train import train as run_training
+        from dslc.sources import load_program
+        from dslc.train_check import check_train
+
+        spec = check_train(load_program(self.path), self.source, train)
+        if params is None:
+            params = self.init_params(spec.seed if seed is None else seed)
+        return run_training(self.source, spec, data, out, params, epochs=epochs, steps=steps,
+                            seed=seed, resume=resume, stop_after_steps=stop_after_steps,
+                            say=say)
+
     def summary(self, bind: dict[str, int] | None = None) -> dict[str, Any]:
         from dslc.summary import summarize
 

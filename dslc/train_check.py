@@ -119,6 +119,14 @@ class TrainSpec:
     checkpoint_every: int | None = None
     no_weight_decay: tuple[str, ...] = ()  # parameter kinds kept out of weight decay
     early_stop: dict[str, Any] | None = None  # patience, metric, min_delta, mode
+    # Regularisation terms (dslc/train_reg.py): loss input -> the parameter's state_dict key.
+    penalty_params: dict[str, str] = field(default_factory=dict)
+    # `batch = full`: one step sees the whole data file (a graph: every node, every edge); the
+    # targets are per node and the samples of the split are nodes (transductive training).
+    full_graph: bool = False
+    # With full_graph: the loss's arguments that hold one row per node (outputs and inputs
+    # whose first dim is the targets' node dim): the loss sees the rows of the step's nodes.
+    node_args: tuple[str, ...] = ()
 
 
 def _err(code: str, msg: str, span: Span, **kw) -> DslcError:
@@ -134,7 +142,8 @@ def train_defs(prog: Program) -> list[TrainDef]:
 
 
 def pick_train(prog: Program, model: str, name: str | None) -> TrainDef:
-    defs = [t for t in train_defs(prog) if t.model in (None, model)]
+    defs = [t for t in train_defs(prog)
+            if t.model in (None, model) or model in [m for m, _ in t.models]]
     where = Span(prog.root, 1, 1, 1, 2)
     if name:
         for t in defs:
@@ -385,6 +394,14 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                 tdef: TrainDef | None = None) -> TrainSpec:
     """Check the train section `name` (or the default one) for the model `graph`."""
     t = tdef or pick_train(prog, graph.model, name)
+    if t.is_multi:  # callers that can train several models use train_multi directly
+        from dslc.train_multi import check_multi_train
+
+        check_multi_train(prog, t, graph)  # its own diagnostics first
+        raise _err("E0638", "this train section trains several models, which only the "
+                   "PyTorch training program does", t.name_span,
+                   expected="a section for one model", found="a multi-model section",
+                   hint="dslc compile --train / dslc train with the torch back end")
     inputs = {n: graph.nodes[nid].types[0] for n, nid in graph.inputs}
     outputs = {n: graph.nodes[r[0]].types[r[1]] for n, r in graph.outputs}
     settings: dict[str, TrainSetting] = {}
@@ -399,6 +416,8 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
         settings[s.key] = s
     # Targets: fresh names, sample dim first like the inputs'.
     sample = next(iter(inputs.values())).shape[0] if inputs else None
+    if "batch" in settings and _is_full(settings["batch"].value):
+        sample = None  # a whole graph: no sample dim; the targets' first dim is the nodes'
     seen: dict[str, Span] = {}
     for tg in t.targets:
         clash = "an input" if tg.name in inputs else "an output" if tg.name in outputs else \
@@ -432,7 +451,9 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
             return SETTINGS[key][1]
         return _number(_const(s.value, f"'{key}'"), s.value, f"'{key}'", SETTINGS[key][0], low)
 
-    batch, epochs, steps = num("batch", 1), num("epochs", 1), num("steps", 1)
+    full_graph = _is_full(settings["batch"].value)
+    batch = 1 if full_graph else num("batch", 1)
+    epochs, steps = num("epochs", 1), num("steps", 1)
     validation = num("validation", 0.0)
     if validation >= 1.0:
         s = settings["validation"]
@@ -444,7 +465,13 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
              zip(graph.outputs, outputs.values())]
     given += [(n, inputs[n], graph.nodes[nid].span) for n, nid in graph.inputs]
     lname = f"{t.name or graph.model}_loss"
-    loss = _LossElaborator(prog, lname, loss_s.value, loss_s.value.span, given, t.targets,
+    # l1(params(...)) / l2(params(...)): the chosen parameters become inputs of the loss.
+    from dslc.train_reg import rewrite
+
+    taken = {n for n, _, _ in given} | {tg.name for tg in t.targets}
+    loss_expr, penalty = rewrite(loss_s.value, graph, taken)
+    given += [(p.arg, p.type, p.span) for p in penalty]
+    loss = _LossElaborator(prog, lname, loss_expr, loss_s.value.span, given, t.targets,
                            graph.hparams).run()
     interp.check(loss)
     lt = loss.nodes[loss.outputs[0][1][0]].types[loss.outputs[0][1][1]]
@@ -488,14 +515,49 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
     early = None
     if "early_stop" in settings:
         early = _early_stop(settings["early_stop"], validation, metrics)
+    node_args: tuple[str, ...] = ()
+    if full_graph:
+        node_args = _node_args(settings["batch"], loss, target_types, t.targets)
     spec = TrainSpec(name=t.name, model=graph.model, data=data, loss_graph=loss,
                      loss_args=[n for n, _ in loss.inputs], optimizer=opt,
                      optimizer_args=opt_args, schedule=sched, batch=batch, epochs=epochs,
                      steps=steps, shuffle=num("shuffle"), validation=validation,
                      seed=num("seed", 0), clip=clip, metrics=metrics,
                      checkpoint_every=num("checkpoint_every", 1), no_weight_decay=no_decay,
-                     early_stop=early)
+                     early_stop=early, full_graph=full_graph, node_args=node_args,
+                     penalty_params={p.arg: p.key for p in penalty})
     return spec
+
+
+def _is_full(e) -> bool:
+    """`batch = full`: the whole data file (a whole graph) in every step."""
+    return isinstance(e, ast.Name) and e.name == "full"
+
+
+def _node_args(s: TrainSetting, loss: Graph, targets: dict[str, TensorType],
+               tdefs) -> tuple[str, ...]:
+    """With `batch = full`, every target holds one value per node (its first dim, the same for
+    all); the loss arguments with that first dim are cut to the step's nodes."""
+    names = [tg.name for tg in tdefs]
+    if not names:
+        raise _err("E0540", "`batch = full` needs a target with one row per node",
+                   s.value.span, expected="target label: i64[N] (N the node dim)",
+                   found="no target")
+    first = targets[names[0]].shape[0] if targets[names[0]].rank else None
+    for n in names:
+        ty = targets[n]
+        if ty.rank == 0 or first is None or D.equal(ty.shape[0], first) is not True:
+            tg = next(t for t in tdefs if t.name == n)
+            raise _err("E0540", f"with `batch = full`, target '{n}' must have the node dim "
+                       "first, as the other targets", tg.type.span,
+                       expected=f"[{D.fmt(first) if first is not None else 'N'}, ...]",
+                       found=str(ty))
+    out = []
+    for name, nid in loss.inputs:
+        ty = loss.nodes[nid].types[0]
+        if name not in names and ty.rank and D.equal(ty.shape[0], first) is True:
+            out.append(name)
+    return tuple(out)
 
 
 def _plateau_metric(a: dict[str, Any], s: TrainSetting, validation: float,
@@ -593,10 +655,19 @@ def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
     return out
 
 
-def check_file_trains(prog: Program, graph: Graph) -> list[TrainSpec]:
-    """Every train section of the root file that applies to this model (for `dslc check`)."""
-    return [check_train(prog, graph, tdef=t) for t in train_defs(prog)
-            if t.model in (None, graph.model)]
+def check_file_trains(prog: Program, graph: Graph) -> list:
+    """Every train section of the root file that applies to this model (for `dslc check`);
+    a multi-model section (dslc/train_multi.py) is checked with each of its models."""
+    from dslc.train_multi import check_multi_train
+
+    out: list = []
+    for t in train_defs(prog):
+        if t.is_multi and (t.model in (None, graph.model)
+                           or graph.model in [m for m, _ in t.models]):
+            out.append(check_multi_train(prog, t, graph))
+        elif t.model in (None, graph.model):
+            out.append(check_train(prog, graph, tdef=t))
+    return out
 
 
 def lr_factor(schedule: tuple[str, dict[str, Any]], i: int, lr: float) -> float:

@@ -73,8 +73,10 @@ SCHEDULE_WORDS = {
 }
 
 
-def _shape_text(t) -> str:
-    dims = ["None"] + [str(int(d)) if D.as_dim(d).is_Integer else "None" for d in t.shape[1:]]
+def _shape_text(t, full_graph: bool = False) -> str:
+    dims = [str(int(d)) if D.as_dim(d).is_Integer else "None" for d in t.shape]
+    if dims and not full_graph:
+        dims[0] = "None"  # the sample dim
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
@@ -145,11 +147,20 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
     out.append("DATA = [")
     for a in spec.data:
         out.append(f"    ({a.name!r}, {a.role!r}, {DTYPES[a.type.dtype][0]!r}, "
-                   f"{_shape_text(a.type)}, {a.classes!r}, {a.ignore_index!r}),")
+                   f"{_shape_text(a.type, spec.full_graph)}, {a.classes!r}, {a.ignore_index!r}),")
     out.append("]")
     out.append(f"INPUTS = {[n for n, _ in graph.inputs]!r}  # forward's arguments, in order")
     out.append(f"OUTPUTS = {[n for n, _ in graph.outputs]!r}")
-    out.append(f"LOSS_ARGS = {spec.loss_args!r}  # the loss's arguments, in order")
+    line = f"LOSS_ARGS = {spec.loss_args!r}  # the loss's arguments, in order"
+    if len(line) > 99:  # one argument a line, as a formatter would
+        line = "# The loss's arguments, in order.\nLOSS_ARGS = [\n" + "".join(
+            f"    {a!r},\n" for a in spec.loss_args) + "]"
+    out.append(line)
+    out += _penalty_lines(spec)
+    out.append("# batch = full: every step sees the whole data file (a graph); the loss and the")
+    out.append("# metrics see the rows of NODE_ARGS and targets of the step's nodes.")
+    out.append(f"FULL_GRAPH = {spec.full_graph!r}")
+    out.append(f"NODE_ARGS = {list(spec.node_args)!r}")
     for key, value in (("BATCH_SIZE", spec.batch), ("EPOCHS", spec.epochs),
                        ("STEPS", spec.steps), ("SHUFFLE", spec.shuffle),
                        ("VALIDATION", spec.validation), ("SEED", spec.seed),
@@ -215,6 +226,26 @@ def _settings(graph: Graph, spec: TrainSpec, model_cls: str, loss_cls: str) -> l
             '    after `step` optimisation steps (LambdaLR)."""',
             f"    return {_schedule_expr(spec.schedule, 'step', lr)}", "", ""]
     return out + _clip_and_metrics(spec)
+
+
+def _penalty_lines(spec: TrainSpec) -> list[str]:
+    """PARAM_ARGS and penalty_params: the parameters the loss's l1/l2 terms read."""
+    if not spec.penalty_params:
+        return ["", "", "def penalty_params(net):",
+                '    """No l1(params(...)) / l2(params(...)) in the loss."""',
+                "    return {}", "", ""]
+    out = ["# The loss's l1/l2 terms read these parameters: loss argument -> state_dict key.",
+           "PARAM_ARGS = {"]
+    out += [f"    {arg!r}: {key!r}," for arg, key in spec.penalty_params.items()]
+    out += ["}", "", "",
+            "def penalty_params(net):",
+            '    """The parameters of PARAM_ARGS, from the model inside any DDP or',
+            '    torch.compile wrapper (their gradients reach the same tensors)."""',
+            "    while hasattr(net, \"module\") or hasattr(net, \"_orig_mod\"):",
+            "        net = net._orig_mod if hasattr(net, \"_orig_mod\") else net.module",
+            "    named = dict(net.named_parameters())",
+            "    return {arg: named[key] for arg, key in PARAM_ARGS.items()}", "", ""]
+    return out
 
 
 def _clip_and_metrics(spec: TrainSpec) -> list[str]:
@@ -296,11 +327,13 @@ def load_data(path):
                  f"({role} {want}); convert it with .astype(np.{dtype})")
         if a.ndim != len(shape) or any(w is not None and g != w for g, w in zip(a.shape, shape)):
             fail("E0613", f"{path}: array '{name}' has shape {list(a.shape)}, expected {want}")
-        if n is None:
-            n = a.shape[0]
+        if FULL_GRAPH and role != "target":
+            pass  # a whole graph: the targets count the nodes
+        elif n is None:
+            n, first = a.shape[0], name
         elif a.shape[0] != n:
-            fail("E0615", f"{path}: array '{name}' has {a.shape[0]} samples, "
-                 f"'{DATA[0][0]}' has {n}")
+            fail("E0615", f"{path}: array '{name}' has {a.shape[0]} "
+                 f"{'nodes' if FULL_GRAPH else 'samples'}, '{first}' has {n}")
         if classes is not None:
             bad = (a != ignore) & ((a < 0) | (a >= classes))
             if bad.any():
@@ -323,6 +356,9 @@ def parse_args(argv):
     p.add_argument("--stop-after-steps", type=int, metavar="K",
                    help="stop as a crash would, after writing the checkpoint of step K")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
+                   "(state_dict keys, e.g. a run's params.npz) instead of the seeded "
+                   "initialisation")
     return p.parse_args(argv)
 
 
@@ -353,6 +389,12 @@ def rank_slice(indices, rank, world):
 
 
 def to_batch(data, indices, device):
+    if FULL_GRAPH:  # every input whole, the targets of the nodes `indices`
+        batch = {name: torch.from_numpy(np.asarray(data[name]) if name in INPUTS else
+                                        np.ascontiguousarray(data[name][indices])).to(device)
+                 for name in data}
+        batch["__nodes__"] = torch.from_numpy(np.asarray(indices)).to(device)
+        return batch
     return {name: torch.from_numpy(np.ascontiguousarray(data[name][indices])).to(device)
             for name in data}
 
@@ -373,6 +415,9 @@ def forward_loss(net, loss_fn, batch):
     outs = tuple(o.float() if o.dtype in (torch.bfloat16, torch.float16) else o for o in outs)
     env = dict(zip(OUTPUTS, outs))
     env.update(batch)
+    env.update(penalty_params(net))
+    if FULL_GRAPH:  # the rows of the step's nodes
+        env.update({name: env[name][batch["__nodes__"]] for name in NODE_ARGS})
     return loss_fn(*[env[name] for name in LOSS_ARGS]), env
 
 
@@ -414,6 +459,16 @@ def early_stopping(record, state, model, out):
               f"{state['bad_epochs']} epochs (best {best:.6g})", flush=True)
         return True
     return False
+
+
+def load_initial(model, path):
+    """--init: every parameter and buffer of the model from an .npz of state_dict keys."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: torch.from_numpy(f[k]) for k in f.files}
+        model.load_state_dict(arrays)
+    except Exception as exc:  # noqa: BLE001 - any unfit file is refused alike
+        fail("E0541", f"cannot start from {path}: {exc}")
 
 
 def rng_state(device):
@@ -460,6 +515,7 @@ def load_checkpoint(path, world):
 
 
 def main(argv=None):
+    global BATCH_SIZE  # FULL_GRAPH: the number of training nodes, set once the data is read
     args = parse_args(argv)
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if distributed:
@@ -479,7 +535,9 @@ def main(argv=None):
     data, n = load_data(args.data)
     n_val = int(n * VALIDATION)
     n_train = n - n_val
-    if n_train < BATCH_SIZE:
+    if FULL_GRAPH:
+        BATCH_SIZE = n_train
+    if n_train < BATCH_SIZE or n_train == 0:
         fail("E0616", f"{args.data}: {n_train} training samples, fewer than one batch "
              f"({BATCH_SIZE}); the last incomplete batch of an epoch is dropped")
     steps_per_epoch = n_train // BATCH_SIZE
@@ -491,6 +549,8 @@ def main(argv=None):
 
     torch.manual_seed(seed)  # the same initial parameters on every rank
     model = Model().to(device)
+    if args.init:
+        load_initial(model, args.init)
     # Each rank its own random stream (dropout masks, noise) from here on.
     torch.manual_seed(seed + rank)
     loss_fn = Loss()

@@ -25,6 +25,20 @@ class ReduceAttrs(Attrs):
 class ClassAttrs(Attrs):
     reduction: Reduction = "mean"
     ignore_index: int = -100
+    # A rescaling weight per class (torch's `weight`): a class-index target's loss is scaled
+    # by its class's weight, and `mean` divides by the sum of the kept targets' weights.
+    weight: tuple[float, ...] | None = None
+
+
+class CeAttrs(ClassAttrs):
+    # The target mixed with the uniform distribution: (1 - e) * target + e / C (torch's).
+    label_smoothing: float = 0.0
+
+
+class LogitsAttrs(Attrs):
+    reduction: Reduction = "mean"
+    # The positive examples' weight per class (the last axis), torch's `pos_weight`.
+    pos_weight: tuple[float, ...] | None = None
 
 
 class KlAttrs(Attrs):
@@ -46,6 +60,18 @@ def _reduced(a, x: TensorType, none_shape) -> list[TensorType]:
     if a.reduction == "none":
         return [x.with_shape(none_shape)]
     return [TensorType(x.dtype, ())]
+
+
+def _logits_shape(a, ins):
+    """bce_with_logits: as the other pairs, and pos_weight one number per class (last axis)."""
+    x = ins[0]
+    if a.pos_weight is not None:
+        c = x.shape[-1] if x.rank else 1
+        if D.equal(c, len(a.pos_weight)) is False and len(a.pos_weight) != 1:
+            raise ShapeError(f"pos_weight has {len(a.pos_weight)} numbers, the input's last "
+                             f"axis {D.fmt(c)}", expected=f"1 or {D.fmt(c)} weights",
+                             found=f"{len(a.pos_weight)} weights", code="E0640")
+    return _pair_shape(a, ins)
 
 
 def _pair_shape(a, ins):
@@ -75,11 +101,30 @@ def _class_shape(a, ins):
     if y.rank != len(want) or any(D.equal(p, q) is not True for p, q in zip(want, y.shape)):
         raise ShapeError("target shape must be the input's without the class axis (axis 1)",
                          expected=f"i64{D.fmt_shape(want)}", found=str(y), arg=1)
+    _check_class_options(a, x)
     return _reduced(a, x, want)
+
+
+def _check_class_options(a, x: TensorType) -> None:
+    """`weight` has one number per class; `label_smoothing` lies in [0, 1]."""
+    if getattr(a, "label_smoothing", 0.0) < 0 or getattr(a, "label_smoothing", 0.0) > 1:
+        raise ShapeError("label_smoothing is a fraction", expected="a number in [0, 1]",
+                         found=repr(a.label_smoothing), code="E0640")
+    if a.weight is None or x.rank < 1:
+        return
+    c = x.shape[1] if x.rank >= 2 else x.shape[0]
+    if D.equal(c, len(a.weight)) is False:
+        raise ShapeError(f"weight has {len(a.weight)} numbers, the input {D.fmt(c)} classes",
+                         expected=f"one weight per class ({D.fmt(c)})",
+                         found=f"{len(a.weight)} weights", code="E0640")
+    if any(w < 0 for w in a.weight):
+        raise ShapeError("class weights must not be negative", expected="weights >= 0",
+                         found=repr(a.weight), code="E0640")
 
 
 def _ce_shape(a, ins):
     x, y = ins
+    _check_class_options(a, x)
     if y.is_float and x.rank >= 1:
         # Class probabilities (soft labels), as F.cross_entropy takes them.
         _pair_shape(ReduceAttrs(reduction="mean"), ins)
@@ -112,7 +157,19 @@ def _class_axis(x: np.ndarray) -> int:
     return 1 if x.ndim >= 2 else 0
 
 
-def _nll(a, logp: np.ndarray, target: np.ndarray, dtype) -> np.ndarray:
+def _class_weights(a, logp: np.ndarray) -> np.ndarray:
+    """`weight`, shaped to broadcast along the class axis (ones without it)."""
+    axis = _class_axis(logp)
+    c = logp.shape[axis]
+    w = np.ones(c) if a.weight is None else np.asarray(a.weight, dtype=np.float64)
+    shape = [1] * logp.ndim
+    shape[axis] = c
+    return w.reshape(shape)
+
+
+def _targets(a, logp: np.ndarray, target: np.ndarray):
+    """Kept targets (not ignore_index), the targets with ignored ones at 0, and each kept
+    target's class weight (0 for the ignored)."""
     axis = _class_axis(logp)
     keep = target != a.ignore_index
     safe = np.where(keep, target, 0)
@@ -121,11 +178,24 @@ def _nll(a, logp: np.ndarray, target: np.ndarray, dtype) -> np.ndarray:
         bad = int(safe[(safe < 0) | (safe >= n_classes)].flat[0])
         raise ShapeError(f"target class {bad} is out of range", expected=f"0 <= class < "
                          f"{n_classes} (or ignore_index {a.ignore_index})", found=str(bad))
-    picked = np.take_along_axis(logp, np.expand_dims(safe, axis), axis=axis)
-    loss = np.where(keep, -np.squeeze(picked, axis=axis), 0.0)
+    w = _class_weights(a, logp).reshape(-1)
+    return keep, safe, np.where(keep, w[safe], 0.0)
+
+
+def _nll(a, logp: np.ndarray, target: np.ndarray, dtype, smoothing: float = 0.0):
+    """torch's nll_loss (and cross_entropy's class-index form): the weighted -logp[target],
+    mixed with label smoothing's -sum_c w_c logp_c / C; `mean` divides by the kept targets'
+    summed weights (their count without `weight`), NaN when there are none."""
+    axis = _class_axis(logp)
+    keep, safe, wt = _targets(a, logp, target)
+    picked = np.squeeze(np.take_along_axis(logp, np.expand_dims(safe, axis), axis=axis), axis)
+    loss = np.where(keep, -wt * picked, 0.0)
+    if smoothing:
+        smooth = -(logp * _class_weights(a, logp)).sum(axis=axis)
+        loss = (1 - smoothing) * loss + smoothing / logp.shape[axis] * np.where(keep, smooth, 0)
     if a.reduction == "mean":
-        count = int(keep.sum())
-        value = loss.sum(dtype=np.float64) / count if count else np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = loss.sum(dtype=np.float64) / wt.sum(dtype=np.float64)
         return np.asarray(value, dtype=dtype)
     return _reduce(a, loss, dtype)
 
@@ -134,9 +204,17 @@ def _ce_kernel(a, xs, ctx):
     x, y = xs
     logp = _log_softmax(x.astype(np.float64), _class_axis(x))
     if np.issubdtype(y.dtype, np.floating):
-        loss = -(y.astype(np.float64) * logp).sum(axis=_class_axis(x))
+        loss = -(_soft_target(a, y, logp) * _class_weights(a, logp) * logp).sum(
+            axis=_class_axis(x))
         return [_reduce(a, loss, x.dtype)]
-    return [_nll(a, logp, y, x.dtype)]
+    return [_nll(a, logp, y, x.dtype, a.label_smoothing)]
+
+
+def _soft_target(a, y: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """Class probabilities mixed with the uniform distribution by label_smoothing."""
+    e = a.label_smoothing
+    t = y.astype(np.float64)
+    return (1 - e) * t + e / logp.shape[_class_axis(logp)] if e else t
 
 
 def _nll_kernel(a, xs, ctx):
@@ -166,11 +244,20 @@ def _bce_kernel(a, xs, ctx):
     return [_reduce(a, loss, x.dtype)]
 
 
+def _softplus_neg(z: np.ndarray) -> np.ndarray:
+    """log(1 + e^-z), finite for any z."""
+    return np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0.0)
+
+
 def _bce_logits_kernel(a, xs, ctx):
     x, y = xs
     z = x.astype(np.float64)
-    # max(z, 0) - z*y + log(1 + e^-|z|): finite for any z, equal to the textbook form.
-    loss = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    if a.pos_weight is None:
+        # max(z, 0) - z*y + log(1 + e^-|z|): finite for any z, equal to the textbook form.
+        loss = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    else:  # torch's: (1 - y) z + (1 + (p - 1) y) log(1 + e^-z), p along the last axis
+        p = np.asarray(a.pos_weight, dtype=np.float64)
+        loss = (1 - y) * z + (1 + (p - 1) * y) * _softplus_neg(z)
     return [_reduce(a, loss, x.dtype)]
 
 
@@ -234,7 +321,11 @@ def _bce_d(a, p, y):
 def _bce_logits_d(a, z, y):
     e = np.exp(-np.abs(z))
     sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    return sig - y, -z
+    if a.pos_weight is None:
+        return sig - y, -z
+    p = np.asarray(a.pos_weight, dtype=np.float64)
+    # d/dz: (1 - y) - (1 + (p - 1) y) sigmoid(-z); d/dy: -z + (p - 1) log(1 + e^-z)
+    return (1 - y) - (1 + (p - 1) * y) * (1 - sig), -z + (p - 1) * _softplus_neg(z)
 
 
 def _kl_d(a, logq, t):
@@ -245,28 +336,33 @@ def _kl_d(a, logq, t):
 
 def _class_vjp(a, xs, ys, gs, ctx, logits: bool):
     """cross_entropy (logits) and nll_loss (log-probabilities) against class indices or, for
-    cross_entropy, class probabilities."""
+    cross_entropy, class probabilities; with class weights and label smoothing."""
     x, y = xs
     axis = _class_axis(x)
     xw = x.astype(np.float64)
+    e = getattr(a, "label_smoothing", 0.0)
     if logits and np.issubdtype(y.dtype, np.floating):
         logp = _log_softmax(xw, axis)
-        yw = y.astype(np.float64)
+        w = _class_weights(a, logp)
         gl = np.expand_dims(_per_element(a, gs[0], logp.sum(axis=axis).shape), axis)
-        dx = gl * (np.exp(logp) * yw.sum(axis=axis, keepdims=True) - yw)
-        return [dx.astype(x.dtype), (-gl * logp).astype(y.dtype)], {}
-    keep = y != a.ignore_index
-    gl = _per_element(a, gs[0], y.shape, count=int(keep.sum()))
-    gl = np.where(keep, gl, 0.0)
-    onehot = np.zeros_like(xw)
-    np.put_along_axis(onehot, np.expand_dims(np.where(keep, y, 0), axis),
-                      np.expand_dims(gl, axis), axis=axis)
+        d_logp = -gl * w * _soft_target(a, y, logp)
+        dx = d_logp - np.exp(logp) * d_logp.sum(axis=axis, keepdims=True)
+        return [dx.astype(x.dtype), (-(1 - e) * gl * w * logp).astype(y.dtype)], {}
+    logp = _log_softmax(xw, axis) if logits else xw
+    keep, safe, wt = _targets(a, logp, y)
+    g = np.asarray(gs[0], dtype=np.float64)
+    if a.reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = g / wt.sum()
+    gl = np.where(keep, np.broadcast_to(g, y.shape), 0.0)
+    d_logp = np.zeros_like(xw)
+    np.put_along_axis(d_logp, np.expand_dims(safe, axis),
+                      np.expand_dims(-(1 - e) * wt * gl, axis), axis=axis)
+    if e:
+        d_logp -= e / x.shape[axis] * _class_weights(a, logp) * np.expand_dims(gl, axis)
     if logits:
-        soft = np.exp(_log_softmax(xw, axis))
-        dx = soft * np.expand_dims(gl, axis) - onehot
-    else:
-        dx = -onehot
-    return [dx.astype(x.dtype), None], {}
+        d_logp = d_logp - np.exp(logp) * d_logp.sum(axis=axis, keepdims=True)
+    return [d_logp.astype(x.dtype), None], {}
 
 
 # ---- emitters ------------------------------------------------------------------------------
@@ -274,13 +370,30 @@ def _class_vjp(a, xs, ys, gs, ctx, logits: bool):
 
 def _emit(fn: str, extra=lambda a: ""):
     def call(a, args, ctx, ins):
-        return f"F.{fn}({args[0]}, {args[1]}, reduction={a.reduction!r}{extra(a)})"
+        # WEIGHT: a class weight is made on the input's device with its dtype.
+        more = extra(a).replace("WEIGHT", args[0])
+        return f"F.{fn}({args[0]}, {args[1]}, reduction={a.reduction!r}{more})"
 
     return call
 
 
 def _ignore(a) -> str:
-    return "" if a.ignore_index == -100 else f", ignore_index={a.ignore_index}"
+    out = "" if a.ignore_index == -100 else f", ignore_index={a.ignore_index}"
+    if a.weight is not None:  # a tensor of the input's dtype and device, as torch wants
+        out += f", weight=WEIGHT.new_tensor({_tuple(a.weight)})"
+    if getattr(a, "label_smoothing", 0.0):
+        out += f", label_smoothing={a.label_smoothing!r}"
+    return out
+
+
+def _tuple(v: tuple[float, ...]) -> str:
+    return "(" + ", ".join(repr(float(x)) for x in v) + ("," if len(v) == 1 else "") + ")"
+
+
+def _pos_weight(a) -> str:
+    if a.pos_weight is None:
+        return ""
+    return f", pos_weight=WEIGHT.new_tensor({_tuple(a.pos_weight)})"
 
 
 def _label(a) -> str:
@@ -335,21 +448,33 @@ LOSS_OPS = (
           (Example({}, PAIR), Example({"reduction": "none"}, PAIR)), vjp=_pair_vjp(_l1_d)),
     _loss("cross_entropy", "Cross-entropy of logits [N, C, ...] against class indices "
           "(i64 [N, ...]) or class probabilities; log-softmax over axis 1, stable for large "
-          "logits (F.cross_entropy).",
+          "logits (F.cross_entropy). `weight=(w_0, ..., w_C-1)` scales each class's loss "
+          "(`mean` then divides by the kept targets' summed weights), `label_smoothing=e` "
+          "mixes the target with the uniform distribution, `ignore_index` drops a label.",
           _ce_shape, _ce_kernel, "cross_entropy",
           (Example({}, (tensor("f32", 4, 5), tensor("i64", 4)), int_high=5),
            Example({"reduction": "none"}, (tensor("f32", 2, 5, 3), tensor("i64", 2, 3)),
                    int_high=5),
            Example({"reduction": "sum"}, (tensor("f32", 5), tensor("i64")), int_high=5),
-           Example({}, (tensor("f32", 3, 4), tensor("f32", 3, 4)), float_range=PROBS)),
-          attrs=ClassAttrs, extra=_ignore, class_target=_class_target,
+           Example({}, (tensor("f32", 3, 4), tensor("f32", 3, 4)), float_range=PROBS),
+           Example({"weight": (0.5, 2.0, 1.0, 0.0, 3.0)},
+                   (tensor("f32", 6, 5), tensor("i64", 6)), int_high=5),
+           Example({"weight": (0.5, 2.0, 1.0), "label_smoothing": 0.2, "ignore_index": 1},
+                   (tensor("f32", 4, 3, 2), tensor("i64", 4, 2)), int_high=3),
+           Example({"label_smoothing": 0.1, "reduction": "none"},
+                   (tensor("f32", 4, 5), tensor("i64", 4)), int_high=5),
+           Example({"weight": (1.0, 2.0, 0.5, 1.5), "label_smoothing": 0.3},
+                   (tensor("f32", 3, 4), tensor("f32", 3, 4)), float_range=PROBS)),
+          attrs=CeAttrs, extra=_ignore, class_target=_class_target,
           vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=True)),
     _loss("nll_loss", "Negative log-likelihood of log-probabilities [N, C, ...] against class "
-          "indices (i64 [N, ...]) (F.nll_loss).",
+          "indices (i64 [N, ...]) (F.nll_loss); `weight` and `ignore_index` as cross_entropy's.",
           _class_shape, _nll_kernel, "nll_loss",
           (Example({}, (tensor("f32", 4, 5), tensor("i64", 4)), int_high=5),
            Example({"reduction": "none"}, (tensor("f32", 2, 5, 3), tensor("i64", 2, 3)),
-                   int_high=5)),
+                   int_high=5),
+           Example({"weight": (0.5, 2.0, 1.0, 0.25, 3.0), "reduction": "mean"},
+                   (tensor("f32", 2, 5, 3), tensor("i64", 2, 3)), int_high=5)),
           attrs=ClassAttrs, extra=_ignore, class_target=_class_target,
           vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=False)),
     _loss("bce", "Binary cross-entropy of probabilities in [0, 1]; each log is clamped at -100 "
@@ -358,10 +483,12 @@ LOSS_OPS = (
           (Example({}, PAIR, float_range=PROBS),
            Example({"reduction": "none"}, PAIR, float_range=PROBS)), vjp=_pair_vjp(_bce_d)),
     _loss("bce_with_logits", "Binary cross-entropy of logits: sigmoid and bce in one stable "
-          "step (F.binary_cross_entropy_with_logits).",
-          _pair_shape, _bce_logits_kernel, "binary_cross_entropy_with_logits",
-          (Example({}, PAIR), Example({"reduction": "none"}, PAIR)),
-          vjp=_pair_vjp(_bce_logits_d)),
+          "step (F.binary_cross_entropy_with_logits); `pos_weight=(p, ...)` (one number, or "
+          "one per class of the last axis) weighs the positive targets' term.",
+          _logits_shape, _bce_logits_kernel, "binary_cross_entropy_with_logits",
+          (Example({}, PAIR), Example({"reduction": "none"}, PAIR),
+           Example({"pos_weight": (1.0, 2.0, 0.5, 3.0, 1.5)}, PAIR)),
+          attrs=LogitsAttrs, extra=_pos_weight, vjp=_pair_vjp(_bce_logits_d)),
     _loss("kl_div", "Kullback-Leibler divergence of log-probabilities `input` from `target` "
           "(probabilities, or log-probabilities with log_target=true) (F.kl_div).",
           _pair_shape, _kl_kernel, "kl_div",

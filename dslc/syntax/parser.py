@@ -336,25 +336,50 @@ class _ToAst(Transformer):
 
     # ---- train sections (kept together: grammar/dslc.lark's last block)
     def train_def(self, meta, ch):
-        name, model, *items = ch
+        name, models, *items = ch
         items = [i for i in items if i is not None]
+        models = models or []
+        model = models[0] if models else None
         return train_ast.TrainDef(
             span=self.sp(meta), name=str(name) if name else None,
             name_span=_span(self.file, name) if name else self.sp(meta),
             model=str(model) if model else None,
             model_span=_span(self.file, model) if model else None,
+            targets=[i for i in items if isinstance(i, train_ast.TrainTarget)
+                     and i.kind == "target"],
+            settings=[i for i in items if isinstance(i, train_ast.TrainSetting)],
+            models=[(str(m), _span(self.file, m)) for m in models] if len(models) > 1 else [],
+            noises=[i for i in items if isinstance(i, train_ast.TrainTarget)
+                    and i.kind == "noise"],
+            updates=[i for i in items if isinstance(i, train_ast.TrainUpdate)])
+
+    def train_models(self, meta, ch):
+        return list(ch)
+
+    def train_update(self, meta, ch):
+        word, model, *items = ch
+        if str(word) != "update":
+            raise DslcError(Diagnostic(
+                "E0286", f"unknown block '{word}' in a train section", _span(self.file, word),
+                expected="`update MODEL { ... }`", found=str(word),
+                hint=did_you_mean(str(word), ["update"])))
+        items = [i for i in items if i is not None]
+        return train_ast.TrainUpdate(
+            span=self.sp(meta), model=str(model), model_span=_span(self.file, model),
             targets=[i for i in items if isinstance(i, train_ast.TrainTarget)],
-            settings=[i for i in items if isinstance(i, train_ast.TrainSetting)])
+            settings=[i for i in items if isinstance(i, train_ast.TrainSetting)],
+            updates=[i for i in items if isinstance(i, train_ast.TrainUpdate)])
 
     def train_target(self, meta, ch):
         word, name, typ = ch
-        if str(word) != "target":
+        if str(word) not in ("target", "noise"):
             raise DslcError(Diagnostic(
                 "E0286", f"unknown declaration '{word}' in a train section",
                 _span(self.file, word), expected="`target NAME: TYPE` or `setting = value`",
-                found=str(word), hint=did_you_mean(str(word), ["target"])))
+                found=str(word), hint=did_you_mean(str(word), ["target", "noise"])))
         return train_ast.TrainTarget(span=self.sp(meta), name=str(name),
-                                     name_span=_span(self.file, name), type=typ)
+                                     name_span=_span(self.file, name), type=typ,
+                                     kind=str(word))
 
     def train_setting(self, meta, ch):
         return train_ast.TrainSetting(span=self.sp(meta), key=str(ch[0]),

@@ -12,6 +12,7 @@ class TrainTarget(Node):
     name: str
     name_span: Span
     type: TensorType
+    kind: str = "target"  # or "noise": drawn N(0, 1) every step (multi-model sections)
 
 
 class TrainSetting(Node):
@@ -22,8 +23,19 @@ class TrainSetting(Node):
     value: Expr
 
 
+class TrainUpdate(Node):
+    """`update MODEL { loss = ...  optimizer = ... }`: one model's step in a multi-model
+    section (dslc/train_multi.py); nested declarations are kept to be refused there."""
+
+    model: str
+    model_span: Span
+    targets: list[TrainTarget]
+    settings: list[TrainSetting]
+    updates: list[TrainUpdate]
+
+
 class TrainDef(Node):
-    """`train [NAME] [for MODEL] { ... }`."""
+    """`train [NAME] [for MODEL[, MODEL...]] { ... }`."""
 
     name: str | None
     name_span: Span
@@ -31,7 +43,16 @@ class TrainDef(Node):
     model_span: Span | None
     targets: list[TrainTarget]
     settings: list[TrainSetting]
+    # A multi-model section (`for generator, discriminator`): every model with its span
+    # (`model` is the first), the `noise` declarations and the `update` blocks.
+    models: list[tuple[str, Span]] = []
+    noises: list[TrainTarget] = []
+    updates: list[TrainUpdate] = []
+
+    @property
+    def is_multi(self) -> bool:
+        return len(self.models) > 1 or bool(self.updates) or bool(self.noises)
 
 
-for _cls in (TrainTarget, TrainSetting, TrainDef):
+for _cls in (TrainTarget, TrainSetting, TrainUpdate, TrainDef):
     _cls.model_rebuild()

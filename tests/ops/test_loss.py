@@ -81,3 +81,74 @@ def test_kl_div_batchmean_and_log_target_match_torch():
                 "reduction=\"sum\", log_target=true)")
     np_out, t_out, _ = compare_numpy_torch(prog, {"B": 3})
     np.testing.assert_allclose(np_out["a"] * 3, np_out["b"], rtol=1e-4)
+
+
+# ---- class weights, label smoothing, pos_weight: value and gradient against torch ----------
+
+
+def _value_and_grad(prog, inputs: dict[str, np.ndarray]):
+    """The NumPy loss and its gradient with respect to `x` (the interpreter's vjp)."""
+    out = prog.run(inputs)
+    grads = prog.grad(inputs, loss="y", wrt_inputs=True, float64=True)
+    return out["y"], grads["x"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.25])
+def test_weighted_smoothed_cross_entropy_with_ignored_labels(reduction, smoothing):
+    w = (0.5, 2.0, 1.0, 0.0)
+    prog = load("input x: f32[B, 4, T]\ninput t: i64[B, T]\n"
+                f"output y = cross_entropy(x, t, weight={w}, label_smoothing={smoothing}, "
+                f"ignore_index=1, reduction=\"{reduction}\")")
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(np.float32)
+    t = rng.integers(0, 4, (3, 5)).astype(np.int64)
+    t[0, :] = 1  # a whole row ignored
+    got, gx = _value_and_grad(prog, {"x": x, "t": t})
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    want = torch.nn.functional.cross_entropy(
+        xt, torch.tensor(t), weight=torch.tensor(w, dtype=torch.float64), ignore_index=1,
+        label_smoothing=smoothing, reduction=reduction)
+    want.backward()
+    np.testing.assert_allclose(got, want.item(), rtol=1e-5)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_weighted_nll_mean_divides_by_the_weights():
+    prog = load("input x: f32[B, 3]\ninput t: i64[B]\n"
+                "output y = nll_loss(x, t, weight=(1.0, 3.0, 0.5))")
+    x = np.log(np.random.default_rng(2).dirichlet(np.ones(3), 6)).astype(np.float32)
+    t = np.array([0, 1, 1, 2, 2, 2], dtype=np.int64)
+    got, gx = _value_and_grad(prog, {"x": x, "t": t})
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    want = torch.nn.functional.nll_loss(xt, torch.tensor(t),
+                                        weight=torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64))
+    want.backward()
+    np.testing.assert_allclose(got, want.item(), rtol=1e-5)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_bce_with_logits_pos_weight_matches_torch_at_large_logits():
+    prog = load("input x: f32[B, 3]\ninput t: f32[B, 3]\n"
+                "output y = bce_with_logits(x, t, pos_weight=(1.0, 4.0, 0.25))")
+    x = np.array([[-1e4, 0.5, 30.0], [2.0, -30.0, 1e4]], dtype=np.float32)
+    t = np.array([[1.0, 0.0, 1.0], [0.5, 1.0, 0.0]], dtype=np.float32)
+    got, gx = _value_and_grad(prog, {"x": x, "t": t})
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        xt, torch.tensor(t, dtype=torch.float64),
+        pos_weight=torch.tensor([1.0, 4.0, 0.25], dtype=torch.float64))
+    want.backward()
+    np.testing.assert_allclose(got, want.item(), rtol=1e-5)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("body", [
+    "input x: f32[B, 3]\ninput t: i64[B]\noutput y = cross_entropy(x, t, weight=(1.0, 2.0))",
+    "input x: f32[B, 3]\ninput t: i64[B]\noutput y = cross_entropy(x, t, label_smoothing=1.5)",
+    "input x: f32[B, 3]\ninput t: i64[B]\noutput y = nll_loss(x, t, weight=(1.0, -2.0, 1.0))",
+    "input x: f32[B, 3]\ninput t: f32[B, 3]\noutput y = bce_with_logits(x, t, "
+    "pos_weight=(1.0, 2.0))",
+])
+def test_bad_loss_options_are_e0640(body):
+    assert code_of(body) == "E0640"
