@@ -16,6 +16,7 @@ from dslc.ops.base import RunCtx, ShapeError
 from dslc.ops.registry import OPS
 from dslc.ops.scratch import Scratch
 from dslc.ops.workers import Workers
+from dslc.regions import regions
 from dslc.types import TensorType, dtype_of_array, numpy_dtype
 
 Visit = Callable[[IRNode, list[Any]], list[Any]]
@@ -50,8 +51,8 @@ def check(graph: Graph) -> None:
 
     def visit(node: IRNode, ins: list[TensorType]) -> list[TensorType]:
         op = OPS[node.op]
-        if node.op == "scan":
-            check(node.attrs.cell)
+        for region in regions(node):
+            check(region)
         outs = op.shape(node.attrs, ins)
         if [str(t) for t in outs] != [str(t) for t in node.types]:
             raise AssertionError(f"type of {node.op} at {node.span} changed on re-check")

@@ -9,6 +9,7 @@ import networkx as nx
 
 from dslc.diagnostics import Span
 from dslc.ops.base import ParamSpec
+from dslc.regions import region_param_keys
 from dslc.types import TensorType
 
 
@@ -153,8 +154,7 @@ class Graph:
                     continue
                 key = f"{node.module}.{local}" if local else node.module
                 keys[key] = (node, local, spec)
-            if node.op == "scan":  # a recurrence's cell holds its own layers
-                keys.update(node.attrs.cell.param_keys())
+            keys.update(region_param_keys(node))  # a recurrence's cell holds its own layers
         return keys
 
     def users(self, node_id: int) -> list[int]:

@@ -6,14 +6,16 @@ from pathlib import Path
 
 from dslc import dims as D
 from dslc.ir import Graph, IRNode
+from dslc.ops.registry import OPS
+from dslc.regions import regions
 
 
 def _attrs_text(node: IRNode) -> str:
     if node.attrs is None:
         return ""
-    if node.op == "scan":
-        a = node.attrs
-        return f"[{a.cell_name}, states={a.n_states}" + (", reverse" if a.reverse else "") + "]"
+    op = OPS.get(node.op)
+    if op is not None and op.ir_attrs is not None:
+        return op.ir_attrs(node.attrs)
     parts = []
     for name, field in type(node.attrs).model_fields.items():
         value = getattr(node.attrs, name)
@@ -38,8 +40,8 @@ def format_ir(graph: Graph, indent: str = "  ") -> str:
         layer = f" {node.module}" if node.module else ""
         lines.append(f"{indent}%{node.id} = {node.op}{_attrs_text(node)}({args}){layer} : "
                      f"{types}  # {loc}")
-        if node.op == "scan":
-            lines.append(format_ir(node.attrs.cell, indent + "    ").rstrip("\n"))
+        for region in regions(node):
+            lines.append(format_ir(region, indent + "    ").rstrip("\n"))
     for name, (nid, port) in graph.outputs:
         lines.append(f"{indent}output {name} = %{nid}" + (f".{port}" if port else ""))
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from dslc.onnx_import import Importer, Stmt
+from dslc.onnx_import_core import Importer, Stmt
 from dslc.onnx_import_values import dim_text
 
 _PATH = re.compile(r"^([A-Za-z_][\w.]*?)\.(\d+)\.(.+)$")

@@ -24,7 +24,7 @@ import numpy as np
 import sympy
 
 from dslc import onnx_import_ops as ops
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 from dslc.onnx_import_values import Const, Tensor, dim_text
 
 # The ops whose lowering is a Gather / ScatterND pattern (dslc/backends/onnx_lower_graph.py).

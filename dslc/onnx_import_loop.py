@@ -29,7 +29,7 @@ import numpy as np
 import sympy
 
 from dslc import onnx_import_ops as ops
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 from dslc.onnx_import_values import Const, Dims, Tensor, Value, dim_text, dims_value
 
 
@@ -61,7 +61,7 @@ class _Body(Importer):
 def _body_shapes(imp: Importer, body: Importer, node) -> None:
     """Shapes and dtypes of the body's values: the file's value_info, completed by ONNX's
     shape inference of the whole model (which infers subgraphs too)."""
-    from dslc.onnx_import import _dim
+    from dslc.onnx_import_core import _dim
     from dslc.onnx_import_values import DTYPES
 
     graphs = [_attr_graph(node, "body")]

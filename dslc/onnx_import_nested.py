@@ -15,8 +15,8 @@ import keyword
 import re
 from dataclasses import replace
 
-from dslc.onnx_import import RESERVED, Importer, Stmt
 from dslc.onnx_import_blocks import Block, _input_type, _region_io, _rename_io
+from dslc.onnx_import_core import RESERVED, Importer, Stmt
 
 _LAYER = re.compile(r"^([A-Za-z_]\w*)\.([A-Za-z_]\w*|\d+)$")
 

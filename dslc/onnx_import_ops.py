@@ -9,7 +9,7 @@ import numpy as np
 import sympy
 
 from dslc import dims as D
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 from dslc.onnx_import_values import (
     Const,
     Dims,
@@ -1085,12 +1085,3 @@ def _reduce(imp, node, ins, attrs):
 def _opset(imp: Importer) -> int:
     return {o.domain or "": o.version for o in imp.model.opset_import}.get("", 17)
 
-
-# The recurrent layers and the larger patterns register themselves here.
-from dslc import (  # noqa: E402,F401
-    onnx_import_graph,
-    onnx_import_loop,
-    onnx_import_patterns,
-    onnx_import_pool,
-    onnx_import_rnn,
-)

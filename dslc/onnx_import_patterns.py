@@ -9,7 +9,7 @@ import sympy
 
 from dslc import dims as D
 from dslc import onnx_import_ops as ops
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 from dslc.onnx_import_ops import (
     _lit,
     _name,

@@ -14,7 +14,7 @@ import numpy as np
 
 from dslc import dims as D
 from dslc import onnx_import_ops as ops
-from dslc.onnx_import import Importer
+from dslc.onnx_import_core import Importer
 from dslc.onnx_import_values import Const, Tensor
 
 

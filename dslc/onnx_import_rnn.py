@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from dslc import onnx_import_ops as ops
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 from dslc.onnx_import_values import Const, Tensor, Zeros
 
 # For each kind: torch gate blocks as slices of ONNX's gate blocks (in units of H).

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from dslc.onnx_import import Importer, Stmt
+from dslc.onnx_import_core import Importer, Stmt
 
 _IDENT = re.compile(r"(?<![\w.\"])([A-Za-z_]\w*)")
 _WRAP = 96

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from dslc.onnx_import import Importer, ImportProblem
+from dslc.onnx_import_core import Importer, ImportProblem
 
 PROPERTY = "dslc.train_attrs"
 # The ops the property may name, and the ONNX node each exports as.

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from dslc import dims as D
 from dslc.diagnostics import Diagnostic, DslcError, Span
 from dslc.ir import Frame, Graph, IRNode
+from dslc.ops.base import RegionView
 from dslc.ops.registry import OPS
+from dslc.regions import is_constant
 from dslc.summary import node_params
 
 # family -> (shape, fill colour, border colour). Light fills keep black text readable.
@@ -279,7 +281,7 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
     if params != 0:
         text = fmt_params(pv) if pv is not None else D.fmt(params)
         rows.append(f"<font point-size=\"9\" color=\"#444444\">{h(text)} params</font>")
-    if buffers != 0 and node.op != "const":
+    if buffers != 0 and not is_constant(node):
         text = fmt_params(bv) if bv is not None else D.fmt(buffers)
         rows.append(f"<font point-size=\"9\" color=\"#444444\">{h(text)} buffers</font>")
     label = "<" + "<br/>".join(rows) + ">"
@@ -298,13 +300,20 @@ def _node_lines(graph: Graph, node: IRNode, output_of: dict[int, list[str]],
             f"color=\"{border}\", label={label}, tooltip={quote(tip)}{extra}];")
 
 
-def _cell_lines(node: IRNode, pre: str, step: str | None) -> list[str]:
-    """One copy of a scan's cell: its inputs (step, state, fixed) and nodes, with edges."""
-    a = node.attrs
-    cell = a.cell
-    roles = ["step"] * a.n_seq + ["state"] * a.n_states + ["fixed"] * a.n_static
+def _region_view(node: IRNode, graph: Graph) -> RegionView | None:
+    """How the node's op draws the region it owns; None for a plain node."""
+    op = OPS.get(node.op)
+    if op is None or op.region_view is None:
+        return None
+    return op.region_view(node.attrs, [graph.type_of(r) for r in node.inputs], node.types)
+
+
+def _cell_lines(view: RegionView, pre: str, step: str | None) -> list[str]:
+    """One copy of a region: its inputs (with their roles: step, state, fixed) and nodes,
+    with edges."""
+    cell = view.region
     lines = []
-    for (name, nid), role in zip(cell.inputs, roles):
+    for (name, nid), role in zip(cell.inputs, view.roles):
         t = cell.nodes[nid].types[0]
         shown = f"{name}[{step}]" if step and role == "step" else name
         lines.append(f"  {pre}n{nid} [shape=cds, style=filled, fillcolor=\"#ffffff\", "
@@ -321,47 +330,44 @@ def _cell_lines(node: IRNode, pre: str, step: str | None) -> list[str]:
     return lines
 
 
-def _scan_lines(node: IRNode, expand: bool = False) -> str:
-    """A recurrence. Rolled (the default): its cell in a cluster, each new state looping back
-    to the state input it replaces. Unrolled (`expand`): the cell at steps 1, 2 and the last,
-    each new state feeding the next step. Either way the scan node collects the outputs."""
-    a = node.attrs
-    cell = a.cell
-    steps = D.fmt(node.types[0].shape[a.along]) if node.types else "?"
-    title = f"<b>scan</b> {h(a.cell_name)} over {h(steps)} steps"
-    if a.reverse:
-        title += " (reverse)"
-    lines = [f"subgraph cluster_scan{node.id} {{",
-             f"  label=<{title}>; style=\"rounded,filled\"; fillcolor=\"#f3f0fa\"; "
+def _region_lines(node: IRNode, view: RegionView, expand: bool = False) -> str:
+    """A node that runs a region repeatedly (a scan's recurrence). Rolled (the default): the
+    region in a cluster, each looping output going back to the input it replaces. Unrolled
+    (`expand`): the region at steps 1, 2 and the last, each looping output feeding the next
+    step. Either way the node collects the outputs."""
+    cell = view.region
+    steps = D.fmt(view.steps) if view.steps is not None else "?"
+    stem = f"cluster_{view.cluster}{node.id}"
+    lines = [f"subgraph {stem} {{",
+             f"  label=<<b>{h(view.keyword)}</b> {h(view.title)}>; "
+             "style=\"rounded,filled\"; fillcolor=\"#f3f0fa\"; "
              "color=\"#7a5fb0\"; labeljust=l;"]
-    state_inputs = [nid for _, nid in cell.inputs][a.n_seq: a.n_seq + a.n_states]
-    refs = [ref for _, ref in cell.outputs]
-    outs = refs[a.n_states:] or refs[: a.n_states]
+    outs = view.collected
     lines.append("  " + _node_lines(cell, node, {}, prefix="n")
-                 .replace(f"<b>{h(node.op)}</b>", "<b>collect</b>", 1))
+                 .replace(f"<b>{h(node.op)}</b>", f"<b>{h(view.collector)}</b>", 1))
     if not expand:
-        lines += _cell_lines(node, f"s{node.id}_", None)
-        for (src, _port), target in zip(refs[: a.n_states], state_inputs):
+        lines += _cell_lines(view, f"s{node.id}_", None)
+        for (src, _port), target in view.loops:
             lines.append(f"  s{node.id}_n{src} -> s{node.id}_n{target} [style=dashed, "
                          "color=\"#7a5fb0\", constraint=false, label=\" next step\"];")
         for src, _port in outs:
             lines.append(f"  s{node.id}_n{src} -> n{node.id} [style=dotted];")
     else:
-        n = D.value(node.types[0].shape[a.along]) if node.types else None
+        n = D.value(view.steps) if view.steps is not None else None
         labels = [str(i + 1) for i in range(n)] if n is not None and n <= 3 else \
             ["1", "2", steps]
-        # The first copy keeps the rolled ids, so the scan's inputs still arrive there.
+        # The first copy keeps the rolled ids, so the node's inputs still arrive there.
         prefixes = [f"s{node.id}_"] + [f"s{node.id}_t{i}_" for i in range(1, len(labels))]
         for i, (label, pre) in enumerate(zip(labels, prefixes)):
-            lines.append(f"  subgraph cluster_scan{node.id}_t{i} {{")
+            lines.append(f"  subgraph {stem}_t{i} {{")
             lines.append(f"    label=<t = {h(label)}>; style=\"dashed\"; color=\"#7a5fb0\";")
-            lines += ["  " + ln for ln in _cell_lines(node, pre, label)]
+            lines += ["  " + ln for ln in _cell_lines(view, pre, label)]
             lines.append("  }")
             for src, _port in outs:
                 lines.append(f"  {pre}n{src} -> n{node.id} [style=dotted];")
         for i in range(len(prefixes) - 1):
             gap = len(labels) == 3 and labels[2] == steps and n is None and i == 1
-            for (src, _port), target in zip(refs[: a.n_states], state_inputs):
+            for (src, _port), target in view.loops:
                 if gap:
                     dots = f"s{node.id}_gap{target}"
                     lines.append(f"  {dots} [shape=plaintext, label=\"…\"];")
@@ -431,8 +437,9 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
                 cur.children[path] = child
                 cur.items.append(child)
             cur = cur.children[path]
-        if node.op == "scan":
-            cur.items.append(_scan_lines(node, expand))
+        view = _region_view(node, graph)
+        if view is not None:
+            cur.items.append(_region_lines(node, view, expand))
         else:
             cur.items.append(_node_lines(graph, node, output_of))
 
@@ -495,9 +502,10 @@ def to_dot(graph: Graph, expand: bool = False) -> str:
         edges.append(f"  n{tail.id} -> {head_id} [{', '.join(attrs)}];")
 
     for node in layout.order:
-        # A scan's inputs go to its cell's input nodes.
-        cell_in = ([f"s{node.id}_n{nid}" for _, nid in node.attrs.cell.inputs]
-                   if node.op == "scan" else [])
+        # A region op's inputs go to its region's input nodes.
+        view = _region_view(node, graph)
+        cell_in = ([f"s{node.id}_n{nid}" for _, nid in view.region.inputs]
+                   if view is not None else [])
         for in_port, (src_id, port) in enumerate(node.inputs):
             add_edge(graph.nodes[src_id], port, "", node, in_port,
                      cell_in[in_port] if cell_in else None)

@@ -7,8 +7,8 @@ from typing import Any
 import sympy
 
 from dslc import dims as D
+from dslc import regions
 from dslc.ir import Graph, IRNode
-from dslc.ops.registry import OPS
 
 # Bytes per element of each DSL dtype (bf16 is 2 bytes in torch even though NumPy computes it
 # in float32: the estimate is for the model as torch would hold it).
@@ -31,9 +31,8 @@ def _owned(node: IRNode):
     """(state_dict key, ParamSpec) of a node's parameters; a scan owns its cell's layers."""
     for local, spec in node.params.items():
         yield (f"{node.module}.{local}" if local else str(node.module)), spec
-    if node.op == "scan":
-        for key, (_, _, spec) in node.attrs.cell.param_keys().items():
-            yield key, spec
+    for key, (_, _, spec) in regions.region_param_keys(node).items():
+        yield key, spec
 
 
 def node_params(node: IRNode, seen: set[str] | None = None) -> tuple[D.Dim, D.Dim]:
@@ -73,11 +72,7 @@ def node_param_bytes(node: IRNode, seen: set[str]) -> tuple[D.Dim, D.Dim]:
 
 
 def node_macs(graph: Graph, node: IRNode) -> D.Dim:
-    if node.op == "input":
-        return D.const(0)
-    op = OPS[node.op]
-    ins = [graph.type_of(ref) for ref in node.inputs]
-    return D.as_dim(op.macs(node.attrs, ins, node.types))
+    return regions.node_macs(graph, node)
 
 
 def layer_name(node: IRNode) -> str:
@@ -161,7 +156,7 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
     frame_totals: dict[str, tuple[list, list]] = {}
     frame_shape: dict[str, list] = {}
     for node in graph.order():
-        if node.op != "const":  # constants are buffers, counted there
+        if not regions.is_constant(node):  # constants are buffers, counted there
             for t in node.types:
                 acts.append(bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4))
         if node.op == "input":
@@ -194,7 +189,7 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
 
     total_macs = sympy.Add(*macs)
     act_bytes = sympy.Add(*acts)
-    peak = inference_peak(graph, lambda node, t: sympy.Integer(0) if node.op == "const"
+    peak = inference_peak(graph, lambda node, t: sympy.Integer(0) if regions.is_constant(node)
                           else bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4))
     free = sorted({s.name for e in (total_macs, act_bytes) for s in e.free_symbols})
     return {

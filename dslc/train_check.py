@@ -17,6 +17,7 @@ from dslc import interp
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.elaborate import Elaborator, _Stop
 from dslc.ir import Graph
+from dslc.ops.registry import OPS
 from dslc.sources import Program
 from dslc.syntax import ast
 from dslc.syntax.train_ast import TrainDef, TrainSetting
@@ -376,14 +377,13 @@ def _class_targets(loss: Graph) -> dict[str, tuple[int | None, int]]:
     names = {nid: name for name, nid in loss.inputs}
     out: dict[str, tuple[int | None, int]] = {}
     for node in loss.order():
-        if node.op in ("cross_entropy", "nll_loss") and len(node.inputs) == 2:
-            src = node.inputs[1][0]
-            x = loss.nodes[node.inputs[0][0]].types[node.inputs[0][1]]
-            y = loss.nodes[src].types[node.inputs[1][1]]
-            if src in names and y.dtype == "i64":
-                c = x.shape[1] if x.rank >= 2 else x.shape[0]
-                out[names[src]] = (int(c) if D.as_dim(c).is_Integer else None,
-                                   node.attrs.ignore_index)
+        op = OPS.get(node.op)
+        found = op.class_target(node.attrs, [loss.type_of(r) for r in node.inputs]) \
+            if op is not None and op.class_target is not None else None
+        if found is not None and node.inputs[found[0]][0] in names:
+            _, c, ignore = found
+            out[names[node.inputs[found[0]][0]]] = (
+                int(c) if D.as_dim(c).is_Integer else None, ignore)
     return out
 
 

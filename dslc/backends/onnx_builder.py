@@ -54,6 +54,9 @@ class ExportState:
     # ONNX node name -> the attributes of the train-only op it stands for (dropout's p, ...),
     # which inference export loses: the model property `dslc.train_attrs` (docs/onnx.md)
     train_attrs: dict[str, dict] = field(default_factory=dict)
+    # Lowers an IR sub-graph into a builder (onnx_export.lower_into, handed in by the exporter,
+    # which imports this module): (builder, graph, input values) -> IR value -> ONNX value.
+    lower_into: Any = None
 
     def unique(self, base: str) -> str:
         """A value name no other value of the model has (ONNX values are SSA, model-wide
@@ -332,6 +335,4 @@ class Lower:
 
     def lower_cell(self, body: GraphBuilder, cell: Graph, input_values: list[str]) -> dict:
         """Lower an IR sub-graph (a scan's cell) into `body`; returns its value map."""
-        from dslc.backends.onnx_export import lower_into
-
-        return lower_into(body, cell, input_values)
+        return self.state.lower_into(body, cell, input_values)

@@ -195,7 +195,7 @@ def build_model(graph: Graph, params: dict[str, np.ndarray], opset: int = DEFAUL
     from dslc.backends.onnx_builder import ExportState, value_info
 
     state = ExportState(opset=opset, params=params, bindings=dict(bindings or {}),
-                        table=lowerings())
+                        table=lowerings(), lower_into=lower_into)
     # The outputs' names are the spec's: no intermediate value may take them.
     state.names.update(name for name, _ in graph.outputs)
     b, values = lower_graph(state, graph, graph.model)

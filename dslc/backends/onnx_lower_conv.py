@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dslc.backends.onnx_builder import Lower
-from dslc.ops.conv_transpose import transposed_pads
-from dslc.ops.padding import Pads, resolve_padding
+from dslc.ops.padding import Pads, resolve_padding, transposed_pads
 from dslc.ops.pool import per_axis
 
 # torch's padding_mode -> ONNX Pad's mode ("wrap" from opset 19).

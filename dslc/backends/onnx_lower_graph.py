@@ -413,7 +413,7 @@ def _sage_conv(lw: Lower, node, ins):
 def _gmm_conv(lw: Lower, node, ins):
     """MoNet: Gaussian kernel weights of the pseudo-coordinates per edge and kernel, the
     messages' kernel-weighted sum, a mean per target, plus the root transform and bias."""
-    from dslc.ops.graph_layers import _GMM_EPS
+    from dslc.ops.graph_common import GMM_EPS
 
     a = lw.attrs
     t = lw.in_types[0]
@@ -424,7 +424,7 @@ def _gmm_conv(lw: Lower, node, ins):
     src, dst = _row(lw, ei, 0), _row(lw, ei, 1)
     diff = lw.op("Sub", [lw.unsqueeze(ps, [1]), lw.unsqueeze(lw.param("mu"), [0])])
     sigma = lw.unsqueeze(lw.param("sigma"), [0])
-    den = lw.op("Add", [lw.scalar(_GMM_EPS, dtype), lw.op("Mul", [sigma, sigma])])
+    den = lw.op("Add", [lw.scalar(GMM_EPS, dtype), lw.op("Mul", [sigma, sigma])])
     z = lw.op("Div", [lw.op("Mul", [lw.op("Mul", [diff, diff]), lw.scalar(-0.5, dtype)]), den])
     gauss = lw.op("Exp", [reduce(lw, "ReduceSum", z, [2], False)])  # [E, K]
     msgs = lw.op("Mul", [lw.op("Gather", [h, src], axis=0), lw.unsqueeze(gauss, [2])])

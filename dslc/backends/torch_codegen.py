@@ -12,6 +12,7 @@ from dslc.ir import Graph, IRNode
 from dslc.names import CODEGEN_NAMES, PY_BUILTINS, is_plain_attr, py_ident
 from dslc.ops.base import GLOROT_HELPER, EmitCtx
 from dslc.ops.registry import OPS
+from dslc.regions import is_constant, with_regions
 
 
 def class_name(model: str) -> str:
@@ -36,12 +37,7 @@ def _safe_text(text: str) -> str:
 
 def _all_nodes(graph: Graph) -> list[tuple[IRNode, Graph]]:
     """Nodes of the graph and of the cells of its scans, in order, with their graph."""
-    out = []
-    for node in graph.order():
-        out.append((node, graph))
-        if node.op == "scan":
-            out += _all_nodes(node.attrs.cell)
-    return out
+    return with_regions(graph)
 
 
 class _Modules:
@@ -88,7 +84,7 @@ class _Modules:
         lines: list[str] = []
         for key, val in self.tree.items():
             ident = is_plain_attr(key)
-            if isinstance(val, IRNode) and val.op == "const":
+            if isinstance(val, IRNode) and is_constant(val):
                 lines.append(f"self.register_buffer({key!r}, {_const_expr(val)}, "
                              "persistent=False)")
                 continue
@@ -111,12 +107,12 @@ class _Modules:
             items = [self._build(f"{path}.{k}", v, indent + 1)
                      for k, v in sorted(val.items(), key=lambda kv: int(kv[0]))]
             return "nn.ModuleList([\n" + "".join(f"{pad}{it},\n" for it in items) + end + "])"
-        consts = [(k, v) for k, v in val.items() if isinstance(v, IRNode) and v.op == "const"]
+        consts = [(k, v) for k, v in val.items() if isinstance(v, IRNode) and is_constant(v)]
         if consts:
             # A container that holds constants too: a small module made on the spot.
             body = "".join(f"{pad}({k!r}, {self._build(f'{path}.{k}', v, indent + 1)}),\n"
                            for k, v in val.items() if not (isinstance(v, IRNode)
-                                                           and v.op == "const"))
+                                                           and is_constant(v)))
             bufs = "".join(f"{pad}({k!r}, {_const_expr(v)}),\n" for k, v in consts)
             return (f"_with_buffers(nn.ModuleDict([\n{body}{end}]), [\n{bufs}{end}])")
         items = [(k, self._build(f"{path}.{k}", v, indent + 1)) for k, v in val.items()]

@@ -295,7 +295,8 @@ def _call(fn: str, *names: str):
 
 
 def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), label=None,
-         examples=None, upcast=True, quiet=False, in_place=None, inplace=None):
+         examples=None, upcast=True, quiet=False, in_place=None, inplace=None,
+         identity_when=None):
     """`in_place`: the NumPy function writing into x (the fused epilogue after a conv);
     `inplace`: the format of the PyTorch form that overwrites x (see Op.torch_inplace)."""
     return Op(
@@ -315,6 +316,7 @@ def _act(name, doc, fn, torch_fmt, attrs=NoAttrs, shape=_same, positional=(), la
         epilogue=None if in_place is None else _in_place(in_place),
         torch_inplace=None if inplace is None
         else (lambda a, args, ctx, ins: inplace.format(x=args[0], a=a)),
+        identity_when=identity_when,
     )
 
 
@@ -420,7 +422,8 @@ X6 = Example({}, X24, float_range=(-8.0, 8.0))
 X3 = Example({}, X24, float_range=(-5.0, 5.0))
 
 ACTIVATIONS = (
-    _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}"),
+    _act("identity", "Returns its input unchanged.", lambda a, x: x, "{x}",
+         identity_when=lambda a, ins, outs: "removed identity"),
     _act("relu", "max(0, x).", lambda a, x: np.maximum(x, 0), "torch.relu({x})",
          in_place=lambda a, x, out: np.maximum(x, 0, out=out),
          inplace="F.relu({x}, inplace=True)"),

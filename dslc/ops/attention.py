@@ -12,11 +12,11 @@ so its emitter negates them.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from dslc import dims as D
+from dslc.ops.attention_common import _linear, _mask_kinds, _parse_equation
 from dslc.ops.attention_embed import (
     CLASS_TOKEN,
     POSITION_EMBEDDING,
@@ -55,27 +55,6 @@ from dslc.types import TensorType, tensor
 
 class EinsumAttrs(Attrs):
     equation: str
-
-
-def _parse_equation(a: EinsumAttrs, n: int) -> tuple[list[str], str]:
-    eq = a.equation.replace(" ", "")
-    m = re.fullmatch(r"([a-zA-Z]+(?:,[a-zA-Z]+)*)->([a-zA-Z]*)", eq)
-    if not m:
-        raise ShapeError("einsum equation must be 'ab,bc->ac': letters per input, then the "
-                         "output's letters (no '...')", expected="e.g. 'bqd,bkd->bqk'",
-                         found=repr(a.equation), attr="equation")
-    terms = m.group(1).split(",")
-    out = m.group(2)
-    if len(terms) != n:
-        raise ShapeError(f"einsum equation names {len(terms)} inputs but {n} were given",
-                         expected=f"{n} comma-separated terms", found=repr(a.equation),
-                         attr="equation")
-    letters = set("".join(terms))
-    if any(c not in letters for c in out) or len(set(out)) != len(out):
-        raise ShapeError("each output letter must appear once and in some input",
-                         expected=f"letters from {''.join(sorted(letters))}",
-                         found=repr(out), attr="equation")
-    return terms, out
 
 
 def _einsum_sizes(a: EinsumAttrs, ins) -> tuple[dict[str, D.Dim], str]:
@@ -373,14 +352,6 @@ def _mha_shape(a: MHAAttrs, ins):
     return [q]
 
 
-def _mask_kinds(a: MHAAttrs, n: int) -> list[str]:
-    if n == 2:
-        return ["attn", "padding"]
-    if n == 1:
-        return ["padding" if a.padding else "attn"]
-    return []
-
-
 def _mha_params(a: MHAAttrs, ins):
     d = _mha_dim(a, ins)
     dd = D.const(d)
@@ -399,15 +370,6 @@ def _mha_macs(a: MHAAttrs, ins, outs):
     b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
     proj = b * (2 * tq + 2 * tk) * d * d  # q, k, v in; output out
     return proj + 2 * b * tq * tk * d  # q kᵀ and weights·v over all heads
-
-
-def _linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    # One [B*T, in] x [in, out] product: NumPy runs a 3-d @ 2-d matmul as B separate
-    # products, which is 2-3x slower for these sizes.
-    y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
-    if b is not None:
-        y += b
-    return y
 
 
 def _mha_kernel(a: MHAAttrs, xs, ctx):

@@ -13,6 +13,15 @@ import math
 
 import numpy as np
 
+from dslc.ops.attention_common import (
+    _band,
+    _causal,
+    _linear,
+    _mask_kinds,
+    _parse_equation,
+    _softmax_last,
+)
+
 
 def softmax_grad(w: np.ndarray, gw: np.ndarray) -> np.ndarray:
     """The cotangent of softmax scores (last axis) from that of its weights w: w (gw - <gw, w>).
@@ -31,7 +40,6 @@ def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _blocked(a, tq: int, tk: int, masks):
-    from dslc.ops.attention_masks import _band, _causal  # it imports this module
     blocked = None
     for m in masks:
         blocked = m if blocked is None else blocked | m
@@ -46,7 +54,6 @@ def _blocked(a, tq: int, tk: int, masks):
 
 def attention_vjp(a, ins, outs, gouts, ctx):
     """softmax(q kᵀ·scale) v: cotangents of q, k, v (None for the mask)."""
-    from dslc.ops.attention_masks import _softmax_last
     q, k, v = ins[:3]
     g = gouts[0]
     scale = a.scale if a.scale is not None else 1.0 / math.sqrt(q.shape[-1])
@@ -67,8 +74,6 @@ def attention_vjp(a, ins, outs, gouts, ctx):
 def mha_vjp(a, ins, outs, gouts, ctx):
     """nn.MultiheadAttention: cotangents of the query, key and value inputs (summed where
     one tensor plays several roles) and of the four projection parameters."""
-    from dslc.ops.attention import _linear, _mask_kinds  # attention.py imports this module
-    from dslc.ops.attention_masks import _softmax_last
     fl = [i for i, x in enumerate(ins) if x.dtype != np.bool_]
     masks = [x for x in ins if x.dtype == np.bool_]
     p = ctx.params
@@ -127,7 +132,6 @@ def einsum_vjp(a, ins, outs, gouts, ctx):
     """Each input's cotangent is an einsum of the output's cotangent with the other inputs.
     A letter repeated in an input (a diagonal) is renamed and tied back by an identity; a
     letter of one input alone (summed out) is broadcast back."""
-    from dslc.ops.attention import _parse_equation
     terms, out = _parse_equation(a, len(ins))
     free = iter(c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                 if c not in "".join(terms))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dslc import dims as D
+from dslc.ops.attention_common import _band, _causal, _softmax_last
 from dslc.ops.attention_grad import masked_fill_vjp, masked_softmax_vjp
 from dslc.ops.base import (
     Attrs,
@@ -38,29 +39,6 @@ def _need_bool(t: TensorType, arg: int, what: str = "mask") -> None:
     if t.dtype != "bool":
         raise ShapeError(f"{what} must be a bool tensor (True = not allowed)",
                          expected=f"bool[...] {what}", found=str(t), arg=arg, code="E0302")
-
-
-def _softmax_last(s: np.ndarray, overwrite: bool = False) -> np.ndarray:
-    """Stable softmax over the last axis: the max is subtracted first, so scores of ±1e4 stay
-    finite. A row whose entries are all -inf gives NaN, as torch.softmax does. `overwrite`
-    lets it work in s itself (a caller's own temporary: attention's [B, h, T, T] scores,
-    4 MB a layer in the encoder benchmark)."""
-    m = np.max(s, axis=-1, keepdims=True)
-    e = np.subtract(s, m, out=s if overwrite else None)
-    np.exp(e, out=e)
-    # One reciprocal a row and a multiply: half the time of dividing every element.
-    e *= np.reciprocal(np.sum(e, axis=-1, keepdims=True))
-    return e
-
-
-def _band(tq: int, tk: int, window: int) -> np.ndarray:
-    i = np.arange(tq)[:, None]
-    j = np.arange(tk)[None, :]
-    return np.abs(i - j) > window
-
-
-def _causal(tq: int, tk: int) -> np.ndarray:
-    return np.triu(np.ones((tq, tk), dtype=bool), 1)
 
 
 def _check_window(window: int | None) -> None:

@@ -150,6 +150,27 @@ def no_module(attrs, ins) -> str | None:
     return None
 
 
+def no_regions(attrs) -> tuple[Any, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """How a diagram draws a node that owns a region (dslc/render.py): the region in a cluster,
+    its inputs fed from the node's inputs in order, some region outputs looping back to region
+    inputs between runs, and the node collecting the others."""
+
+    region: Any  # dslc.ir.Graph
+    keyword: str  # the cluster's title: the keyword in bold, then `title` (plain text)
+    title: str
+    cluster: str  # DOT id stem: clusters are cluster_<stem><node id>
+    roles: tuple[str, ...]  # per region input: "step" (sliced per run, shown name[t]) or other
+    loops: tuple[tuple[tuple[int, int], int], ...]  # (region output ref, region input node id)
+    collected: tuple[tuple[int, int], ...]  # region output refs the node gathers
+    steps: Any  # D.Dim: how many times the region runs
+    collector: str = "collect"  # the node's own label inside the cluster
+
+
 @dataclass(frozen=True)
 class Op:
     name: str  # the DSL keyword and the IR op name
@@ -204,6 +225,39 @@ class Op:
     # keeps a's variable; used only with two tensor operands and a result of the first's type).
     torch_inplace: Callable[[Any, list[str], EmitCtx, list[TensorType]], str] | None = None
     inplace_operator: str | None = None
+    # ---- traits: what passes and back ends ask the op instead of matching its name ----
+    # The sub-graphs (regions) the node owns and runs (a scan's cell): every stage reaches
+    # them through dslc/regions.py. `region_runs` says how often each runs (its MACs multiply).
+    regions: Callable[[Any], tuple[Any, ...]] = no_regions
+    region_runs: Callable[[Any, list[TensorType]], D.Dim] = lambda attrs, ins: D.const(1)
+    # How a diagram draws it: (attrs, input types, output types) -> RegionView.
+    region_view: Callable[..., RegionView] | None = None
+    # How `dslc ir` prints the attrs when the field list does not fit (a scan's cell graph).
+    ir_attrs: Callable[[Any], str] | None = None
+    # Its value is fixed when compiling (const): a buffer, not an activation.
+    constant: bool = False
+    # Computes nothing for these types (identity; a reshape to the same shape): (attrs, input
+    # types, output types) -> the reason, for the `identity` pass's change list, or None.
+    identity_when: Callable[[Any, list[TensorType], list[TensorType]], str | None] | None = None
+    # Reorders its input's axes (transpose, permute): (attrs, rank) -> the permutation.
+    axis_permutation: Callable[[Any, int], list[int]] | None = None
+    # A view: the input's elements in the same row-major order, only reshaped (reshape,
+    # flatten). `absorbs_view`: its result is decided by its attrs and its input's elements
+    # alone (reshape), so it may read through a view before it.
+    view: bool = False
+    absorbs_view: bool = False
+    # A per-channel affine normalisation that may fold into the weight and bias of the layer
+    # before it for inference (batch norm with affine weights and running statistics).
+    folds_into_layer: Callable[[Any], bool] | None = None
+    # A layer whose weight's axis 0 and bias are per output channel on axis 1 of its output,
+    # so such a normalisation folds into it: (attrs, output types) -> whether it may here.
+    absorbs_norm: Callable[[Any, list[TensorType]], bool] | None = None
+    # Its speed depends on the memory layout of 4-d tensors (2-d convolution): the -O2
+    # `channels_last` pass keeps such a model's tensors channels last.
+    layout_sensitive: bool = False
+    # A loss whose target may hold class indices: (attrs, input types) -> (target input,
+    # number of classes, ignore_index), or None when these inputs take no class indices.
+    class_target: Callable[[Any, list[TensorType]], tuple[int, D.Dim, int] | None] | None = None
 
     @property
     def has_params(self) -> bool:

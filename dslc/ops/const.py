@@ -20,6 +20,7 @@ CONST = Op(
     attrs=ConstAttrs,
     min_inputs=0,
     max_inputs=0,
+    constant=True,
     shape=lambda a, ins: [TensorType(a.dtype, tuple(D.const(d) for d in a.shape))],
     params=lambda a, ins: {"": ParamSpec(tuple(D.const(d) for d in a.shape), "const",
                                          buffer=True, dtype=a.dtype,

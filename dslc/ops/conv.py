@@ -30,7 +30,14 @@ from dslc.ops.base import (
     need_float,
 )
 from dslc.ops.conv_grad import conv_vjp
-from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
+from dslc.ops.padding import (
+    check_padding_mode,
+    fpad_order,
+    pad_input,
+    padding_label,
+    resolve_padding,
+    torch_padding,
+)
 from dslc.ops.scratch import Scratch, alloc
 from dslc.ops.window import Reach, reach, window
 from dslc.ops.workers import Workers, serial
@@ -76,39 +83,11 @@ class Conv3dAttrs(Attrs):
     padding_mode: str = "zeros"
 
 
-# torch's padding_mode -> np.pad's mode
-PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                 "circular": "wrap"}
-
 SPATIAL_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 
 def _tup(v, n: int) -> tuple[int, ...]:
     return (v,) * n if isinstance(v, int) else tuple(v)
-
-
-def check_padding_mode(mode: str, pads: Pads, spatial, op: str) -> None:
-    """torch's rules for padding_mode: a known mode (E0322); reflect pads less than the
-    axis, circular at most the axis (F.pad refuses more: it would wrap twice) (E0323).
-    Symbolic sizes are checked when the kernel runs."""
-    if mode not in PADDING_MODES:
-        raise ShapeError(f"unknown padding_mode {mode!r}",
-                         expected="'zeros', 'reflect', 'replicate' or 'circular'",
-                         found=repr(mode), attr="padding_mode", code="E0322")
-    if mode not in ("reflect", "circular"):
-        return
-    for ax, (size, (lo, hi)) in enumerate(zip(spatial, pads)):
-        v = size if isinstance(size, int) else D.value(D.as_dim(size))
-        if v is None:
-            continue
-        too_big = max(lo, hi) >= v if mode == "reflect" else max(lo, hi) > v
-        if too_big:
-            limit = f"< {v}" if mode == "reflect" else f"<= {v}"
-            rule = "smaller than" if mode == "reflect" else "at most"
-            raise ShapeError(f"{mode} padding must be {rule} the input on spatial axis "
-                             f"{ax} (as in torch)",
-                             expected=f"padding {limit}", found=f"padding {max(lo, hi)}, "
-                             f"size {v}", attr="padding", code="E0323")
 
 
 class _Geom:
@@ -562,14 +541,6 @@ def conv3d_ncdhw(x, w, b, stride, pads, dilation, groups,
     return acc.reshape(n, do, ho, wo, o).transpose(0, 4, 1, 2, 3)
 
 
-def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
-    """x [N, C, *spatial] padded as F.pad(x, pads, mode) (reflect, replicate, circular), for
-    a conv whose padding_mode is not zeros (torch pads first too). Sizes the shape rule could
-    not check (symbolic) are checked here (E0323's rule; E0507 at run time)."""
-    check_padding_mode(mode, pads, x.shape[2:], "conv")
-    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=PADDING_MODES[mode])
-
-
 def conv_nd(x, w, b, stride, pads, dilation, groups,
             scratch: Scratch | None = None, workers: Workers | None = None,
             epilogue: Epilogue | None = None) -> np.ndarray:
@@ -723,6 +694,10 @@ def _conv_op(nd: int, attrs, examples) -> Op:
         module_prefix="conv",
         examples=examples,
         takes_epilogue=True,
+        # A batch norm after it folds into its weight and bias at -O2 (1-d and 2-d only, as
+        # the fold pass has always done).
+        absorbs_norm=(lambda a, outs: True) if nd in (1, 2) else None,
+        layout_sensitive=nd == 2,  # channels_last speeds up 2-d convolutions
     )
 
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from dslc.ops.padding import resolve_padding
+from dslc.ops.padding import pad_input, resolve_padding, tap_slices, transposed_pads
 from dslc.ops.window import reach
 from dslc.ops.window_grad import NP_PAD_MODES, framed, pad_vjp, tap_slice, unframed
 
@@ -58,7 +58,6 @@ def conv_vjp(nd: int):
     """The vjp of conv{nd}d: cotangents of the input, weight and bias."""
 
     def vjp(a, ins, outs, gouts, ctx):
-        from dslc.ops.conv import pad_input  # conv.py imports this module
         x, w, b, functional = *ins[:1], *_weights(ins, ctx)
         g = gouts[0]
         batched = x.ndim == nd + 2
@@ -108,7 +107,6 @@ def conv_transpose_vjp(nd: int):
     """The vjp of conv_transpose{nd}d: cotangents of the input, weight and bias."""
 
     def vjp(a, ins, outs, gouts, ctx):
-        from dslc.ops.conv_transpose import _tap_slices, transposed_pads  # it imports us
         x, w, b, functional = *ins[:1], *_weights(ins, ctx)
         g = gouts[0]
         batched = x.ndim == nd + 2
@@ -119,7 +117,7 @@ def conv_transpose_vjp(nd: int):
         pads = transposed_pads(a.padding, k, s, d, nd, f"conv_transpose{nd}d")
         n, size, out = x.shape[0], x.shape[2:], g.shape[2:]
         # per axis, per tap: which inputs land on which (kept) outputs, as the forward
-        per_axis = [[_tap_slices(t, sz, ss, dd, lo, ot) for t in range(kk)]
+        per_axis = [[tap_slices(t, sz, ss, dd, lo, ot) for t in range(kk)]
                     for kk, sz, ss, dd, (lo, _), ot in zip(k, size, s, d, pads, out)]
         groups = a.groups
         cin, og = w.shape[:2]

@@ -30,7 +30,7 @@ from dslc.ops.base import (
     need_float,
 )
 from dslc.ops.conv_grad import conv_transpose_vjp
-from dslc.ops.padding import Pads, padding_label, resolve_padding
+from dslc.ops.padding import padding_label, tap_slices, transposed_pads
 from dslc.types import tensor
 
 SPATIAL_AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
@@ -71,15 +71,6 @@ class ConvTranspose3dAttrs(Attrs):
 
 def _tup(v, n: int) -> tuple[int, ...]:
     return (v,) * n if isinstance(v, int) else tuple(v)
-
-
-def transposed_pads(padding, k, s, d, nd: int, name: str) -> Pads:
-    """(before, after) crop per axis. torch takes numbers only: 'same'/'valid' are E0325."""
-    if isinstance(padding, str):
-        raise ShapeError("padding must be numbers (torch's ConvTranspose has no "
-                         "'same' or 'valid')", expected="an int, one per axis or two per axis",
-                         found=repr(padding), attr="padding", code="E0325")
-    return resolve_padding(padding, k, s, d, nd, name)
 
 
 def out_size(size, k: int, s: int, d: int, pads: tuple[int, int], op: int):
@@ -229,18 +220,6 @@ def _macs(nd):
 _BLOCK = 1 << 23
 
 
-def _tap_slices(t: int, size: int, s: int, d: int, lo: int, out: int) -> tuple[slice, slice] | None:
-    """Along one axis, tap t sends input l to output t*d + l*s - lo (after cropping lo).
-    Returns (inputs, outputs) slices of the inputs that land inside [0, out), None if none."""
-    off = t * d - lo
-    l0 = max(0, -(off // s))  # ceil(-off / s): the first l with off + l*s >= 0
-    l1 = min(size, (out - 1 - off) // s + 1)  # floor division: <= 0 when none lands
-    if l1 <= l0:
-        return None
-    first = off + l0 * s
-    return slice(l0, l1), slice(first, first + (l1 - l0 - 1) * s + 1, s)
-
-
 def conv_transpose_nd(x, w, b, stride, pads, dilation, output_padding, groups) -> np.ndarray:
     """x [N, Cin, *L], w [Cin, O/g, *K], b [O] or None -> [N, O, *out] (a channels-first view
     of a channels-last array)."""
@@ -271,7 +250,7 @@ def conv_transpose_nd(x, w, b, stride, pads, dilation, output_padding, groups) -
     wgs = [np.moveaxis(w[gi * cg:(gi + 1) * cg], 1, -1).reshape(cg, kvol * og)
            for gi in range(groups)]
     # per axis, per tap: which inputs land where (None: the tap lands in the crop only)
-    per_axis = [[_tap_slices(t, sz, s, d, lo, ot) for t in range(kk)]
+    per_axis = [[tap_slices(t, sz, s, d, lo, ot) for t in range(kk)]
                 for kk, sz, s, d, (lo, _), ot in zip(k, size, stride, dilation, pads, outs)]
     taps = [(tap, tuple(per_axis[ax][t] for ax, t in enumerate(tap)))
             for tap in itertools.product(*(range(kk) for kk in k))]

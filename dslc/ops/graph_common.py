@@ -356,3 +356,34 @@ class LaplacianAttrs(EdgeOpAttrs):
     normalization: Literal["sym", "rw", "none"] = "sym"
     scaled: bool = False
     lambda_max: float = 2.0
+
+
+# ---- shared by the graph layers' kernels and their vjps (ops/graph_grad.py) ----
+
+GMM_EPS = 1e-15  # torch_geometric GMMConv's guard against a zero sigma
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def lstm_aggregate(h_sorted: np.ndarray, seg: Segments, p) -> np.ndarray:
+    """An LSTM over each node's neighbours in edge order (sorted by target, stable); the
+    state after a node's last neighbour is its aggregate (0 for a node without one)."""
+    n, f = seg.n, h_sorted.shape[1]
+    deg = seg.counts
+    steps = int(deg.max()) if deg.size else 0
+    pos = np.arange(h_sorted.shape[0]) - np.repeat(np.r_[0, np.cumsum(deg)[:-1]], deg)
+    dense = np.zeros((n, max(steps, 1), f), h_sorted.dtype)
+    dense[seg.sorted_idx, pos] = h_sorted
+    hs = np.zeros((n, f), h_sorted.dtype)
+    cs = np.zeros((n, f), h_sorted.dtype)
+    for t in range(steps):
+        g = dense[:, t] @ p["weight_ih"].T + p["bias_ih"] + hs @ p["weight_hh"].T + p["bias_hh"]
+        i, fg, gg, o = np.split(g, 4, axis=1)
+        c_new = _sigmoid(fg) * cs + _sigmoid(i) * np.tanh(gg)
+        h_new = _sigmoid(o) * np.tanh(c_new)
+        live = (deg > t)[:, None]
+        cs = np.where(live, c_new, cs)
+        hs = np.where(live, h_new, hs)
+    return hs

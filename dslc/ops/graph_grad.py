@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from dslc.ops.graph_common import GMM_EPS, lstm_aggregate
+
 
 def _ends(ei: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     from dslc.ops.graph_common import check_index  # graph_common's users import this module
@@ -283,7 +285,7 @@ def gin_aggregate_vjp(a, ins, outs, gouts, ctx):
 
 
 def _lstm_aggregate_grad(h_sorted, seg, p, g_agg):
-    """BPTT through the LSTM aggregator (graph_layers._lstm_aggregate): each node's
+    """BPTT through the LSTM aggregator (graph_common.lstm_aggregate): each node's
     neighbours are one sequence of length deg; returns the cotangent of h_sorted and the
     LSTM's weight gradients. Memory: every step's states for every node."""
     from dslc.ops.recurrent_grad import _Direction
@@ -319,8 +321,7 @@ def sage_conv_vjp(a, ins, outs, gouts, ctx):
     grads: dict[str, np.ndarray] = {}
     if a.aggr == "lstm":
         seg = segments(ei, 1, n)
-        from dslc.ops.graph_layers import _lstm_aggregate
-        agg = _lstm_aggregate(h[src[seg.order]], seg, p)
+        agg = lstm_aggregate(h[src[seg.order]], seg, p)
     else:
         agg = propagate(h, ei, None, a.aggr)
     grads["lin_l_weight"] = g.T @ agg
@@ -350,7 +351,6 @@ def sage_conv_vjp(a, ins, outs, gouts, ctx):
 
 def gmm_conv_vjp(a, ins, outs, gouts, ctx):
     """GMMConv (MoNet): messages sum_k gauss_k(pseudo) (x g)[src, k], averaged per target."""
-    from dslc.ops.graph_layers import _GMM_EPS
     x, ei, pseudo = ins
     p = ctx.params
     n, k, o = x.shape[0], a.kernel_size, a.out_channels
@@ -358,7 +358,7 @@ def gmm_conv_vjp(a, ins, outs, gouts, ctx):
     src, dst = _ends(ei, n)
     h = (x @ p["g"]).reshape(n, k, o)
     diff = pseudo[:, None, :] - p["mu"][None]  # [E, K, d]
-    var = _GMM_EPS + p["sigma"][None] ** 2
+    var = GMM_EPS + p["sigma"][None] ** 2
     gauss = np.exp((-0.5 * diff ** 2 / var).sum(-1))  # [E, K]
     count = np.maximum(np.bincount(dst, minlength=n), 1).astype(g.dtype)
     gm = g[dst] / count[dst, None]  # the cotangent of each message [E, O]

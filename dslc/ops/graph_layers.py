@@ -11,8 +11,8 @@ from dslc import dims as D
 from dslc.ops import graph_grad as gg
 from dslc.ops.base import Example, Op, ParamSpec, ShapeError, concrete, need_float, torch_init
 from dslc.ops.graph_common import (
+    GMM_EPS,
     LaplacianAttrs,
-    Segments,
     _flat,
     _fresh,
     _Graph,
@@ -31,6 +31,7 @@ from dslc.ops.graph_common import (
     gcn_weights,
     laplacian_weights,
     looped,
+    lstm_aggregate,
     memo,
     propagate,
     segments,
@@ -469,32 +470,6 @@ def _sage_params(a: SAGEAttrs, ins):
     return p
 
 
-def _sigmoid(v):
-    return 1.0 / (1.0 + np.exp(-v))
-
-
-def _lstm_aggregate(h_sorted: np.ndarray, seg: Segments, p) -> np.ndarray:
-    """An LSTM over each node's neighbours in edge order (sorted by target, stable); the
-    state after a node's last neighbour is its aggregate (0 for a node without one)."""
-    n, f = seg.n, h_sorted.shape[1]
-    deg = seg.counts
-    steps = int(deg.max()) if deg.size else 0
-    pos = np.arange(h_sorted.shape[0]) - np.repeat(np.r_[0, np.cumsum(deg)[:-1]], deg)
-    dense = np.zeros((n, max(steps, 1), f), h_sorted.dtype)
-    dense[seg.sorted_idx, pos] = h_sorted
-    hs = np.zeros((n, f), h_sorted.dtype)
-    cs = np.zeros((n, f), h_sorted.dtype)
-    for t in range(steps):
-        g = dense[:, t] @ p["weight_ih"].T + p["bias_ih"] + hs @ p["weight_hh"].T + p["bias_hh"]
-        i, fg, gg, o = np.split(g, 4, axis=1)
-        c_new = _sigmoid(fg) * cs + _sigmoid(i) * np.tanh(gg)
-        h_new = _sigmoid(o) * np.tanh(c_new)
-        live = (deg > t)[:, None]
-        cs = np.where(live, c_new, cs)
-        hs = np.where(live, h_new, hs)
-    return hs
-
-
 def _sage_kernel(a: SAGEAttrs, xs, ctx):
     x, ei = xs
     p = ctx.params
@@ -505,7 +480,7 @@ def _sage_kernel(a: SAGEAttrs, xs, ctx):
     if a.aggr == "lstm":
         seg = segments(ei, 1, n)
         src = check_index(ei[0], n, "edge_index")[seg.order]
-        agg = _lstm_aggregate(h[src], seg, p)
+        agg = lstm_aggregate(h[src], seg, p)
     else:
         agg = propagate(h, ei, None, a.aggr)
     out = agg @ p["lin_l_weight"].T
@@ -611,7 +586,7 @@ SAGE_CONV = Op(
 
 # gmm_conv (MoNet) ----------------------------------------------------------------------
 
-_GMM_EPS = 1e-15  # torch_geometric GMMConv's guard against a zero sigma
+
 
 
 class GMMAttrs(_Graph):
@@ -661,7 +636,7 @@ def _gmm_kernel(a: GMMAttrs, xs, ctx):
     seg = segments(ei, 1, n)
     src = check_index(ei[0], n, "edge_index")[seg.order]
     ps = pseudo[seg.order]
-    z = -0.5 * (ps[:, None, :] - p["mu"][None]) ** 2 / (_GMM_EPS + p["sigma"][None] ** 2)
+    z = -0.5 * (ps[:, None, :] - p["mu"][None]) ** 2 / (GMM_EPS + p["sigma"][None] ** 2)
     gauss = np.exp(z.sum(-1))  # [E, K]
     msgs = (h[src] * gauss[:, :, None]).sum(1)
     out = seg.mean(msgs)
@@ -681,7 +656,7 @@ def _gmm_stmts(a: GMMAttrs, args, ctx, ins, targets):
     lines = [
         f"{h} = ({x} @ {m}.g).view(-1, {k}, {o})",
         f"{gauss} = torch.exp((-0.5 * ({ps}.view(-1, 1, {d}) - {m}.mu.view(1, {k}, {d}))"
-        f".pow(2) / ({_GMM_EPS!r} + {m}.sigma.view(1, {k}, {d}).pow(2))).sum(dim=-1))",
+        f".pow(2) / ({GMM_EPS!r} + {m}.sigma.view(1, {k}, {d}).pow(2))).sum(dim=-1))",
         f"{msgs} = ({h}[{ei}[0]] * {gauss}.unsqueeze(-1)).sum(dim=1)",
     ]
     out = _t_reduce(msgs, f"{ei}[1]", f"{x}.shape[0]", "mean")

@@ -79,6 +79,9 @@ LINEAR = Op(
     torch_call=lambda a, args, ctx, ins: f"{ctx.module}({args[0]})",
     result_overwritable=True,  # a new tensor; the backward reads input and weight
     label=lambda a: f"{a.out_features}" + ("" if a.bias else ", no bias"),
+    # A batch norm after it folds into it for [B, C] only: over [B, C, L] the norm's axis 1
+    # is not linear's features.
+    absorbs_norm=lambda a, outs: outs[0].rank == 2,
     module_prefix="fc",
     examples=(
         Example({"out_features": 7}, (tensor("f32", 3, 5),)),

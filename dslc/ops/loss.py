@@ -404,8 +404,17 @@ def _macs(a, ins, outs):
     return ins[0].numel()
 
 
+def _class_target(a, ins: list[TensorType]):
+    """The `class_target` trait of cross_entropy and nll_loss: an i64 target holds class
+    indices, the classes being the input's axis 1 (axis 0 for one unbatched sample)."""
+    if len(ins) != 2 or ins[1].dtype != "i64":
+        return None
+    x = ins[0]
+    return 1, (x.shape[1] if x.rank >= 2 else x.shape[0]), a.ignore_index
+
+
 def _loss(name, doc, shape, kernel, torch_fn, examples, attrs=ReduceAttrs, extra=lambda a: "",
-          vjp=None):
+          vjp=None, class_target=None):
     return Op(
         name=name,
         family="loss",
@@ -421,6 +430,7 @@ def _loss(name, doc, shape, kernel, torch_fn, examples, attrs=ReduceAttrs, extra
         macs=_macs,
         label=_label,
         examples=examples,
+        class_target=class_target,
     )
 
 
@@ -455,7 +465,7 @@ LOSS_OPS = (
                    (tensor("f32", 4, 5), tensor("i64", 4)), int_high=5),
            Example({"weight": (1.0, 2.0, 0.5, 1.5), "label_smoothing": 0.3},
                    (tensor("f32", 3, 4), tensor("f32", 3, 4)), float_range=PROBS)),
-          attrs=CeAttrs, extra=_ignore,
+          attrs=CeAttrs, extra=_ignore, class_target=_class_target,
           vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=True)),
     _loss("nll_loss", "Negative log-likelihood of log-probabilities [N, C, ...] against class "
           "indices (i64 [N, ...]) (F.nll_loss); `weight` and `ignore_index` as cross_entropy's.",
@@ -465,7 +475,7 @@ LOSS_OPS = (
                    int_high=5),
            Example({"weight": (0.5, 2.0, 1.0, 0.25, 3.0), "reduction": "mean"},
                    (tensor("f32", 2, 5, 3), tensor("i64", 2, 3)), int_high=5)),
-          attrs=ClassAttrs, extra=_ignore,
+          attrs=ClassAttrs, extra=_ignore, class_target=_class_target,
           vjp=lambda a, xs, ys, gs, ctx: _class_vjp(a, xs, ys, gs, ctx, logits=False)),
     _loss("bce", "Binary cross-entropy of probabilities in [0, 1]; each log is clamped at -100 "
           "as torch does (F.binary_cross_entropy).",

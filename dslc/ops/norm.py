@@ -303,6 +303,7 @@ BATCH_NORM = Op(
     result_overwritable=True,
     label=_stats_label,
     module_prefix="bn",
+    folds_into_layer=lambda a: a.affine and a.track_running_stats,
     examples=(
         Example({}, (tensor("f32", 4, 3, 5, 5),)),
         Example({}, (tensor("f32", 4, 3, 5, 5),), train=True),

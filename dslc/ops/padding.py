@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
+from dslc import dims as D
 from dslc.ops.base import ShapeError, fmt_value
 
 Pads = tuple[tuple[int, int], ...]
@@ -112,3 +115,63 @@ def padding_label(padding: int | tuple[int, ...] | str, nd: int) -> str:
     if all(v == values[0] for v in values):
         return f"p{values[0]}"
     return "p" + "x".join(str(v) for v in values)
+
+
+# ---- padding modes and transposed-conv crops (shared by the ops and their vjps) ----
+
+# torch's padding_mode -> np.pad's mode
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                 "circular": "wrap"}
+
+
+def check_padding_mode(mode: str, pads: Pads, spatial, op: str) -> None:
+    """torch's rules for padding_mode: a known mode (E0322); reflect pads less than the
+    axis, circular at most the axis (F.pad refuses more: it would wrap twice) (E0323).
+    Symbolic sizes are checked when the kernel runs."""
+    if mode not in PADDING_MODES:
+        raise ShapeError(f"unknown padding_mode {mode!r}",
+                         expected="'zeros', 'reflect', 'replicate' or 'circular'",
+                         found=repr(mode), attr="padding_mode", code="E0322")
+    if mode not in ("reflect", "circular"):
+        return
+    for ax, (size, (lo, hi)) in enumerate(zip(spatial, pads)):
+        v = size if isinstance(size, int) else D.value(D.as_dim(size))
+        if v is None:
+            continue
+        too_big = max(lo, hi) >= v if mode == "reflect" else max(lo, hi) > v
+        if too_big:
+            limit = f"< {v}" if mode == "reflect" else f"<= {v}"
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise ShapeError(f"{mode} padding must be {rule} the input on spatial axis "
+                             f"{ax} (as in torch)",
+                             expected=f"padding {limit}", found=f"padding {max(lo, hi)}, "
+                             f"size {v}", attr="padding", code="E0323")
+
+
+def pad_input(x: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
+    """x [N, C, *spatial] padded as F.pad(x, pads, mode) (reflect, replicate, circular), for
+    a conv whose padding_mode is not zeros (torch pads first too). Sizes the shape rule could
+    not check (symbolic) are checked here (E0323's rule; E0507 at run time)."""
+    check_padding_mode(mode, pads, x.shape[2:], "conv")
+    return np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=PADDING_MODES[mode])
+
+
+def transposed_pads(padding, k, s, d, nd: int, name: str) -> Pads:
+    """(before, after) crop per axis. torch takes numbers only: 'same'/'valid' are E0325."""
+    if isinstance(padding, str):
+        raise ShapeError("padding must be numbers (torch's ConvTranspose has no "
+                         "'same' or 'valid')", expected="an int, one per axis or two per axis",
+                         found=repr(padding), attr="padding", code="E0325")
+    return resolve_padding(padding, k, s, d, nd, name)
+
+
+def tap_slices(t: int, size: int, s: int, d: int, lo: int, out: int) -> tuple[slice, slice] | None:
+    """Along one axis, tap t sends input l to output t*d + l*s - lo (after cropping lo).
+    Returns (inputs, outputs) slices of the inputs that land inside [0, out), None if none."""
+    off = t * d - lo
+    l0 = max(0, -(off // s))  # ceil(-off / s): the first l with off + l*s >= 0
+    l1 = min(size, (out - 1 - off) // s + 1)  # floor division: <= 0 when none lands
+    if l1 <= l0:
+        return None
+    first = off + l0 * s
+    return slice(l0, l1), slice(first, first + (l1 - l0 - 1) * s + 1, s)

@@ -30,7 +30,7 @@ from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError, need_float
 from dslc.ops.padding import Pads, fpad_order, padding_label, resolve_padding, torch_padding
 from dslc.ops.pool_grad import lp_pool_vjp, pool_vjp
-from dslc.ops.window import reach, window
+from dslc.ops.window import out_size, reach, window, window_counts
 from dslc.types import tensor
 
 # ---- attributes ----------------------------------------------------------------------------
@@ -143,20 +143,6 @@ def alloc_like(x: np.ndarray, shape) -> np.ndarray:
 
 
 # ---- window geometry -----------------------------------------------------------------------
-
-
-def out_size(n: int, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool,
-             pre_padded: bool) -> int:
-    """Outputs along one axis, as torch counts them: floor (or ceil) of
-    (n + before + after - d(k-1) - 1)/s + 1; in ceil mode the last window must start inside
-    the input or the front padding (or anywhere in the padding `pre_padded` by F.pad)."""
-    span = n + before + after - d * (k - 1) - 1
-    if not ceil_mode:
-        return span // s + 1
-    o = -(-span // s) + 1
-    if (o - 1) * s >= n + before + (after if pre_padded else 0):
-        o -= 1
-    return o
 
 
 def _out_dim(size: D.Dim, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool,
@@ -287,7 +273,7 @@ def pool_nchw(x: np.ndarray, k, s, d, pads: Pads, ceil_mode: bool, pre_padded: b
             return res
         div = np.ones((), np.float64)
         for n, o, kk, ss, (lo, hi) in zip(sizes, outs, k, s, pads):
-            div = np.multiply.outer(div, _counts(n, o, kk, ss, lo, hi, count_include_pad))
+            div = np.multiply.outer(div, window_counts(n, o, kk, ss, lo, hi, count_include_pad))
         res *= (1.0 / np.maximum(div, 1.0)).astype(res.dtype)
     return res
 
@@ -343,17 +329,6 @@ def _reduce_axis(x: np.ndarray, axis: int, o: int, k: int, s: int, d: int, befor
         reduced = ufunc.reduceat(rows, bounds, axis=axis)
         res[before_axis + (sel,)] = reduced[before_axis + (slice(0, None, 2),)]
     return res
-
-
-def _counts(n: int, o: int, k: int, s: int, before: int, after: int,
-            include_pad: bool) -> np.ndarray:
-    """Elements each window averages along one axis, as torch counts them: the window clipped
-    to the padded input, or only its input elements (0 for a window of padding only)."""
-    start = np.arange(o) * s - before
-    end = np.minimum(start + k, n + after)
-    if include_pad:
-        return (end - start).astype(np.float64)
-    return np.maximum(np.minimum(end, n) - np.maximum(start, 0), 0).astype(np.float64)
 
 
 def _batched(nd, x: np.ndarray, run) -> np.ndarray:
@@ -527,7 +502,7 @@ def _pool_op(nd, mode, attrs, examples) -> Op:
         positional=("kernel",),
         shape=_pool_shape(nd, name),
         numpy=_pool_kernel(nd, mode),
-        vjp=pool_vjp(nd, mode),
+        vjp=pool_vjp(nd, mode, Window),
         torch_call=_window_call(nd, mode),
         label=_pool_label(nd),
         examples=examples,
@@ -550,7 +525,7 @@ def _lp_op(nd, attrs, examples) -> Op:
         positional=("norm_type", "kernel"),
         shape=_pool_shape(nd, name),
         numpy=_lp_kernel(nd),
-        vjp=lp_pool_vjp(nd),
+        vjp=lp_pool_vjp(nd, Window),
         torch_call=_lp_call(nd),
         label=_pool_label(nd),
         examples=examples,

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
+from dslc.ops.window import out_size, reach, window_counts
 from dslc.ops.window_grad import framed, tap_slice, unframed
 
 
 def _geometry(win, sizes):
     """(outs, reaches) of a pool over `sizes`: the output sizes, and per axis the taps that
     reach the input and the padded rows they read (ops/window.py), as the forward kernel."""
-    from dslc.ops.pool import out_size  # pool.py imports this module
-    from dslc.ops.window import reach
     outs = tuple(out_size(n, k, s, d, lo, hi, win.ceil_mode, win.pre_padded)
                  for n, k, s, d, (lo, hi) in zip(sizes, win.k, win.s, win.d, win.pads))
     reaches = tuple(reach(n, k, s, d, lo, o)
@@ -62,7 +62,6 @@ def max_pool_grad(x, g, win):
 
 def avg_pool_grad(x_shape, g, win, count_include_pad=True, divisor_override=None):
     """The cotangent of an input of shape x_shape [N, C, *S] under an average pool."""
-    from dslc.ops.pool import _counts
     sizes = x_shape[2:]
     outs, reaches = _geometry(win, sizes)
     if any(r.empty for r in reaches):  # windows of padding only: constant zeros
@@ -72,7 +71,7 @@ def avg_pool_grad(x_shape, g, win, count_include_pad=True, divisor_override=None
     else:
         div = np.ones((), np.float64)
         for n, o, k, s, (lo, hi) in zip(sizes, outs, win.k, win.s, win.pads):
-            div = np.multiply.outer(div, _counts(n, o, k, s, lo, hi, count_include_pad))
+            div = np.multiply.outer(div, window_counts(n, o, k, s, lo, hi, count_include_pad))
         gd = g * (1.0 / np.maximum(div, 1.0)).astype(g.dtype)
     gxp = np.zeros(tuple(x_shape[:2]) + tuple(r.hi - r.lo for r in reaches), g.dtype)
     taps, origin = _taps(reaches)
@@ -87,11 +86,11 @@ def _batched(nd, x, g, run):
     return run(x[None], g[None])[0]
 
 
-def pool_vjp(nd: int, mode: str):
-    """The vjp of {mode}_pool{nd}d."""
+def pool_vjp(nd: int, mode: str, make_window: Callable):
+    """The vjp of {mode}_pool{nd}d; `make_window` is ops/pool.py's Window (that module imports
+    this one, so it hands the class in)."""
     def vjp(a, ins, outs, gouts, ctx):
-        from dslc.ops.pool import Window
-        win = Window(a, nd, f"{mode}_pool{nd}d")
+        win = make_window(a, nd, f"{mode}_pool{nd}d")
         if mode == "max":
             gx = _batched(nd, ins[0], gouts[0], lambda x, g: max_pool_grad(x, g, win))
         else:
@@ -101,12 +100,11 @@ def pool_vjp(nd: int, mode: str):
     return vjp
 
 
-def lp_pool_vjp(nd: int):
+def lp_pool_vjp(nd: int, make_window: Callable):
     """The vjp of lp_pool{nd}d: y = (K * avg(x^p))^(1/p), so dy/dx = y^(1-p) K/count x^(p-1)
-    per window; p = +-inf is a max of +-|x|."""
+    per window; p = +-inf is a max of +-|x|. `make_window` as for pool_vjp."""
     def vjp(a, ins, outs, gouts, ctx):
-        from dslc.ops.pool import Window
-        win = Window(a, nd, f"lp_pool{nd}d")
+        win = make_window(a, nd, f"lp_pool{nd}d")
         p = a.norm_type
         x, y, g = ins[0], outs[0], gouts[0]
         if math.isinf(p):

@@ -27,6 +27,7 @@ from dslc.ops.base import (
     fmt_value,
     need_float,
 )
+from dslc.ops.recurrent_common import dirs, seq_lengths, suffixes
 from dslc.ops.recurrent_grad import recurrent_vjp
 from dslc.types import TensorType, tensor
 
@@ -47,10 +48,6 @@ class RNNAttrs(RecurrentAttrs):
     nonlinearity: Literal["tanh", "relu"] = "tanh"
 
 
-def dirs(a: RecurrentAttrs) -> int:
-    return 2 if a.bidirectional else 1
-
-
 def n_states(kind: str) -> int:
     return 2 if kind == "lstm" else 1
 
@@ -58,10 +55,6 @@ def n_states(kind: str) -> int:
 def layer_in(a: RecurrentAttrs, features: int, layer: int) -> int:
     """Input width of a layer: the features for the first, the previous layer's output after."""
     return features if layer == 0 else dirs(a) * a.hidden_size
-
-
-def suffixes(a: RecurrentAttrs) -> tuple[str, ...]:
-    return ("", "_reverse") if a.bidirectional else ("",)
 
 
 # ---- shape rule ---------------------------------------------------------------------------
@@ -380,21 +373,6 @@ class _Layer:
         return h_out
 
 
-def _lengths(ins, x: np.ndarray) -> np.ndarray | None:
-    """The batch's sequence lengths (an integer last input), checked as torch checks them."""
-    if len(ins) < 2 or not np.issubdtype(ins[-1].dtype, np.integer):
-        return None
-    lengths = np.asarray(ins[-1]).astype(np.int64)
-    steps = x.shape[1]
-    if lengths.size and (lengths.min() < 1 or lengths.max() > steps):
-        # A ShapeError, so the interpreter reports it at the op's statement (E0507).
-        bad = [int(v) for v in lengths if not 1 <= v <= steps][:8]
-        raise ShapeError("sequence lengths must lie in [1, T] (torch's packed sequences take "
-                         "no empty sequence)", expected=f"1 <= length <= {steps}",
-                         found=", ".join(map(str, bad)), arg=len(ins) - 1)
-    return lengths
-
-
 def _input_weights(kind: str, a: RecurrentAttrs, p, layer: int,
                    dt) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A layer's w_ih [D, G·H, F] and bias [D, G·H, 1] (b_ih + b_hh) in loop order, and GRU's
@@ -427,7 +405,7 @@ def make_kernel(kind: str):
         dt = x.dtype
         bsz, steps, _ = x.shape
         hs, nd = a.hidden_size, dirs(a)
-        lengths = _lengths(xs, x)
+        lengths = seq_lengths(xs, x)
         inits = xs[1:len(xs) - (lengths is not None)]
         h0 = inits[0] if inits else np.zeros((a.num_layers * nd, bsz, hs), dt)
         c0 = inits[1] if len(inits) > 1 else np.zeros_like(h0)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dslc.ops.recurrent_common import dirs, seq_lengths, suffixes
+
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * v))
@@ -125,13 +127,11 @@ class _Direction:
 def recurrent_vjp(kind: str):
     """The vjp of `kind` (rnn, lstm, gru): cotangents of x and the initial states given as
     inputs (None for the lengths), and of every weight and bias."""
-    from dslc.ops.recurrent import _lengths, dirs, suffixes  # it imports this module
-
     def vjp(a, ins, outs, gouts, ctx):
         x = ins[0]
         bsz, steps, _ = x.shape
         hs, nd = a.hidden_size, dirs(a)
-        lengths = _lengths(ins, x)
+        lengths = seq_lengths(ins, x)
         inits = ins[1:len(ins) - (lengths is not None)]
         h0 = inits[0] if inits else np.zeros((a.num_layers * nd, bsz, hs), x.dtype)
         c0 = inits[1] if len(inits) > 1 else np.zeros_like(h0)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from dslc import dims as D
-from dslc.ops.base import Attrs, Op, ShapeError
+from dslc.ops.base import Attrs, Op, RegionView, ShapeError
 from dslc.types import TensorType
 
 
@@ -54,16 +54,24 @@ def shape(a: ScanAttrs, ins: list[TensorType]) -> list[TensorType]:
         [a.cell.type_of(r) for r in states]
 
 
-def macs(a: ScanAttrs, ins, outs) -> D.Dim:
-    from dslc.ops.registry import OPS
+def region_view(a: ScanAttrs, ins: list[TensorType], outs: list[TensorType]) -> RegionView:
+    """Drawn rolled: the cell once, each new state looping back to the state input it
+    replaces, the scan node collecting the per-step outputs."""
+    steps = D.fmt(outs[0].shape[a.along]) if outs else "?"
+    cell_inputs = [nid for _, nid in a.cell.inputs]
+    states, step_outs = out_refs(a)
+    return RegionView(
+        region=a.cell, keyword="scan",
+        title=f"{a.cell_name} over {steps} steps" + (" (reverse)" if a.reverse else ""),
+        cluster="scan",
+        roles=("step",) * a.n_seq + ("state",) * a.n_states + ("fixed",) * a.n_static,
+        loops=tuple(zip(states, cell_inputs[a.n_seq: a.n_seq + a.n_states])),
+        collected=tuple(step_outs),
+        steps=outs[0].shape[a.along] if outs else None)
 
-    per_step = D.const(0)
-    for node in a.cell.order():
-        if node.op == "input":
-            continue
-        per_step = per_step + OPS[node.op].macs(
-            node.attrs, [a.cell.type_of(r) for r in node.inputs], node.types)
-    return per_step * steps_of(a, ins)
+
+def ir_attrs(a: ScanAttrs) -> str:
+    return f"[{a.cell_name}, states={a.n_states}" + (", reverse" if a.reverse else "") + "]"
 
 
 def kernel(a: ScanAttrs, xs: list[np.ndarray], ctx) -> list[np.ndarray]:
@@ -195,7 +203,11 @@ SCAN = Op(
     min_inputs=0,
     max_inputs=None,
     shape=shape,
-    macs=macs,
+    # The scan itself adds nothing: its MACs are its cell's, once per step (dslc/regions.py).
+    regions=lambda a: (a.cell,),
+    region_runs=steps_of,
+    region_view=region_view,
+    ir_attrs=ir_attrs,
     numpy=kernel,
     vjp=vjp,
     torch_call=lambda a, args, ctx, ins: "",  # statements: see torch_stmts

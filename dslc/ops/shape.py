@@ -11,7 +11,7 @@ import sympy
 
 from dslc import dims as D
 from dslc.ops.base import Attrs, Example, Op, ShapeError, insert_axis, norm_axis
-from dslc.types import tensor
+from dslc.types import TensorType, tensor
 
 # ---- flatten -----------------------------------------------------------------------------
 
@@ -45,9 +45,25 @@ def _reshape_back(a, xs, ys, gs, ctx):
     return [gs[0].reshape(x.shape) if np.issubdtype(x.dtype, np.floating) else None], {}
 
 
+def _same_type(a: TensorType, b: TensorType) -> bool:
+    return a.dtype == b.dtype and a.rank == b.rank and all(
+        D.equal(x, y) is True for x, y in zip(a.shape, b.shape))
+
+
+def same_shape_is_identity(name: str):
+    """The `identity_when` trait of an op that only changes the shape: a no-op when the
+    output type is provably the input's."""
+
+    def when(a, ins: list[TensorType], outs: list[TensorType]) -> str | None:
+        return f"removed {name} to the same shape" if _same_type(ins[0], outs[0]) else None
+    return when
+
+
 FLATTEN = Op(
     name="flatten",
     family="shape",
+    identity_when=same_shape_is_identity("flatten"),
+    view=True,
     doc="Merges axes start_dim..end_dim into one (torch.flatten; default keeps the batch axis).",
     attrs=FlattenAttrs,
     positional=("start_dim", "end_dim"),
@@ -149,6 +165,9 @@ def _reshape_call(a: ReshapeAttrs, args, ctx, ins):
 RESHAPE = Op(
     name="reshape",
     family="shape",
+    identity_when=same_shape_is_identity("reshape"),
+    view=True,
+    absorbs_view=True,
     doc="Views the elements in a new shape (torch.reshape): `x -> reshape([x.shape[0], -1])`. "
         "Entries are ints, runtime dims, or one -1 solved from the element count, which must "
         "match provably.",
@@ -196,6 +215,7 @@ def _permute_shape(a: PermuteAttrs, ins):
 PERMUTE = Op(
     name="permute",
     family="shape",
+    axis_permutation=lambda a, rank: _permutation(a, rank),
     doc="Reorders the axes (torch.permute): `x -> permute((0, 2, 1))`; negative axes allowed.",
     attrs=PermuteAttrs,
     positional=("dims",),
@@ -228,9 +248,17 @@ def _transpose_shape(a: TransposeAttrs, ins):
     return [x.with_shape(shape)]
 
 
+def _swap(a: TransposeAttrs, rank: int) -> list[int]:
+    p = list(range(rank))
+    i, j = a.dim0 % rank, a.dim1 % rank
+    p[i], p[j] = p[j], p[i]
+    return p
+
+
 TRANSPOSE = Op(
     name="transpose",
     family="shape",
+    axis_permutation=lambda a, rank: _swap(a, rank),
     doc="Swaps two axes (torch.transpose): `x -> transpose(1, 2)`.",
     attrs=TransposeAttrs,
     positional=("dim0", "dim1"),
@@ -269,6 +297,7 @@ def _squeeze_shape(a: AxisAttrs, ins):
 SQUEEZE = Op(
     name="squeeze",
     family="shape",
+    identity_when=same_shape_is_identity("squeeze"),
     doc="Removes an axis of size 1 (torch.squeeze with a dim): `x -> squeeze(1)`.",
     attrs=AxisAttrs,
     positional=("dim",),
@@ -298,6 +327,7 @@ def _unsqueeze_shape(a: AxisAttrs, ins):
 UNSQUEEZE = Op(
     name="unsqueeze",
     family="shape",
+    identity_when=same_shape_is_identity("unsqueeze"),
     doc="Inserts an axis of size 1 at `dim` (torch.unsqueeze): `x -> unsqueeze(1)`; "
         "dim -1 appends.",
     attrs=AxisAttrs,

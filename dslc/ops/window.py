@@ -100,3 +100,31 @@ def _fill_window(x: np.ndarray, buf: np.ndarray, axes: tuple[int, ...],
         source[axis] = slice(r.r0, r.r1)
     buf[tuple(inside)] = x[tuple(source)]
     return buf
+
+
+# ---- pool windows along one axis (the pool kernels and their vjps) ----
+
+
+def out_size(n: int, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool,
+             pre_padded: bool) -> int:
+    """Outputs along one axis, as torch counts them: floor (or ceil) of
+    (n + before + after - d(k-1) - 1)/s + 1; in ceil mode the last window must start inside
+    the input or the front padding (or anywhere in the padding `pre_padded` by F.pad)."""
+    span = n + before + after - d * (k - 1) - 1
+    if not ceil_mode:
+        return span // s + 1
+    o = -(-span // s) + 1
+    if (o - 1) * s >= n + before + (after if pre_padded else 0):
+        o -= 1
+    return o
+
+
+def window_counts(n: int, o: int, k: int, s: int, before: int, after: int,
+            include_pad: bool) -> np.ndarray:
+    """Elements each window averages along one axis, as torch counts them: the window clipped
+    to the padded input, or only its input elements (0 for a window of padding only)."""
+    start = np.arange(o) * s - before
+    end = np.minimum(start + k, n + after)
+    if include_pad:
+        return (end - start).astype(np.float64)
+    return np.maximum(np.minimum(end, n) - np.maximum(start, 0), 0).astype(np.float64)

@@ -3,44 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from dslc.diagnostics import Diagnostic, DslcError, Span, did_you_mean
 from dslc.ir import Graph
+from dslc.passes.result import Change, ParamFold, PassResult
 
-
-@dataclass(frozen=True)
-class Change:
-    """What a pass did, and where in the spec."""
-
-    pass_name: str
-    message: str
-    span: Span
-
-
-@dataclass(frozen=True)
-class ParamFold:
-    """How a parameter file of the unoptimised program becomes this program's: applied when
-    parameters are loaded, by the interpreter and by the generated module alike.
-
-    kind "drop": `keys` are no longer used. kind "batch_norm": the layer `target` absorbs the
-    batch norm `source` (keys `source.weight`, `.bias`, `.running_mean`, `.running_var`,
-    `.num_batches_tracked`) with `eps`; `had_bias` says whether `target.bias` existed.
-    """
-
-    kind: str
-    keys: tuple[str, ...] = ()
-    target: str = ""
-    source: str = ""
-    eps: float = 0.0
-    had_bias: bool = True
-
-
-@dataclass
-class PassResult:
-    graph: Graph
-    changes: list[Change] = field(default_factory=list)
-    folds: list[ParamFold] = field(default_factory=list)
+__all__ = ["Change", "ParamFold", "PassResult", "optimize", "pass_names", "pipeline"]
 
 
 Pass = Callable[[Graph], PassResult]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dslc.ir import Graph
 from dslc.ops.registry import OPS
-from dslc.passes import Change, PassResult
+from dslc.passes.result import Change, PassResult
 
 
 def run(graph: Graph) -> PassResult:
@@ -20,7 +20,9 @@ def run(graph: Graph) -> PassResult:
     removed = []
     for node in graph.order():
         op = OPS.get(node.op)
-        if op is None or node.params or op.random or node.op in ("input", "const", "scan"):
+        # Never graph inputs, layers, constants, random ops, or nodes owning regions (a
+        # scan's cell holds layers of its own).
+        if op is None or node.params or op.random or op.constant or op.regions(node.attrs):
             continue
         try:
             key = (node.op, node.attrs, tuple(node.inputs))

@@ -10,7 +10,8 @@ The parameter file may still hold fc2.weight/bias: they are dropped when it is l
 from __future__ import annotations
 
 from dslc.ir import Graph
-from dslc.passes import Change, ParamFold, PassResult
+from dslc.passes.result import Change, ParamFold, PassResult
+from dslc.regions import region_param_keys
 
 
 def run(graph: Graph) -> PassResult:
@@ -39,6 +40,5 @@ def run(graph: Graph) -> PassResult:
 def _keys(node) -> list[str]:
     keys = [(f"{node.module}.{local}" if local else node.module)
             for local, spec in node.params.items() if spec.persistent]
-    if node.op == "scan":
-        keys += list(node.attrs.cell.param_keys())
+    keys += list(region_param_keys(node))  # a scan's cell holds layers of its own
     return keys

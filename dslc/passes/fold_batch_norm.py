@@ -1,5 +1,6 @@
 """Pass `fold_batch_norm` (-O2): a batch norm right after a convolution or linear layer is
-folded into that layer's weight and bias for inference: W' = W·s, b' = (b − μ)·s + β with
+folded into that layer's weight and bias (the ops' traits `folds_into_layer` and
+`absorbs_norm` say which) for inference: W' = W·s, b' = (b − μ)·s + β with
 s = γ / sqrt(σ² + ε) per output channel.
 
 Before:                                       After:
@@ -16,27 +17,27 @@ import numpy as np
 
 from dslc.ir import Graph
 from dslc.ops.registry import OPS
-from dslc.passes import Change, ParamFold, PassResult
-
-FOLDABLE = ("conv1d", "conv2d", "linear")
+from dslc.passes.result import Change, ParamFold, PassResult
 
 
 def run(graph: Graph) -> PassResult:
     res = PassResult(graph)
     removed = []
     for bn in graph.order():
-        if bn.op != "batch_norm" or not bn.attrs.affine or not bn.attrs.track_running_stats:
+        norm = OPS.get(bn.op)
+        if norm is None or norm.folds_into_layer is None or not norm.folds_into_layer(bn.attrs):
             continue
         src_id, port = bn.inputs[0]
         layer = graph.nodes[src_id]
-        if layer.op not in FOLDABLE or port != 0 or graph.users(layer.id) != [bn.id]:
+        op = OPS.get(layer.op)
+        if op is None or op.absorbs_norm is None or port != 0 or \
+                graph.users(layer.id) != [bn.id]:
             continue
         if any(r == (layer.id, 0) for _, r in graph.outputs):
             continue
-        if layer.op == "linear" and bn.types[0].rank != 2:
-            continue  # BatchNorm1d over [B, C, L] normalises axis 1, not linear's features
+        if not op.absorbs_norm(layer.attrs, layer.types):
+            continue  # (linear over [B, C, L]: the norm's axis 1 is not linear's features)
         had_bias = bool(layer.attrs.bias)
-        op = OPS[layer.op]
         layer.attrs = layer.attrs.model_copy(update={"bias": True})
         ins = [graph.type_of(r) for r in layer.inputs]
         layer.params = op.params(layer.attrs, ins)

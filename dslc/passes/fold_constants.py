@@ -15,7 +15,8 @@ import numpy as np
 from dslc.ir import Graph, IRNode
 from dslc.ops.base import RunCtx
 from dslc.ops.registry import OPS
-from dslc.passes import Change, PassResult
+from dslc.passes.result import Change, PassResult
+from dslc.regions import is_constant
 
 
 def run(graph: Graph) -> PassResult:
@@ -23,11 +24,11 @@ def run(graph: Graph) -> PassResult:
     removed = []
     for node in graph.order():
         op = OPS.get(node.op)
-        if op is None or node.op in ("input", "const", "scan") or node.params or op.random \
+        if op is None or op.constant or op.regions(node.attrs) or node.params or op.random \
                 or not node.inputs or len(node.types) != 1:
             continue
         srcs = [graph.nodes[s] for s, _ in node.inputs]
-        if not all(s.op == "const" for s in srcs):
+        if not all(is_constant(s) for s in srcs):
             continue
         if any(not d.is_Integer for d in node.types[0].shape):
             continue

@@ -1,5 +1,6 @@
 """Pass `identity`: removes what computes nothing: `identity` ops, reshapes and flattens to the
-same shape, transpose or permute pairs that cancel; merges consecutive reshapes.
+same shape, transpose or permute pairs that cancel; merges consecutive reshapes. Which ops
+qualify is each op's own trait (`identity_when`, `axis_permutation`, `view`, `absorbs_view`).
 
 Before:                                   After:
   %1 = transpose[dim0=1, dim1=2](%0)        %3 = relu(%0)
@@ -9,25 +10,9 @@ Before:                                   After:
 
 from __future__ import annotations
 
-from dslc import dims as D
 from dslc.ir import Graph, IRNode
-from dslc.passes import Change, PassResult
-
-
-def _same_type(a, b) -> bool:
-    return a.dtype == b.dtype and a.rank == b.rank and all(
-        D.equal(x, y) is True for x, y in zip(a.shape, b.shape))
-
-
-def _perm(node: IRNode, rank: int) -> list[int] | None:
-    if node.op == "transpose":
-        p = list(range(rank))
-        i, j = node.attrs.dim0 % rank, node.attrs.dim1 % rank
-        p[i], p[j] = p[j], p[i]
-        return p
-    if node.op == "permute":
-        return [d % rank for d in node.attrs.dims]
-    return None
+from dslc.ops.registry import OPS
+from dslc.passes.result import Change, PassResult
 
 
 def run(graph: Graph) -> PassResult:
@@ -41,28 +26,28 @@ def run(graph: Graph) -> PassResult:
         res.changes.append(Change("identity", why, node.span))
 
     for node in graph.order():
-        if node.id in removed or node.op == "input":
+        op = OPS.get(node.op)
+        if node.id in removed or op is None:  # graph inputs
             continue
-        if node.op == "identity":
-            bypass(node, node.inputs[0], "removed identity")
-            continue
-        if node.op in ("reshape", "flatten", "squeeze", "unsqueeze") and _same_type(
-                graph.type_of(node.inputs[0]), node.types[0]):
-            bypass(node, node.inputs[0], f"removed {node.op} to the same shape")
+        why = op.identity_when(node.attrs, [graph.type_of(r) for r in node.inputs],
+                               node.types) if op.identity_when else None
+        if why:
+            bypass(node, node.inputs[0], why)
             continue
         src = graph.nodes[node.inputs[0][0]] if node.inputs else None
-        if node.op in ("transpose", "permute") and src is not None and \
-                src.op in ("transpose", "permute"):
+        src_op = OPS.get(src.op) if src is not None else None
+        if op.axis_permutation and src_op is not None and src_op.axis_permutation:
             rank = node.types[0].rank
-            p1, p2 = _perm(src, rank), _perm(node, rank)
+            p1 = src_op.axis_permutation(src.attrs, rank)
+            p2 = op.axis_permutation(node.attrs, rank)
             if [p1[i] for i in p2] == list(range(rank)):
                 bypass(node, src.inputs[0], f"{src.op} then {node.op} cancel")
             continue
-        if node.op == "reshape" and src is not None and src.op in ("reshape", "flatten") and \
+        if op.absorbs_view and src_op is not None and src_op.view and \
                 len(graph.users(src.id)) == 1:
             node.inputs = [src.inputs[0]]
             merged.append(src.id)
-            res.changes.append(Change("identity", f"merged {src.op} into this reshape",
+            res.changes.append(Change("identity", f"merged {src.op} into this {node.op}",
                                       node.span))
     # A reshape merged away is left without users: it goes too.
     used = {r[0] for n in graph.nodes.values() for r in n.inputs} | \

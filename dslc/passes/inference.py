@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dslc.ir import Graph
 from dslc.ops.registry import OPS
-from dslc.passes import Change, PassResult
+from dslc.passes.result import Change, PassResult
 
 
 def run(graph: Graph) -> PassResult:
