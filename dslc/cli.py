@@ -191,6 +191,8 @@ def cmd_train(args) -> int:
             rest += ["--" + flag.replace("_", "-"), str(value)]
     if args.compile:
         rest.append("--compile")
+    if args.progress:
+        rest += ["--progress", args.progress]
     if args.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={args.nproc}", str(script), *rest]
@@ -410,6 +412,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN/")
     t.add_argument("--stop-after-steps", type=int, metavar="K")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--progress", choices=("auto", "bar", "log", "none"),
+                   help="progress on stderr: a bar on a terminal, else plain lines (auto, the "
+                   "default, or $DSLC_PROGRESS); bar, log or none force one")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("run", help="run the model on NumPy")

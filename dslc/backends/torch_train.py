@@ -114,6 +114,7 @@ def generate_train(model_graph: Graph, spec: TrainSpec, source_file: str,
         "import math",
         "import os",
         "import sys",
+        "import time",
         "",
         "import numpy as np",
         "import torch",
@@ -323,7 +324,75 @@ def parse_args(argv):
     p.add_argument("--stop-after-steps", type=int, metavar="K",
                    help="stop as a crash would, after writing the checkpoint of step K")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "none"),
+                   default=os.environ.get("DSLC_PROGRESS", "auto"),
+                   help="auto (the default, or $DSLC_PROGRESS): a bar redrawn in place when "
+                   "stderr is a terminal, else plain lines; bar, log or none force one")
     return p.parse_args(argv)
+
+
+class Progress:
+    """What a person watching the run sees, on stderr, from rank 0 alone. `bar`: one line
+    redrawn in place (epoch, step/total, the epoch's running mean loss, samples/s, ETA), at
+    most ten times a second. `log`: the same words as a plain line every 1/20 of the run's
+    steps (the steps that end an epoch are left to the epoch's record line) and at the end."""
+
+    def __init__(self, mode, total_steps, steps_per_epoch, first_step):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode = mode
+        self.total = total_steps
+        self.epochs = -(-total_steps // steps_per_epoch)
+        self.per_epoch = steps_per_epoch
+        self.first = first_step  # a resumed run's rate counts only its own steps
+        self.every = max(1, total_steps // 20)
+        self.start = time.perf_counter()
+        self.drawn_at = None  # when the bar was last drawn; None: not on the screen
+
+    def update(self, step, epoch, batches, loss_sum):
+        """After optimisation step `step`, the `batches`-th of epoch `epoch` (both from 1).
+        `loss_sum` is the epoch's summed loss as a tensor: it is read (one device sync) only
+        when a line is shown, never at every step."""
+        last = step >= self.total
+        now = time.perf_counter()
+        if self.mode == "bar":
+            if not last and self.drawn_at is not None and now - self.drawn_at < 0.1:
+                return
+        elif self.mode != "log" or (not last and (step % self.every or
+                                                  batches == self.per_epoch)):
+            return
+        where, how = self.words(step, epoch, float(loss_sum) / batches, now)
+        if self.mode == "log":
+            print(where, how, file=sys.stderr, flush=True)
+            return
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            width = 100
+        done = 24 * step // max(self.total, 1)
+        text = f"{where} [{'#' * done}{'.' * (24 - done)}] {how}"
+        sys.stderr.write("\\r" + text[:width - 1] + "\\x1b[K" + ("\\n" if last else ""))
+        sys.stderr.flush()
+        self.drawn_at = None if last else now
+
+    def words(self, step, epoch, loss, now):
+        done, elapsed = step - self.first, now - self.start
+        rate = done * BATCH_SIZE / elapsed if done and elapsed > 0 else 0.0
+        eta = "?" if not done else clock((self.total - step) * elapsed / done)
+        return (f"epoch {epoch}/{self.epochs} step {step}/{self.total}",
+                f"loss {loss:.4f} {rate:,.0f} samples/s ETA {eta}")
+
+    def clear(self):
+        """Wipe the bar before another line is printed; the next update draws it again."""
+        if self.drawn_at is not None:
+            sys.stderr.write("\\r\\x1b[K")
+            sys.stderr.flush()
+            self.drawn_at = None
+
+
+def clock(seconds):
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def write_atomic(path, data):
@@ -433,7 +502,8 @@ def save_checkpoint(path, model, optimizer, scheduler, state, device, rank, worl
         buf = io.BytesIO()
         torch.save({"format": "dslc-train-1", "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "state": dict(state), "world_size": world,
+                    "state": {k: float(v) if torch.is_tensor(v) else v
+                              for k, v in state.items()}, "world_size": world,
                     "rng": [{k: v.cpu() for k, v in r.items()} for r in rngs]}, buf)
         write_atomic(path, buf.getvalue())
     if world > 1:
@@ -521,6 +591,12 @@ def main(argv=None):
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         write_atomic(metrics_path, "".join(json.dumps(m) + "\\n" for m in old_metrics).encode())
+    # The epoch's summed loss stays on the device: reading it at every step (.item()) would
+    # wait for the step to finish and stall a GPU's queue; it is read when shown or logged.
+    state["loss_sum"] = torch.tensor(float(state["loss_sum"]), dtype=torch.float64,
+                                     device=device)
+    progress = Progress(args.progress if rank == 0 else "none", total_steps, steps_per_epoch,
+                        state["step"])
     net = DistributedDataParallel(model) if distributed else model
     if args.compile:
         net = torch.compile(net)
@@ -534,6 +610,7 @@ def main(argv=None):
                 f.write(json.dumps(record) + "\\n")
             if record["epoch"] % shown_every and record["step"] < total_steps:
                 return
+            progress.clear()
             words = " ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in record.items())
             print(words, flush=True)
@@ -541,8 +618,9 @@ def main(argv=None):
     def end_of_epoch(batches, complete):
         """Log the epoch; True when early stopping ends the run (the same on every rank)."""
         record = {"epoch": state["epoch"] + 1, "step": state["step"],
-                  "loss": state["loss_sum"] / max(batches, 1)}
+                  "loss": float(state["loss_sum"]) / max(batches, 1)}
         stop = False
+        progress.clear()
         if rank == 0:
             scores = evaluate(model, loss_fn, data, eval_indices, device)
             record.update({prefix + k: v for k, v in scores.items() if prefix or k != "loss"})
@@ -584,18 +662,21 @@ def main(argv=None):
                 shown /= world
             state["step"] += 1
             state["batch"] = b + 1
-            state["loss_sum"] += shown.item()
+            state["loss_sum"] += shown
+            progress.update(state["step"], state["epoch"] + 1, state["batch"], state["loss_sum"])
             last = state["step"] >= total_steps
             if state["batch"] == steps_per_epoch or last:
                 stopped = end_of_epoch(state["batch"], state["batch"] == steps_per_epoch)
             if state["batch"] == steps_per_epoch:
-                state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0)
+                state.update(epoch=state["epoch"] + 1, batch=0,
+                             loss_sum=torch.zeros_like(state["loss_sum"]))
             if (CHECKPOINT_EVERY and state["step"] % CHECKPOINT_EVERY == 0) or \\
                     (CHECKPOINT_EVERY is None and state["batch"] == 0) or last or stopped or \\
                     state["step"] == args.stop_after_steps:
                 checkpoint()
             if state["step"] == args.stop_after_steps and not (last or stopped):
                 if rank == 0:
+                    progress.clear()
                     print(f"stopped after step {state['step']} (--stop-after-steps)", flush=True)
                 if distributed:
                     leave_together()
