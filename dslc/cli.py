@@ -1,4 +1,5 @@
-"""The `dslc` command line: check, summary, compile, run, render, export (a stable interface)."""
+"""The `dslc` command line: check, summary, compile, train, plot, run, render, export (a stable
+interface)."""
 
 from __future__ import annotations
 
@@ -199,6 +200,14 @@ def cmd_train(args) -> int:
     else:
         cmd = [sys.executable, str(script), *rest]
     return subprocess.run(cmd, check=False).returncode
+
+
+def cmd_plot(args) -> int:
+    from dslc.plot import plot_run
+
+    target = plot_run(args.run, args.output)
+    print(f"wrote {target}")
+    return EXIT_OK
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -416,6 +425,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="progress on stderr: a bar on a terminal, else plain lines (auto, the "
                    "default, or $DSLC_PROGRESS); bar, log or none force one")
     t.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("plot", help="draw a training run's loss and metric curves "
+                        "(RUN/metrics.jsonl) to a PNG (needs dslc[plot])")
+    pl.add_argument("run", metavar="RUN/", help="the run folder (or its metrics.jsonl)")
+    pl.add_argument("-o", "--output", metavar="CURVES.png",
+                    help="the PNG (default: RUN/curves.png)")
+    pl.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("run", help="run the model on NumPy")
     r.add_argument("file")
