@@ -422,8 +422,16 @@ def rank_slice(indices, rank, world):
 
 
 def to_batch(data, indices, device):
-    return {name: torch.from_numpy(np.ascontiguousarray(data[name][indices])).to(device)
-            for name in data}
+    """The rows `indices` of every array, as tensors on `device`. To a GPU through pinned
+    memory and a non-blocking copy (as a DataLoader with pin_memory=True): a copy from
+    ordinary memory would make the host wait for the GPU's queue at every step."""
+    batch = {}
+    for name in data:
+        rows = torch.from_numpy(np.ascontiguousarray(data[name][indices]))
+        if device.type == "cuda":
+            rows = rows.pin_memory().to(device, non_blocking=True)
+        batch[name] = rows
+    return batch
 
 
 def mixed_precision(device):
@@ -443,6 +451,20 @@ def forward_loss(net, loss_fn, batch):
     env = dict(zip(OUTPUTS, outs))
     env.update(batch)
     return loss_fn(*[env[name] for name in LOSS_ARGS]), env
+
+
+def train_step(net, model, loss_fn, optimizer, scheduler, batch):
+    """One optimisation step on one batch: forward, loss, gradients, clipping, update and the
+    schedule's step. Returns the loss as a tensor: reading it (.item()) would wait for the
+    device to finish the step, so the loop reads it only when it shows or logs it."""
+    loss, _ = forward_loss(net, loss_fn, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(model.parameters())
+    optimizer.step()
+    if not PLATEAU_METRIC:
+        scheduler.step()
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -649,14 +671,7 @@ def main(argv=None):
         for b in range(state["batch"], steps_per_epoch):
             indices = rank_slice(order[b * BATCH_SIZE:(b + 1) * BATCH_SIZE], rank, world)
             batch = to_batch(data, indices, device)
-            loss, _ = forward_loss(net, loss_fn, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(model.parameters())
-            optimizer.step()
-            if not PLATEAU_METRIC:
-                scheduler.step()
-            shown = loss.detach()
+            shown = train_step(net, model, loss_fn, optimizer, scheduler, batch)
             if distributed:
                 dist.all_reduce(shown)
                 shown /= world
