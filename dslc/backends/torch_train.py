@@ -97,6 +97,8 @@ def generate_train(model_graph: Graph, spec: TrainSpec, source_file: str,
         "One process:    python train.py --data D.npz --out RUN/ [--epochs N] [--steps N] "
         "[--seed S]",
         "                    [--resume RUN/] [--stop-after-steps K] [--compile]",
+        "                    [--progress auto|bar|log|none]   (progress on stderr: a bar on a "
+        "terminal)",
         "Several:        torchrun --nproc_per_node=N train.py --data D.npz --out RUN/",
         "Several nodes:  torchrun --nnodes=M --node_rank=R --master_addr=HOST "
         "--master_port=29500 \\",

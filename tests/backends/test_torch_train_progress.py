@@ -93,3 +93,15 @@ def test_resumed_run_counts_its_own_steps(tmp_path, capsys):
               "--progress", "log"])
     lines = capsys.readouterr().err.splitlines()
     assert [ln.split(" loss")[0] for ln in lines] == ["epoch 2/2 step 5/6", "epoch 2/2 step 6/6"]
+
+
+def test_dslc_train_passes_progress_on(tmp_path, capfd):
+    from dslc.cli import main
+
+    spec = tmp_path / "t.dl"
+    spec.write_text(NET)
+    data = net_data(tmp_path / "d.npz")
+    assert main(["train", str(spec), "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--steps", "2", "--progress", "bar"]) == 0
+    err = capfd.readouterr().err
+    assert "\r" in err and "epoch 1/1 step 2/2 [" + "#" * 24 + "] loss " in err
