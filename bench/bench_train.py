@@ -3,7 +3,8 @@
 process, same weights, batch and optimiser settings: ResNet-18 (batch 16) and the 6-layer
 Transformer encoder. Target: ratio generated/hand-written <= 1.05.
 
-    .venv/bin/python bench/bench_train.py [--size 224] [--blocks 5] [--runs 3] [--threads 1]
+    .venv/bin/python bench/bench_train.py [--only CASE] [--size 224] [--seq 64] [--blocks 4]
+        [--runs 1] [--threads 1]
 """
 
 from __future__ import annotations
@@ -62,6 +63,30 @@ def generated_program(spec: str, section: str, hparams: dict, tmp: Path) -> type
     mod = types.ModuleType(f"train_{spec}")
     exec(compile(src, str(tmp / f"train_{spec}.py"), "exec"), mod.__dict__)  # noqa: S102
     return mod
+
+
+class OpCounter:
+    """Counts the aten operations dispatched inside `with` (forward, backward and optimiser)."""
+
+    def __enter__(self):
+        import collections
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                counter.ops[str(func)] += 1
+                return func(*args, **(kwargs or {}))
+
+        self.ops = collections.Counter()
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
 
 
 def resnet_case(size: int, tmp: Path):
@@ -124,6 +149,11 @@ def compare(name: str, case, blocks: int, runs: int) -> dict:
     optimizer = mod.make_optimizer(mod.param_groups(model))
     scheduler = mod.make_scheduler(optimizer)
     opt = ref_opt(ref.parameters())
+    # The hand-written loop also on a copy of the generated module: what the loop alone costs.
+    same = mod.Model()
+    same.load_state_dict(model.state_dict(), strict=True)
+    same.train()
+    same_opt = ref_opt(same.parameters())
     loss_sum = torch.zeros((), dtype=torch.float64)
 
     def generated():
@@ -131,31 +161,48 @@ def compare(name: str, case, blocks: int, runs: int) -> dict:
         nonlocal loss_sum
         loss_sum += mod.train_step(model, model, loss_fn, optimizer, scheduler, batch)
 
-    def hand_written():
-        # A careful user's loop: forward, loss, zero_grad, backward, step.
-        loss = ref_loss(ref, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def hand_loop(net, optim):
+        def step():
+            # A careful user's loop: forward, loss, zero_grad, backward, step.
+            loss = ref_loss(net, batch)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+        return step
 
-    gen_ms, ref_ms, gen_cpu, ref_cpu = [], [], [], []
-    for _ in range(blocks):  # alternating blocks: both see the same drift of a shared machine
-        generated()
-        gen_ms += timed(generated, runs, gen_cpu)
-        hand_written()
-        ref_ms += timed(hand_written, runs, ref_cpu)
-    g, r = statistics.median(gen_ms), statistics.median(ref_ms)
+    sides = {"generated": generated, "hand": hand_loop(ref, opt),
+             "hand_on_generated_module": hand_loop(same, same_opt)}
+    wall = {k: [] for k in sides}
+    cpu = {k: [] for k in sides}
+    # Warm-up (first-call allocations, optimiser state), counting the aten operations each
+    # side dispatches: the same work is the same list of operations.
+    ops = {}
+    for key, fn in sides.items():
+        with OpCounter() as counter:
+            fn()
+        ops[key] = counter.ops
+    extra = ops["generated"] - ops["hand_on_generated_module"]
+    missing = ops["hand_on_generated_module"] - ops["generated"]
+    print(f"  aten ops a step: generated {sum(ops['generated'].values())}, hand-written loop "
+          f"on the same module {sum(ops['hand_on_generated_module'].values())}, on the "
+          f"hand-written model {sum(ops['hand'].values())}; generated - hand-written: "
+          f"{dict(extra) or 'none'}, hand-written - generated: {dict(missing) or 'none'}")
+    for _ in range(blocks):  # alternating blocks: all see the same drift of a shared machine
+        for key, fn in sides.items():
+            wall[key] += timed(fn, runs, cpu[key])
+    g, r, s = (statistics.median(wall[k]) for k in sides)
+    gc, rc, sc = (statistics.median(cpu[k]) for k in sides)
     return {"case": name, "generated_ms": g, "hand_ms": r, "ratio": g / r,
-            "min_ratio": min(gen_ms) / min(ref_ms),
-            "cpu_ratio": statistics.median(gen_cpu) / statistics.median(ref_cpu)}
+            "min_ratio": min(wall["generated"]) / min(wall["hand"]), "cpu_ratio": gc / rc,
+            "loop_ratio": g / s, "loop_cpu_ratio": gc / sc}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=224, help="ResNet-18's image size")
     ap.add_argument("--seq", type=int, default=64, help="the Transformer's sequence length")
-    ap.add_argument("--blocks", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=3, help="timed steps a block")
+    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=1, help="timed steps a side in a block")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--only", choices=("resnet18", "transformer_encoder"))
     args = ap.parse_args()
@@ -165,7 +212,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), load average "
           f"{os.getloadavg()[0]:.1f}; {args.blocks} blocks x {args.runs} steps a side")
     print(f"{'case':<28} {'generated ms':>13} {'hand ms':>9} {'ratio':>6} {'min':>6} "
-          f"{'cpu':>6}")
+          f"{'cpu':>6} {'loop':>6} {'loop cpu':>8}")
     cases = {"resnet18": lambda tmp: resnet_case(args.size, tmp),
              "transformer_encoder": lambda tmp: transformer_case(args.seq, tmp)}
     for name, make in cases.items():
@@ -176,8 +223,8 @@ def main() -> None:
                      else f"{name} b16 T={args.seq}")
             row = compare(label, make(Path(tmp)), args.blocks, args.runs)
         print(f"{row['case']:<28} {row['generated_ms']:>13.1f} {row['hand_ms']:>9.1f} "
-              f"{row['ratio']:>6.3f} {row['min_ratio']:>6.3f} {row['cpu_ratio']:>6.3f}",
-              flush=True)
+              f"{row['ratio']:>6.3f} {row['min_ratio']:>6.3f} {row['cpu_ratio']:>6.3f} "
+              f"{row['loop_ratio']:>6.3f} {row['loop_cpu_ratio']:>8.3f}", flush=True)
 
 
 if __name__ == "__main__":
