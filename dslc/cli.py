@@ -1,4 +1,5 @@
-"""The `dslc` command line: check, summary, compile, run, render, export (a stable interface)."""
+"""The `dslc` command line: check, summary, compile, train, plot, run, render, export (a stable
+interface)."""
 
 from __future__ import annotations
 
@@ -226,6 +227,8 @@ def cmd_train(args) -> int:
         rest.append("--compile")
     if args.init:
         rest += ["--init", args.init]
+    if args.progress:
+        rest += ["--progress", args.progress]
     if args.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={args.nproc}", str(script), *rest]
@@ -253,6 +256,14 @@ def _train_numpy(args) -> int:
     except TrainError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_DIAG
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from dslc.plot import plot_run
+
+    target = plot_run(args.run, args.output)
+    print(f"wrote {target}")
     return EXIT_OK
 
 
@@ -471,7 +482,17 @@ def _parser() -> argparse.ArgumentParser:
                    "program (default when torch is installed) or the NumPy interpreter")
     t.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
                    "(state_dict keys, e.g. a run's params.npz)")
+    t.add_argument("--progress", choices=("auto", "bar", "log", "none"),
+                   help="progress on stderr: a bar on a terminal, else plain lines (auto, the "
+                   "default, or $DSLC_PROGRESS); bar, log or none force one")
     t.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("plot", help="draw a training run's loss and metric curves "
+                        "(RUN/metrics.jsonl) to a PNG (needs dslc[plot])")
+    pl.add_argument("run", metavar="RUN/", help="the run folder (or its metrics.jsonl)")
+    pl.add_argument("-o", "--output", metavar="CURVES.png",
+                    help="the PNG (default: RUN/curves.png)")
+    pl.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("run", help="run the model on NumPy")
     r.add_argument("file")

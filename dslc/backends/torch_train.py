@@ -99,6 +99,8 @@ def generate_train(model_graph: Graph, spec: TrainSpec, source_file: str,
         "One process:    python train.py --data D.npz --out RUN/ [--epochs N] [--steps N] "
         "[--seed S]",
         "                    [--resume RUN/] [--stop-after-steps K] [--compile]",
+        "                    [--progress auto|bar|log|none]   (progress on stderr: a bar on a "
+        "terminal)",
         "Several:        torchrun --nproc_per_node=N train.py --data D.npz --out RUN/",
         "Several nodes:  torchrun --nnodes=M --node_rank=R --master_addr=HOST "
         "--master_port=29500 \\",
@@ -116,6 +118,7 @@ def generate_train(model_graph: Graph, spec: TrainSpec, source_file: str,
         "import math",
         "import os",
         "import sys",
+        "import time",
         "",
         "import numpy as np",
         "import torch",
@@ -359,7 +362,75 @@ def parse_args(argv):
     p.add_argument("--init", metavar="P.npz", help="start from these parameters and buffers "
                    "(state_dict keys, e.g. a run's params.npz) instead of the seeded "
                    "initialisation")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "none"),
+                   default=os.environ.get("DSLC_PROGRESS", "auto"),
+                   help="auto (the default, or $DSLC_PROGRESS): a bar redrawn in place when "
+                   "stderr is a terminal, else plain lines; bar, log or none force one")
     return p.parse_args(argv)
+
+
+class Progress:
+    """What a person watching the run sees, on stderr, from rank 0 alone. `bar`: one line
+    redrawn in place (epoch, step/total, the epoch's running mean loss, samples/s, ETA), at
+    most ten times a second. `log`: the same words as a plain line every 1/20 of the run's
+    steps (the steps that end an epoch are left to the epoch's record line) and at the end."""
+
+    def __init__(self, mode, total_steps, steps_per_epoch, first_step):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode = mode
+        self.total = total_steps
+        self.epochs = -(-total_steps // steps_per_epoch)
+        self.per_epoch = steps_per_epoch
+        self.first = first_step  # a resumed run's rate counts only its own steps
+        self.every = max(1, total_steps // 20)
+        self.start = time.perf_counter()
+        self.drawn_at = None  # when the bar was last drawn; None: not on the screen
+
+    def update(self, step, epoch, batches, loss_sum):
+        """After optimisation step `step`, the `batches`-th of epoch `epoch` (both from 1).
+        `loss_sum` is the epoch's summed loss as a tensor: it is read (one device sync) only
+        when a line is shown, never at every step."""
+        last = step >= self.total
+        now = time.perf_counter()
+        if self.mode == "bar":
+            if not last and self.drawn_at is not None and now - self.drawn_at < 0.1:
+                return
+        elif self.mode != "log" or (not last and (step % self.every or
+                                                  batches == self.per_epoch)):
+            return
+        where, how = self.words(step, epoch, float(loss_sum) / batches, now)
+        if self.mode == "log":
+            print(where, how, file=sys.stderr, flush=True)
+            return
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            width = 100
+        done = 24 * step // max(self.total, 1)
+        text = f"{where} [{'#' * done}{'.' * (24 - done)}] {how}"
+        sys.stderr.write("\\r" + text[:width - 1] + "\\x1b[K" + ("\\n" if last else ""))
+        sys.stderr.flush()
+        self.drawn_at = None if last else now
+
+    def words(self, step, epoch, loss, now):
+        done, elapsed = step - self.first, now - self.start
+        rate = done * BATCH_SIZE / elapsed if done and elapsed > 0 else 0.0
+        eta = "?" if not done else clock((self.total - step) * elapsed / done)
+        return (f"epoch {epoch}/{self.epochs} step {step}/{self.total}",
+                f"loss {loss:.4f} {rate:,.0f} samples/s ETA {eta}")
+
+    def clear(self):
+        """Wipe the bar before another line is printed; the next update draws it again."""
+        if self.drawn_at is not None:
+            sys.stderr.write("\\r\\x1b[K")
+            sys.stderr.flush()
+            self.drawn_at = None
+
+
+def clock(seconds):
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def write_atomic(path, data):
@@ -388,15 +459,26 @@ def rank_slice(indices, rank, world):
     return indices[rank * per:(rank + 1) * per]
 
 
+def _rows_to(rows, device):
+    """A host array as a tensor on `device`. To a GPU through pinned memory and a non-blocking
+    copy (as a DataLoader with pin_memory=True): a copy from ordinary memory would make the
+    host wait for the GPU's queue at every step."""
+    rows = torch.from_numpy(rows)
+    if device.type == "cuda":
+        return rows.pin_memory().to(device, non_blocking=True)
+    return rows.to(device)
+
+
 def to_batch(data, indices, device):
-    if FULL_GRAPH:  # every input whole, the targets of the nodes `indices`
-        batch = {name: torch.from_numpy(np.asarray(data[name]) if name in INPUTS else
-                                        np.ascontiguousarray(data[name][indices])).to(device)
+    """The rows `indices` of every array, as tensors on `device` (with FULL_GRAPH: every input
+    whole, the targets of the nodes `indices`)."""
+    if FULL_GRAPH:
+        batch = {name: _rows_to(np.asarray(data[name]) if name in INPUTS else
+                                np.ascontiguousarray(data[name][indices]), device)
                  for name in data}
-        batch["__nodes__"] = torch.from_numpy(np.asarray(indices)).to(device)
+        batch["__nodes__"] = _rows_to(np.asarray(indices), device)
         return batch
-    return {name: torch.from_numpy(np.ascontiguousarray(data[name][indices])).to(device)
-            for name in data}
+    return {name: _rows_to(np.ascontiguousarray(data[name][indices]), device) for name in data}
 
 
 def mixed_precision(device):
@@ -419,6 +501,20 @@ def forward_loss(net, loss_fn, batch):
     if FULL_GRAPH:  # the rows of the step's nodes
         env.update({name: env[name][batch["__nodes__"]] for name in NODE_ARGS})
     return loss_fn(*[env[name] for name in LOSS_ARGS]), env
+
+
+def train_step(net, model, loss_fn, optimizer, scheduler, batch):
+    """One optimisation step on one batch: forward, loss, gradients, clipping, update and the
+    schedule's step. Returns the loss as a tensor: reading it (.item()) would wait for the
+    device to finish the step, so the loop reads it only when it shows or logs it."""
+    loss, _ = forward_loss(net, loss_fn, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(model.parameters())
+    optimizer.step()
+    if not PLATEAU_METRIC:
+        scheduler.step()
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -488,7 +584,8 @@ def save_checkpoint(path, model, optimizer, scheduler, state, device, rank, worl
         buf = io.BytesIO()
         torch.save({"format": "dslc-train-1", "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "state": dict(state), "world_size": world,
+                    "state": {k: float(v) if torch.is_tensor(v) else v
+                              for k, v in state.items()}, "world_size": world,
                     "rng": [{k: v.cpu() for k, v in r.items()} for r in rngs]}, buf)
         write_atomic(path, buf.getvalue())
     if world > 1:
@@ -581,6 +678,12 @@ def main(argv=None):
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         write_atomic(metrics_path, "".join(json.dumps(m) + "\\n" for m in old_metrics).encode())
+    # The epoch's summed loss stays on the device: reading it at every step (.item()) would
+    # wait for the step to finish and stall a GPU's queue; it is read when shown or logged.
+    state["loss_sum"] = torch.tensor(float(state["loss_sum"]), dtype=torch.float64,
+                                     device=device)
+    progress = Progress(args.progress if rank == 0 else "none", total_steps, steps_per_epoch,
+                        state["step"])
     net = DistributedDataParallel(model) if distributed else model
     if args.compile:
         net = torch.compile(net)
@@ -594,6 +697,7 @@ def main(argv=None):
                 f.write(json.dumps(record) + "\\n")
             if record["epoch"] % shown_every and record["step"] < total_steps:
                 return
+            progress.clear()
             words = " ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
                              for k, v in record.items())
             print(words, flush=True)
@@ -601,8 +705,9 @@ def main(argv=None):
     def end_of_epoch(batches, complete):
         """Log the epoch; True when early stopping ends the run (the same on every rank)."""
         record = {"epoch": state["epoch"] + 1, "step": state["step"],
-                  "loss": state["loss_sum"] / max(batches, 1)}
+                  "loss": float(state["loss_sum"]) / max(batches, 1)}
         stop = False
+        progress.clear()
         if rank == 0:
             scores = evaluate(model, loss_fn, data, eval_indices, device)
             record.update({prefix + k: v for k, v in scores.items() if prefix or k != "loss"})
@@ -631,31 +736,27 @@ def main(argv=None):
         for b in range(state["batch"], steps_per_epoch):
             indices = rank_slice(order[b * BATCH_SIZE:(b + 1) * BATCH_SIZE], rank, world)
             batch = to_batch(data, indices, device)
-            loss, _ = forward_loss(net, loss_fn, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(model.parameters())
-            optimizer.step()
-            if not PLATEAU_METRIC:
-                scheduler.step()
-            shown = loss.detach()
+            shown = train_step(net, model, loss_fn, optimizer, scheduler, batch)
             if distributed:
                 dist.all_reduce(shown)
                 shown /= world
             state["step"] += 1
             state["batch"] = b + 1
-            state["loss_sum"] += shown.item()
+            state["loss_sum"] += shown
+            progress.update(state["step"], state["epoch"] + 1, state["batch"], state["loss_sum"])
             last = state["step"] >= total_steps
             if state["batch"] == steps_per_epoch or last:
                 stopped = end_of_epoch(state["batch"], state["batch"] == steps_per_epoch)
             if state["batch"] == steps_per_epoch:
-                state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0)
+                state.update(epoch=state["epoch"] + 1, batch=0,
+                             loss_sum=torch.zeros_like(state["loss_sum"]))
             if (CHECKPOINT_EVERY and state["step"] % CHECKPOINT_EVERY == 0) or \\
                     (CHECKPOINT_EVERY is None and state["batch"] == 0) or last or stopped or \\
                     state["step"] == args.stop_after_steps:
                 checkpoint()
             if state["step"] == args.stop_after_steps and not (last or stopped):
                 if rank == 0:
+                    progress.clear()
                     print(f"stopped after step {state['step']} (--stop-after-steps)", flush=True)
                 if distributed:
                     leave_together()

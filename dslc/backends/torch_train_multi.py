@@ -26,7 +26,7 @@ from dslc.types import DTYPES
 
 # The one-model program's functions this program uses unchanged.
 SHARED = ("fail", "shape_words", "read_arrays", "load_data", "write_atomic", "epoch_order",
-          "rank_slice", "to_batch", "mixed_precision", "rng_state", "load_checkpoint",
+          "rank_slice", "_rows_to", "to_batch", "mixed_precision", "rng_state", "load_checkpoint",
           "leave_together")
 
 

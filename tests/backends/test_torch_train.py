@@ -71,7 +71,7 @@ def test_program_is_standalone_and_imports_torch_and_numpy_only(tmp_path):
     src = (tmp_path / "train.py").read_text()
     imports = {ln.split()[1] for ln in src.splitlines() if ln.startswith(("import ", "from "))}
     assert imports <= {"argparse", "bisect", "difflib", "io", "json", "math", "os", "sys",
-                       "numpy", "torch", "torch.distributed", "torch.nn",
+                       "time", "numpy", "torch", "torch.distributed", "torch.nn",
                        "torch.nn.functional", "torch.nn.parallel"}
     assert "class Net(nn.Module)" in src and "class NetLoss(nn.Module)" in src
     assert "torch.optim.SGD(\n        params,\n        lr=0.1,\n        momentum=0.9," in src
@@ -162,6 +162,8 @@ def test_ddp_two_processes_equal_one(tmp_path):
                                str(data), "--out", str(out), "--nproc", str(nproc)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        # Progress lines (not a tty: plain lines) come from rank 0 alone.
+        assert proc.stderr.count("epoch 1/6 step 1/18 loss ") == 1, proc.stderr[-3000:]
         runs[nproc] = params(out)
         lines = (out / "metrics.jsonl").read_text().splitlines()
         epochs = [json.loads(ln)["epoch"] for ln in lines]

@@ -32,7 +32,7 @@ MODELS = {
     "gru.dl": ["gru_net"],
     "seq2seq.dl": ["seq2seq"],
     "sentiment.dl": ["sentiment", "tagger"],
-    "char_lm.dl": ["char_lm"],
+    "char_lm.dl": ["char_lm", "char_lstm"],
 }
 CASES = [(f, m) for f, ms in MODELS.items() for m in ms]
 BIND = {"B": 2, "T": 5, "S": 4}

@@ -24,7 +24,7 @@ MODELS = {
     "autoencoder.dl": ["autoencoder", "denoising_autoencoder"],
     "bert_tiny.dl": ["bert_tiny"],
     "birnn.dl": ["birnn", "birnn_scan"],
-    "char_lm.dl": ["char_lm"],
+    "char_lm.dl": ["char_lm", "char_lstm"],
     "chebnet.dl": ["chebnet"],
     "dcnn.dl": ["dcnn"],
     "deep_rnn.dl": ["deep_rnn"],
