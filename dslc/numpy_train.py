@@ -109,7 +109,8 @@ def load_data(path: str, spec: TrainSpec) -> tuple[dict[str, np.ndarray], int]:
                                          for g, w in zip(x.shape, a.shape)):
             raise TrainError("E0613", f"{path}: array '{a.name}' has shape {list(x.shape)}, "
                              f"expected {want}")
-        counted = a.role == "target" if spec.full_graph else True
+        # A whole graph: the targets and the inputs with their node dim count the nodes.
+        counted = a.role == "target" or a.name in spec.node_args if spec.full_graph else True
         if counted:
             if n is None:
                 n = x.shape[0]
@@ -346,9 +347,9 @@ def load_checkpoint(path: str, tr: Trainer) -> dict[str, Any]:
                          "parameters differ); nothing was loaded")
     try:
         opt = make_optimizer(tr.opt.name, {}, [(g.keys, g.hp) for g in tr.opt.groups])
-        opt.load_state_arrays(arrays)
         sched = make_schedule((tr.sched.kind, tr.sched.args), opt)
         sched.load_state_arrays(arrays)
+        opt.load_state_arrays(arrays)  # after the schedule: the saved rates are the rates
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
     except Exception as exc:  # noqa: BLE001 - a mismatched checkpoint ends the run
