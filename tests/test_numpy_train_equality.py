@@ -23,12 +23,17 @@ pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
 OPTIMIZERS = {"sgd": "sgd(lr=0.01, momentum=0.9)", "adam": "adam(lr=0.002)"}
-GENTLE: dict[str, dict[str, str]] = {}
-# ResNet-18 fits 16 random samples within 20 steps, and its float32 training is chaotic:
-# torch's own float32 and float64 runs of this section differ by 13% after 20 steps (both
-# back ends' float32 gradients agree to 1e-5 at each step). It is compared in float64: the
-# generated program's module and batches cast to float64, the NumPy parameters float64.
+# ResNet-18 fits its few random samples within 20 steps, and its float32 training is chaotic:
+# torch's own float32 and float64 runs of such a section differ by 13% after 20 steps
+# (measured at size 32, batch 8, lr 0.001), while both back ends' float32 gradients agree to
+# 1e-5 at each step. It is compared in float64 (the generated program's module and batches
+# cast to float64, the NumPy parameters float64), where the two agree to about 1e-10.
 FLOAT64 = {"resnet18"}
+# Parameters whose gradient is exactly zero in exact arithmetic (attention's key bias: softmax
+# ignores a constant added to every score): the float32 gradients are rounding noise on both
+# sides, which Adam (g / (sqrt(v) + eps)) turns into steps of about lr in random directions.
+# Compared without those rows under Adam: model -> (key, rows).
+ZERO_GRADIENT = {"transformer_encoder": (r"self_attn.in_proj_bias", slice(8, 16))}
 
 # model -> (spec file, model name, hyperparameters, target declarations and loss,
 #           batch, samples, sizes of the other symbolic dims)
@@ -48,13 +53,13 @@ MODELS = {
                             {"d": 8, "heads": 2, "ff": 16, "n": 2, "p": 0.0},
                             "target t: f32[B, T, d]\n  loss = mse_loss(y, t)", 4, 12,
                             {"T": 5}),
-    "resnet18": ("resnet18.dl", "resnet18", {"classes": 5, "size": 32},
-                 "target label: i64[B]\n  loss = cross_entropy(logits, label)", 8, 16, {}),
+    "resnet18": ("resnet18.dl", "resnet18", {"classes": 5, "size": 16},
+                 "target label: i64[B]\n  loss = cross_entropy(logits, label)", 4, 8, {}),
 }
 
 
 def _section(model: str, targets: str, opt: str, batch) -> str:
-    optimizer = GENTLE.get(model, {}).get(opt, OPTIMIZERS[opt])
+    optimizer = OPTIMIZERS[opt]
     return (f"\ntrain equality for {model} {{\n  {targets}\n  optimizer = {optimizer}\n"
             f"  batch = {batch}\n  steps = {STEPS}\n  seed = 3\n  checkpoint_every = {STEPS}\n}}\n")
 
@@ -159,7 +164,14 @@ def test_numpy_training_equals_generated_program(tmp_path, key, opt):
     # than 1e-3 of the tensor's scale: Adam's first steps are g / (|g| + eps), so the few
     # float32 gradient coordinates that are near 0 (eps = 1e-8) may step differently by up to
     # lr through rounding alone (lenet5: 3 of fc1's 48,000 weights, 1.4e-4 of its scale).
+    if opt == "adam" and key in ZERO_GRADIENT:
+        name, rows = ZERO_GRADIENT[key]
+        for k in [k for k in want if k.endswith(name)]:
+            keep = np.ones(want[k].shape[0], bool)
+            keep[rows] = False
+            got[k], want[k] = got[k][keep], want[k][keep]
     for k, (rel, worst) in differences(got, want).items():
         assert rel <= 1e-4 and worst <= 1e-3, f"{k}: relative {rel:.3g}, element {worst:.3g}"
-    moved = sum(not np.array_equal(want[k], init[k]) for k in want)
+    moved = sum(want[k].shape != init[k].shape or not np.array_equal(want[k], init[k])
+                for k in want)
     assert moved >= len(want) // 2  # the run trained
