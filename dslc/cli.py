@@ -201,7 +201,11 @@ def _default_backend() -> str:
     """torch when it is installed (the generated program), else the NumPy interpreter."""
     import importlib.util
 
-    return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a blocked or half-installed torch
+        found = False
+    return "torch" if found else "numpy"
 
 
 def cmd_train(args) -> int:

@@ -109,7 +109,8 @@ def load_data(path: str, spec: TrainSpec) -> tuple[dict[str, np.ndarray], int]:
                                          for g, w in zip(x.shape, a.shape)):
             raise TrainError("E0613", f"{path}: array '{a.name}' has shape {list(x.shape)}, "
                              f"expected {want}")
-        counted = a.role == "target" if spec.full_graph else True
+        # A whole graph: the targets and the inputs with their node dim count the nodes.
+        counted = a.role == "target" or a.name in spec.node_args if spec.full_graph else True
         if counted:
             if n is None:
                 n = x.shape[0]
@@ -148,6 +149,16 @@ class Trainer:
     opt: Optimizer
     sched: Schedule
     rng: np.random.Generator
+    float64: bool = False  # float inputs widened after the checks (parameters given float64)
+
+    def forward(self, inputs: dict[str, np.ndarray], train: bool) -> autodiff.Tape:
+        graph = self.graph
+        bound = interp.bind_inputs(graph, inputs)
+        interp.check_sizes(graph, bound)
+        interp.validate_params(graph, self.params)
+        if self.float64:
+            inputs = {k: autodiff.widen(v) for k, v in inputs.items()}
+        return autodiff.taped(graph, inputs, self.params, train, self.rng, bound)
 
     def batch(self, data: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
         """A batch's arrays; for a whole graph, every input whole and the targets of the
@@ -169,17 +180,27 @@ class Trainer:
             env[arg] = self.params[key]
         return {name: env[name] for name in self.spec.loss_args}
 
+    def loss_tape(self, env: dict[str, np.ndarray]) -> autodiff.Tape:
+        """The loss's forward, kept for its backward. Its inputs' sizes are checked as the
+        interpreter checks any inputs; their float dtypes may be wider than declared (a model
+        trained from float64 parameters computes float64 outputs)."""
+        graph = self.spec.loss_graph
+        declared = {n: graph.nodes[nid].types[0] for n, nid in graph.inputs}
+        views = {n: v.astype(DTYPES[declared[n].dtype][0]) if declared[n].is_float and
+                 v.dtype != np.dtype(DTYPES[declared[n].dtype][0]) else v
+                 for n, v in env.items()}
+        bound = interp.bind_inputs(graph, views)
+        return autodiff.taped(graph, env, {}, True, self.rng, bound)
+
     def step(self, batch: dict[str, np.ndarray], nodes: np.ndarray | None) -> float:
         """Forward in train mode, backward, clip, update, schedule; the batch's loss."""
         graph = self.graph
-        inputs = {n: batch[n] for n, _ in graph.inputs}
-        bound = interp.bind_inputs(graph, inputs)
-        interp.check_sizes(graph, bound)
-        interp.validate_params(graph, self.params)
-        tape = autodiff.taped(graph, inputs, self.params, True, self.rng, bound)
+        tape = self.forward({n: batch[n] for n, _ in graph.inputs}, True)
         env = self.loss_env(tape.outputs, batch, nodes)
-        lgrads, louts = autodiff.grad(self.spec.loss_graph, env, {}, "loss", train=True,
-                                      wrt_inputs=True)
+        ltape = self.loss_tape(env)
+        lgrads = autodiff.backward(self.spec.loss_graph, ltape, autodiff.output_seeds(
+            self.spec.loss_graph, ltape.outputs, "loss"), wrt_inputs=True)
+        louts = ltape.outputs
         refs = dict(graph.outputs)
         seeds: dict = {}
         for name, ref in graph.outputs:
@@ -213,10 +234,9 @@ class Trainer:
             part = indices[start:start + batch]
             b = self.batch(data, part)
             nodes = part if self.spec.full_graph else None
-            outs = interp.run(self.graph, {n: b[n] for n, _ in self.graph.inputs},
-                              self.params, train=False)
+            outs = self.forward({n: b[n] for n, _ in self.graph.inputs}, False).outputs
             env = self.loss_env(outs, b, nodes)
-            loss = interp.run(self.spec.loss_graph, env, {}, train=False)["loss"]
+            loss = self.loss_tape(env).outputs["loss"]
             total, count = total + float(loss) * len(part), count + len(part)
             seen = dict(outs)
             seen.update(b)
@@ -332,9 +352,9 @@ def load_checkpoint(path: str, tr: Trainer) -> dict[str, Any]:
                          "parameters differ); nothing was loaded")
     try:
         opt = make_optimizer(tr.opt.name, {}, [(g.keys, g.hp) for g in tr.opt.groups])
-        opt.load_state_arrays(arrays)
         sched = make_schedule((tr.sched.kind, tr.sched.args), opt)
         sched.load_state_arrays(arrays)
+        opt.load_state_arrays(arrays)  # after the schedule: the saved rates are the rates
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
     except Exception as exc:  # noqa: BLE001 - a mismatched checkpoint ends the run
@@ -352,9 +372,11 @@ def train(graph: Graph, spec: TrainSpec, data_path: str, out: str,
           params: dict[str, np.ndarray], epochs: int | None = None, steps: int | None = None,
           seed: int | None = None, resume: str | None = None,
           stop_after_steps: int | None = None,
-          say: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+          say: Callable[[str], None] = print, float64: bool = False) -> dict[str, np.ndarray]:
     """Run the train section on NumPy from `params` (changed in place: the final parameters,
-    also written to OUT/params.npz); raises TrainError before training on bad input."""
+    also written to OUT/params.npz); raises TrainError before training on bad input.
+    `float64` widens the float batches after their checks (with float64 `params`: training in
+    float64, to compare with another implementation without float32's rounding)."""
     seed = spec.seed if seed is None else seed
     data, n = load_data(data_path, spec)
     n_val = int(n * spec.validation)
@@ -374,7 +396,7 @@ def train(graph: Graph, spec: TrainSpec, data_path: str, out: str,
     opt = make_optimizer(spec.optimizer, spec.optimizer_args,
                          param_groups(graph, params, spec))
     tr = Trainer(graph, spec, params, opt, make_schedule(spec.schedule, opt),
-                 np.random.default_rng(seed))
+                 np.random.default_rng(seed), float64)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0,
                              "best": None, "bad_epochs": 0}
     ckpt_path = os.path.join(out, CHECKPOINT)

@@ -736,7 +736,8 @@ def train_summary(spec: TrainSpec) -> dict[str, Any]:
         "optimizer": {"name": spec.optimizer, **{k: _plain(v) for k, v in
                                                  spec.optimizer_args.items()}},
         "schedule": _schedule_json(spec.schedule),
-        "batch": spec.batch, "epochs": spec.epochs, "steps": spec.steps,
+        "batch": "full" if spec.full_graph else spec.batch, "epochs": spec.epochs,
+        "steps": spec.steps,
         "shuffle": spec.shuffle, "validation": spec.validation, "seed": spec.seed,
         "clip": list(spec.clip) if spec.clip else None,
         "metrics": [m.name for m in spec.metrics],

@@ -6,9 +6,12 @@
 #   2. dslc train   writes OUT/run/train.py (a standalone PyTorch program) and runs it: 300
 #                   full-batch Adam steps; OUT/run/metrics.jsonl, params.npz, checkpoint.pt
 #   3. dslc run     the trained parameters on NumPy: the outputs round to XOR -> OUT/y.npz
+#   With BACKEND=numpy, step 2 trains on dslc's NumPy interpreter instead (`dslc train
+#   --backend numpy`: no PyTorch; the same metrics.jsonl and params.npz, checkpoint.npz).
 #
 # Usage (from the repository root, after `bash .ci/setup`):
 #   PATH=$PWD/.venv/bin:$PATH bash examples/train_xor.sh [OUT]      (OUT defaults to ./out/xor)
+#   PATH=$PWD/.venv/bin:$PATH BACKEND=numpy bash examples/train_xor.sh [OUT]
 # The dslc command is taken from $DSLC when set (e.g. DSLC=".venv/bin/python -m dslc.cli"),
 # otherwise `dslc` on PATH.
 set -euo pipefail
@@ -31,7 +34,8 @@ np.savez(f"{out}/xor.npz", x=x, t=np.array([[0], [1], [1], [0]], np.float32))
 np.savez(f"{out}/x.npz", x=x)
 PY
 
-$DSLC train "$ROOT/specs/mlp_xor.dl" --data "$OUT/xor.npz" --out "$OUT/run"
+$DSLC train "$ROOT/specs/mlp_xor.dl" --data "$OUT/xor.npz" --out "$OUT/run" \
+  ${BACKEND:+--backend "$BACKEND"}
 $DSLC run "$ROOT/specs/mlp_xor.dl" --params "$OUT/run/params.npz" --inputs "$OUT/x.npz" \
   -o "$OUT/y.npz" >/dev/null
 

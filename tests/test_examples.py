@@ -111,6 +111,28 @@ def test_train_xor_reaches_full_accuracy_through_dslc_train(tmp_path):
     assert len(lines) == 300 and '"accuracy": 1.0' in lines[-1]
 
 
+def test_train_xor_reaches_full_accuracy_on_numpy(tmp_path):
+    out = tmp_path / "xor"
+    env_args = ["env", "BACKEND=numpy", "bash", str(EXAMPLES / "train_xor.sh"), str(out)]
+    proc = run_example(env_args, tmp_path, timeout=300)
+    assert "accuracy 100%" in proc.stdout, proc.stdout + proc.stderr
+    assert (out / "run" / "checkpoint.npz").is_file()
+    assert not (out / "run" / "train.py").exists()  # no PyTorch program was written
+    lines = (out / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 300 and '"accuracy": 1.0' in lines[-1]
+
+
+def test_karate_gcn_reaches_90_percent_on_both_back_ends(tmp_path):
+    pytest.importorskip("torch")
+    proc = run_example([sys.executable, str(EXAMPLES / "karate_gcn.py"), str(tmp_path / "k")],
+                       tmp_path, timeout=600)
+    found = re.findall(r"^(numpy|torch): held-out node accuracy (\d+)%, all 34 nodes (\d+)%$",
+                       proc.stdout, re.M)
+    assert [f[0] for f in found] == ["numpy", "torch"], proc.stdout
+    for _, _held, every in found:
+        assert int(every) >= 90, proc.stdout
+
+
 def test_quickstart_writes_every_artifact_into_out(tmp_path):
     need_dot()
     # No argument: the README's command, which writes into ./out of the working directory.

@@ -330,8 +330,8 @@ def load_data(path):
                  f"({role} {want}); convert it with .astype(np.{dtype})")
         if a.ndim != len(shape) or any(w is not None and g != w for g, w in zip(a.shape, shape)):
             fail("E0613", f"{path}: array '{name}' has shape {list(a.shape)}, expected {want}")
-        if FULL_GRAPH and role != "target":
-            pass  # a whole graph: the targets count the nodes
+        if FULL_GRAPH and role != "target" and name not in NODE_ARGS:
+            pass  # a whole graph: the targets and the node-indexed inputs count the nodes
         elif n is None:
             n, first = a.shape[0], name
         elif a.shape[0] != n:
