@@ -161,7 +161,8 @@ def _settings(spec: MultiTrainSpec) -> list[str]:
     out += ["# CHECKPOINT_EVERY None: a checkpoint at the end of every epoch and of the run.",
             "# Batches of samples, and no model input read whole (the shared data reading asks).",
             "FULL_GRAPH = False",
-            "INPUTS = []", "", ""]
+            "INPUTS = []",
+            "NODE_ARGS = []", "", ""]
     if any(u.no_weight_decay for u in spec.updates):
         out += ["NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, "
                 "nn.SyncBatchNorm,",
