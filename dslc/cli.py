@@ -144,8 +144,9 @@ def _train_summary(prog) -> dict | None:
     """The default train section of the file for this model, for `summary --json` (None when
     there is none or no default; the sections were checked when the file was loaded)."""
     from dslc.sources import load_program
-    from dslc.train_check import check_train, pick_train, train_summary
+    from dslc.train_check import pick_train, train_summary
     from dslc.train_multi import check_multi_train, multi_train_summary
+    from dslc.train_sections import check_train
 
     try:
         program = load_program(prog.path)
@@ -161,7 +162,7 @@ def _train_source(args, prog) -> str:
     from dslc.backends.torch_train import generate_train
     from dslc.passes import INFERENCE_ONLY
     from dslc.sources import load_program
-    from dslc.train_check import check_train
+    from dslc.train_sections import check_train
 
     program = load_program(prog.path)
     multi = _multi_train_source(program, prog, args.train or None)

@@ -12,7 +12,7 @@ from dslc import interp
 from dslc.elaborate import elaborate_with_warnings
 from dslc.ir import Graph
 from dslc.sources import load_program
-from dslc.train_check import check_file_trains
+from dslc.train_sections import check_file_trains
 
 
 class Program:
@@ -111,7 +111,7 @@ class Program:
         codes and messages)."""
         from dslc.numpy_train import train as run_training
         from dslc.sources import load_program
-        from dslc.train_check import check_train
+        from dslc.train_sections import check_train
 
         spec = check_train(load_program(self.path), self.source, train)
         if params is None:

@@ -394,10 +394,7 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                 tdef: TrainDef | None = None) -> TrainSpec:
     """Check the train section `name` (or the default one) for the model `graph`."""
     t = tdef or pick_train(prog, graph.model, name)
-    if t.is_multi:  # callers that can train several models use train_multi directly
-        from dslc.train_multi import check_multi_train
-
-        check_multi_train(prog, t, graph)  # its own diagnostics first
+    if t.is_multi:  # dslc/train_sections.py reports the section's own diagnostics first
         raise _err("E0638", "this train section trains several models, which only the "
                    "PyTorch training program does", t.name_span,
                    expected="a section for one model", found="a multi-model section",
@@ -652,21 +649,6 @@ def _metrics(s: TrainSetting | None, outputs: dict[str, TensorType],
         if any(m.name == name for m in out):
             name += f"_{o}_{tg}"
         out.append(Metric("accuracy", o, tg, threshold, k, name))
-    return out
-
-
-def check_file_trains(prog: Program, graph: Graph) -> list:
-    """Every train section of the root file that applies to this model (for `dslc check`);
-    a multi-model section (dslc/train_multi.py) is checked with each of its models."""
-    from dslc.train_multi import check_multi_train
-
-    out: list = []
-    for t in train_defs(prog):
-        if t.is_multi and (t.model in (None, graph.model)
-                           or graph.model in [m for m, _ in t.models]):
-            out.append(check_multi_train(prog, t, graph))
-        elif t.model in (None, graph.model):
-            out.append(check_train(prog, graph, tdef=t))
     return out
 
 

@@ -33,6 +33,7 @@ from dslc.train_check import (
     _optimizer,
     _schedule,
 )
+from dslc.train_reg import walk as _walk
 from dslc.types import TensorType
 from dslc.values import Env
 
@@ -146,25 +147,6 @@ def _settings(items: list[TrainSetting], allowed: tuple[str, ...], where: str,
 
 
 # ---- applications of models inside a loss -----------------------------------------------
-
-
-def _walk(e, fn):
-    """A copy of the expression with `fn` applied top-down (fn returns a replacement or None)."""
-    r = fn(e)
-    if r is not None:
-        return r
-    if isinstance(e, ast.Node):
-        new = {}
-        for k in type(e).model_fields:
-            v = getattr(e, k)
-            w = _walk(v, fn)
-            if w is not v:
-                new[k] = w
-        return e.model_copy(update=new) if new else e
-    if isinstance(e, list):
-        items = [_walk(x, fn) for x in e]
-        return items if any(a is not b for a, b in zip(items, e)) else e
-    return e
 
 
 class _Applications:

@@ -96,9 +96,7 @@ def rewrite(expr, graph: Graph, taken: set[str]) -> tuple[object, list[PenaltyPa
             out = ast.BinOp(span=e.span, op="+", left=out, right=t)
         return out
 
-    from dslc.train_multi import _walk
-
-    return _walk(expr, visit), list(used.values())
+    return walk(expr, visit), list(used.values())
 
 
 def _term(op: str, p: PenaltyParam, span: Span):
@@ -111,3 +109,22 @@ def _term(op: str, p: PenaltyParam, span: Span):
                                           for i in range(p.type.rank)])
     return ast.Call(span=span, func="sum", func_span=span, args=[x],
                     kwargs=[ast.Kwarg(span=span, name="dim", value=dims)])
+
+
+def walk(e, fn):
+    """A copy of the expression with `fn` applied top-down (fn returns a replacement or None)."""
+    r = fn(e)
+    if r is not None:
+        return r
+    if isinstance(e, ast.Node):
+        new = {}
+        for k in type(e).model_fields:
+            v = getattr(e, k)
+            w = walk(v, fn)
+            if w is not v:
+                new[k] = w
+        return e.model_copy(update=new) if new else e
+    if isinstance(e, list):
+        items = [walk(x, fn) for x in e]
+        return items if any(a is not b for a, b in zip(items, e)) else e
+    return e

@@ -210,15 +210,10 @@ def test_the_import_graph_sees_lazy_and_relative_imports():
     assert sorted(g.edges) == [("dslc.a", "dslc.b"), ("dslc.b", "dslc.c"), ("dslc.c", "dslc.a")]
 
 
-# Cycles known and not yet broken, each to be removed from this list when it is (the test
-# fails then too, so the list only shrinks). The train sections' three modules call each
-# other lazily (merged from the multi-model train work while the op/pass cycles were broken);
-# splitting their shared helpers into a module of their own is left to that code's owner.
-KNOWN_CYCLES = [["dslc.train_check", "dslc.train_multi", "dslc.train_reg"]]
 
 
 def test_no_import_cycle():
     graph = import_graph(_sources())
     assert graph.number_of_edges() > 50  # the walk found the package's imports at all
     cycles = sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1)
-    assert cycles == KNOWN_CYCLES, f"import cycles among dslc modules: {cycles}"
+    assert cycles == [], f"import cycles among dslc modules: {cycles}"
