@@ -131,26 +131,25 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
     # cotangent ("g", ref); holders count how many places keep it.
     holds: dict[object, int] = {}
     size: dict[object, int] = {}
+    total = 0  # bytes of the keys held
 
     def hold(key: object, n: int) -> None:
-        holds[key] = holds.get(key, 0) + 1
-        size[key] = n
+        nonlocal total
+        if key not in holds:
+            holds[key] = 0
+            size[key] = n
+            total += n
+        holds[key] += 1
 
     def drop(key: object) -> None:
+        nonlocal total
         holds[key] -= 1
         if not holds[key]:
             del holds[key]
+            total -= size.pop(key)
 
-    def live(*extra: dict[object, int]) -> int:
-        keys = dict.fromkeys(holds)
-        total = sum(size[k] for k in keys)
-        seen = set(keys)
-        for more in extra:
-            for k, n in more.items():
-                if k not in seen:
-                    seen.add(k)
-                    total += n
-        return total
+    def live(extra: dict[object, int] | None = None) -> int:
+        return total + sum(n for k, n in (extra or {}).items() if k not in holds)
 
     taped: dict[int, list[object]] = {}  # node -> keys its tape entry holds
     seg_ins: dict[str, list[object]] = {}
