@@ -436,6 +436,10 @@ def _mha_kernel(a: MHAAttrs, xs, ctx):
             k = _linear(k_in, w[d:2 * d], bs[1])
             v = _linear(v_in, w[2 * d:], bs[2])
     tk = k.shape[1]
+    # The projections, for the vjp (ops/attention_grad.py: it would compute them again
+    # otherwise, the bulk of its work). Views of this run's arrays: nothing is copied, and
+    # a run without gradients drops them with the context.
+    ctx.saved["qkv"] = (q, k, v)
     q = q.reshape(bsz, tq, h, dh).transpose(0, 2, 1, 3)
     k = k.reshape(bsz, tk, h, dh).transpose(0, 2, 3, 1)
     v = v.reshape(bsz, tk, h, dh).transpose(0, 2, 1, 3)
