@@ -79,10 +79,13 @@ class Meter:
         arrays += [v for c in tape.ctxs.values() for v in c.saved.values()]
         arrays += [v for b in tape.seg_ins.values() for v in b.values()]
         arrays += [*tape.outputs.values(), *cot.values(), *extra]
-        for a in arrays:
+        while arrays:
+            a = arrays.pop()
             if isinstance(a, np.ndarray):
                 base = owner(a)
                 held[id(base)] = base.nbytes
+            elif isinstance(a, (tuple, list)):  # a kernel's saved group (an LSTM's steps)
+                arrays.extend(a)
         total = sum(held.values())
         self.calls += 1
         if self.calls == self.forward_nodes:  # the last forward instant: outputs only live

@@ -106,7 +106,7 @@ def taped(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndar
             return [t.outputs[name] for name, _ in sub.outputs]
 
         ctx = RunCtx(train=train, rng=gen, params=node_params(node, params), bindings=bound,
-                     run_graph=run_region)
+                     run_graph=run_region, grad=node.id in plan.keep)
         outs = run_node(node, ins, ctx, sink)
         if regions:
             ctx.saved["region_vjp"] = lambda k, gouts: region_vjp(regions, k, gouts)

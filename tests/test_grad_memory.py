@@ -40,6 +40,9 @@ class Meter:
             if isinstance(a, np.ndarray):
                 base = owner(a)
                 held[id(base)] = base.nbytes
+            elif isinstance(a, (tuple, list)):  # a kernel's saved group (the qkv projections)
+                for v in a:
+                    add(v)
 
         for entries in (tape.ins, tape.outs):
             for values in entries.values():

@@ -73,6 +73,9 @@ class RunCtx:
     saved: dict[str, Any] = field(default_factory=dict)
     # The run's reusable temporaries (dslc/ops/scratch.py); None outside a run.
     scratch: Any = None
+    # The backward walk will run this node's vjp (dslc/autodiff.py): a kernel may keep in
+    # `saved` what its vjp would otherwise compute again (the LSTM's per-step gates).
+    grad: bool = False
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)
