@@ -169,7 +169,11 @@ def memory(g, inputs, params, cot, module, tin, names, tcot, bind, checkpoint: b
             return 0
         return int(np.prod([D.evaluate(d, bind) for d in t.shape])) * DTYPE_BYTES[t.dtype]
 
-    static = grad_memory.training_peak(g, size_of, checkpoint=checkpoint)
+    def extra_of(node):  # what a kernel keeps for its vjp (Op.vjp_keeps)
+        n = D.evaluate(grad_memory.kept_elements(g, node), bind)
+        return n * DTYPE_BYTES[node.types[0].dtype]
+
+    static = grad_memory.training_peak(g, size_of, checkpoint=checkpoint, extra_of=extra_of)
     param_storages = {p.untyped_storage().data_ptr() for p in module.parameters()}
     saved: dict[int, int] = {}
 
@@ -204,7 +208,6 @@ def main() -> None:
                     help="the NumPy step recomputes each block in the backward walk")
     args = ap.parse_args()
     import torch
-
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)

@@ -219,7 +219,7 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
             raise AssertionError(f"{node.op} at {node.span} was not taped")
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
         if tape.probe is not None:
-            tape.probe(tape, cot, [*ins, *outs, *gouts, *gins])
+            tape.probe(tape, cot, [*ins, *outs, *gouts, *gins, *ctx.saved.values()])
         del ins, outs, ctx, gouts  # the tape entry goes now, not with the next node's
         for ref, g in zip(node.inputs, gins):
             if g is None or ref[0] not in active:

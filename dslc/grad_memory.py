@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from dslc.ir import Graph, IRNode
+from dslc.ops.registry import OPS
 
 Ref = tuple[int, int]
 
@@ -111,17 +112,20 @@ def float_outputs(graph: Graph) -> list[Ref]:
 
 def training_peak(graph: Graph, size_of: Callable[[Ref], int],
                   loss_refs: list[Ref] | None = None, wrt_inputs: bool = False,
-                  checkpoint: bool = False) -> int:
+                  checkpoint: bool = False,
+                  extra_of: Callable[[IRNode], int] = lambda node: 0) -> int:
     """Bytes held at the widest point of one forward and backward walk (dslc/autodiff.py)
     differentiating `loss_refs` (default: every float output, each given a cotangent),
     replaying the walk's own events: forward values until their last reader has run, taped
     values until the vjp of the last node that keeps them has run, a checkpointed block's
     outside inputs until it is recomputed, the outputs throughout, and the cotangents from
-    the vjp that makes them until their producer's vjp. Measured at the instants
+    the vjp that makes them until their producer's vjp, and what a kernel keeps for its vjp
+    (`extra_of(node)` bytes: Op.vjp_keeps) with its tape entry. Measured at the instants
     `autodiff.Probe` sees: after each forward node, after each recomputed block and as each
     vjp returns (its output cotangents and input cotangents both alive). Not counted: the
-    parameters and their gradients, the kernels' temporaries, and what a kernel keeps in
-    `ctx.saved` beside its inputs and outputs (dropout's mask, a scan's per-step values)."""
+    parameters and their gradients, the kernels' temporaries, what a kernel keeps without
+    declaring it (dropout's mask, a scan's per-step values), and that an op may hand back its
+    input (dropout in eval or at p = 0), which counts as a value of its own here."""
     loss_refs = float_outputs(graph) if loss_refs is None else loss_refs
     plan = make_plan(graph, loss_refs, wrt_inputs, checkpoint)
     active = active_nodes(graph, wrt_inputs)
@@ -130,14 +134,14 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
     # A held thing is a key: a forward value (ref), a recomputed value ("r", ref) or a
     # cotangent ("g", ref); holders count how many places keep it.
     holds: dict[object, int] = {}
-    size: dict[object, int] = {}
+    held_size: dict[object, int] = {}
     total = 0  # bytes of the keys held
 
     def hold(key: object, n: int) -> None:
         nonlocal total
         if key not in holds:
             holds[key] = 0
-            size[key] = n
+            held_size[key] = n
             total += n
         holds[key] += 1
 
@@ -146,10 +150,29 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
         holds[key] -= 1
         if not holds[key]:
             del holds[key]
-            total -= size.pop(key)
+            total -= held_size.pop(key)
 
     def live(extra: dict[object, int] | None = None) -> int:
         return total + sum(n for k, n in (extra or {}).items() if k not in holds)
+
+    def kept(node: IRNode, tag: str = "k") -> list[object]:
+        """The key of what the node's kernel keeps for its vjp (Op.vjp_keeps), if any."""
+        keeps = OPS[node.op].vjp_keeps if node.op in OPS else None
+        if keeps is None:
+            return []
+        n = extra_of(node)
+        if not n:
+            return []
+        key = (tag + "k", (node.id, 0))
+        extras[key] = n
+        return [key]
+
+    extras: dict[object, int] = {}
+
+    def size(key: object) -> int:
+        if key in extras:
+            return extras[key]
+        return size_of(key[1] if isinstance(key[0], str) else key)
 
     taped: dict[int, list[object]] = {}  # node -> keys its tape entry holds
     seg_ins: dict[str, list[object]] = {}
@@ -166,9 +189,9 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
                     held.append(ref)
                     hold(ref, size_of(ref))
         elif node.id in plan.keep:
-            taped[node.id] = list(node.inputs) + outs
-            for ref in taped[node.id]:
-                hold(ref, size_of(ref))
+            taped[node.id] = list(node.inputs) + outs + kept(node)
+            for key in taped[node.id]:
+                hold(key, size(key))
         for ref in dead[i]:
             drop(ref)
         peak = max(peak, live())
@@ -193,9 +216,9 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
                     vals[key] = size_of(key[1])
                 if mid in plan.keep:
                     keys = [("r", ref) if ref[0] in members else ref for ref in m.inputs]
-                    taped[mid] = keys + mouts
+                    taped[mid] = keys + mouts + kept(m, "r")
                     for key in taped[mid]:
-                        hold(key, size_of(key[1] if isinstance(key[0], str) else key))
+                        hold(key, size(key))
             peak = max(peak, live(vals))
             for ref in seg_ins.pop(seg):
                 drop(ref)
@@ -218,21 +241,37 @@ def training_peak(graph: Graph, size_of: Callable[[Ref], int],
     return peak
 
 
+def kept_elements(graph: Graph, node: IRNode):
+    """Elements the node's kernel keeps for its vjp (Op.vjp_keeps; 0 without it), a dim."""
+    from dslc import dims as D
+
+    op = OPS.get(node.op)
+    if op is None or op.vjp_keeps is None:
+        return D.const(0)
+    ins = [graph.type_of(ref) for ref in node.inputs]
+    return D.as_dim(op.vjp_keeps(node.attrs, ins, node.types))
+
+
 def symbolic_peak(graph: Graph, size_of: Callable[[Ref], sympy.Expr],
+                  extra_of: Callable[[IRNode], sympy.Expr] | None = None,
                   **kw) -> sympy.Expr | None:
     """`training_peak` where the sizes may hold unbound dims: exact when every size is an
     integer or every nonzero size is a multiple of one common term (everything scales with
     the batch B), else None (the widest point depends on the sizes)."""
-    sizes: dict[Ref, sympy.Expr] = {}
+    sizes: dict[object, sympy.Expr] = {}
     for node in graph.order():
         for port in range(len(node.types)):
             sizes[(node.id, port)] = sympy.sympify(size_of((node.id, port)))
+        if extra_of is not None:
+            sizes[node.id] = sympy.sympify(extra_of(node))
     if all(s.is_Integer for s in sizes.values()):
-        return sympy.Integer(training_peak(graph, lambda r: int(sizes[r]), **kw))
-    terms = {ref: s.as_coeff_Mul() for ref, s in sizes.items() if s != 0}
+        return sympy.Integer(training_peak(graph, lambda r: int(sizes[r]),
+                                           extra_of=lambda n: int(sizes.get(n.id, 0)), **kw))
+    terms = {key: s.as_coeff_Mul() for key, s in sizes.items() if s != 0}
     rests = {rest for _, rest in terms.values()}
     if len(rests) != 1:
         return None
     rest = rests.pop()
-    coeff = {ref: int(c) for ref, (c, _) in terms.items()}
-    return training_peak(graph, lambda r: coeff.get(r, 0), **kw) * rest
+    coeff = {key: int(c) for key, (c, _) in terms.items()}
+    return training_peak(graph, lambda r: coeff.get(r, 0),
+                         extra_of=lambda n: coeff.get(n.id, 0), **kw) * rest

@@ -7,7 +7,7 @@ from typing import Any
 import sympy
 
 from dslc import dims as D
-from dslc.grad_memory import symbolic_peak
+from dslc.grad_memory import kept_elements, symbolic_peak
 from dslc.ir import Graph, IRNode
 from dslc.ops.registry import OPS
 
@@ -209,8 +209,14 @@ def summarize(graph: Graph, bind: dict[str, int],
             return sympy.Integer(0)
         return bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4)
 
-    train_peak = symbolic_peak(tg, value_bytes)
-    checkpoint_peak = symbolic_peak(tg, value_bytes, checkpoint=True)
+    def kept_bytes(node: IRNode) -> D.Dim:
+        n = kept_elements(tg, node)
+        if n == 0:
+            return sympy.Integer(0)
+        return bound(n) * DTYPE_BYTES.get(node.types[0].dtype, 4)
+
+    train_peak = symbolic_peak(tg, value_bytes, kept_bytes)
+    checkpoint_peak = symbolic_peak(tg, value_bytes, kept_bytes, checkpoint=True)
     free = sorted({s.name for e in (total_macs, act_bytes) for s in e.free_symbols})
     return {
         "model": graph.model,

@@ -270,6 +270,13 @@ def _mha_split(ins) -> tuple[list[TensorType], list[TensorType]]:
     return list(ins[:n]), list(ins[n:])
 
 
+def _mha_kept(ins) -> D.Dim:
+    """The q, k and v projections the kernel keeps for its vjp (ctx.saved["qkv"])."""
+    q, k, _ = _mha_qkv(ins)
+    d = q.shape[-1]
+    return D.product(q.shape) + 2 * D.product(k.shape[:-1]) * d
+
+
 def _mha_qkv(ins) -> tuple[TensorType, TensorType, TensorType]:
     fl, _ = _mha_split(ins)
     if len(fl) == 1:
@@ -519,6 +526,7 @@ MULTI_HEAD_ATTENTION = Op(
     macs=_mha_macs,
     numpy=_mha_kernel,
     vjp=mha_vjp,
+    vjp_keeps=lambda a, ins, outs: _mha_kept(ins),
     torch_module=_mha_module,
     torch_call=_mha_call,
     module_prefix="attn",

@@ -180,6 +180,10 @@ class Op:
     #     {local parameter name: gradient}). ctx holds the node's params and what the kernel
     # saved. None: the op has no gradient (argmax, integer ops, masks); `no_grad` says why.
     vjp: Callable[..., tuple[list[np.ndarray | None], dict[str, np.ndarray]]] | None = None
+    # (attrs, input types, output types) -> elements (of the first output's dtype) the kernel
+    # keeps in ctx.saved when the backward walk runs it (ctx.grad), beyond its inputs and
+    # outputs; `dslc summary`'s training peak counts them (dslc/grad_memory.py).
+    vjp_keeps: Callable[[Any, list[TensorType], list[TensorType]], D.Dim] | None = None
     no_grad: str = ""
 
     @property

@@ -569,6 +569,21 @@ def _examples(kind: str, extra: dict | None = None) -> tuple[Example, ...]:
     )
 
 
+def _lstm_kept(a: RecurrentAttrs, ins: list[TensorType]) -> D.Dim:
+    """What the LSTM kernel records for its vjp per layer (make_kernel; nothing with sequence
+    lengths): the layer's input [T, B, F], the initial h and c, and per step the gates, c,
+    tanh(c) and the outputs ([T, D, 4H + 3H, B])."""
+    if len(ins) >= 2 and not ins[-1].is_float:
+        return D.const(0)
+    bsz, steps, feats = ins[0].shape
+    nd, hs = dirs(a), a.hidden_size
+    total = D.const(0)
+    for layer in range(a.num_layers):
+        width = feats if layer == 0 else nd * hs
+        total += steps * bsz * (D.as_dim(width) + 7 * nd * hs) + 2 * nd * hs * bsz
+    return total
+
+
 def make_op(kind: str, doc: str, attrs: type[RecurrentAttrs],
             extra: dict | None = None) -> Op:
     k = n_states(kind)
@@ -585,6 +600,7 @@ def make_op(kind: str, doc: str, attrs: type[RecurrentAttrs],
         macs=make_macs(kind),
         numpy=make_kernel(kind),
         vjp=recurrent_vjp(kind),
+        vjp_keeps=(lambda a, ins, outs: _lstm_kept(a, ins)) if kind == "lstm" else None,
         torch_module=make_module(kind),
         torch_call=_call,
         torch_stmts=_stmts,
