@@ -6,11 +6,13 @@ No op is named here: an op with regions (a scan) differentiates them in its own 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from dslc.grad_memory import Plan, active_nodes, make_plan, trainable
 from dslc.interp import (
     bind_inputs,
     check_sizes,
@@ -18,7 +20,6 @@ from dslc.interp import (
     run_error,
     run_node,
     validate_params,
-    walk,
 )
 from dslc.ir import Graph, IRNode
 from dslc.ops.base import RunCtx
@@ -26,10 +27,16 @@ from dslc.ops.registry import OPS
 
 Ref = tuple[int, int]
 
+# What a test or benchmark may watch: called with (tape, cotangents, other arrays alive) at the
+# instants `grad_memory.training_peak` models (after each forward node, after each recomputed
+# block, and as each vjp returns).
+Probe = Callable[["Tape", dict, list[Any]], None]
+
 
 @dataclass
 class Tape:
-    """What the forward kept for the backward walk, per node id."""
+    """What the forward kept for the backward walk, per node id (only the nodes of `plan.keep`
+    outside checkpointed blocks; those blocks' outside inputs in `seg_ins`)."""
 
     graph: Graph
     order: list[IRNode]
@@ -37,13 +44,11 @@ class Tape:
     outs: dict[int, list[np.ndarray]]
     ctxs: dict[int, RunCtx]
     outputs: dict[str, np.ndarray]
-
-
-def trainable(node: IRNode) -> list[str]:
-    """The node's parameters that get a gradient: persistent float non-buffers."""
-    return [local for local, spec in node.params.items()
-            if spec.persistent and not spec.buffer and spec.dtype in ("f16", "bf16", "f32",
-                                                                      "f64")]
+    plan: Plan | None = None
+    seg_ins: dict[str, dict[Ref, np.ndarray]] = field(default_factory=dict)
+    rng_states: dict[int, dict] = field(default_factory=dict)  # checkpointed node -> its rng
+    run: Callable[..., Any] | None = None  # re-runs a node (a checkpointed block's recompute)
+    probe: Probe | None = None
 
 
 def param_key(node: IRNode, local: str) -> str:
@@ -53,21 +58,19 @@ def param_key(node: IRNode, local: str) -> str:
     return f"{node.module}.{local}" if local else node.module
 
 
-def has_region_params(node: IRNode) -> bool:
-    """Whether the node owns a region (a scan's cell) with parameters of its own."""
-    attrs = node.attrs.__dict__ if node.attrs is not None else {}
-    return any(isinstance(v, Graph) and v.param_keys() for v in attrs.values())
-
-
 def is_float(arr: Any) -> bool:
     return isinstance(arr, np.ndarray) and np.issubdtype(arr.dtype, np.floating)
 
 
 def forward(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
             train: bool = False, seed: int = 0, bindings: dict[str, int] | None = None,
-            float64: bool = False) -> Tape:
-    """The interpreter's run, keeping every node's values and context. With `float64`, float
-    inputs and parameters are widened after the checks (the finite-difference check)."""
+            float64: bool = False, *, loss_refs: list[Ref] | None = None,
+            wrt_inputs: bool = False, checkpoint: bool = False,
+            probe: Probe | None = None) -> Tape:
+    """The interpreter's run, keeping what the backward walk needs (see grad_memory.make_plan:
+    everything without `loss_refs`). With `float64`, float inputs and parameters are widened
+    after the checks (the finite-difference check). With `checkpoint`, each block's values
+    are dropped as in a run without gradients and recomputed by the backward walk."""
     bound = bind_inputs(graph, inputs, bindings)
     check_sizes(graph, bound)
     validate_params(graph, params)
@@ -75,40 +78,94 @@ def forward(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.nd
         inputs = {k: widen(v) for k, v in inputs.items()}
         for k in list(params):
             params[k] = widen(params[k])
-    return taped(graph, inputs, params, train, np.random.default_rng(seed), bound)
+    plan = make_plan(graph, loss_refs, wrt_inputs, checkpoint)
+    return taped(graph, inputs, params, train, np.random.default_rng(seed), bound, plan, probe)
 
 
 def taped(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
-          train: bool, rng: np.random.Generator, bound: dict[str, int]) -> Tape:
-    """One graph's forward walk, keeping each node's inputs, outputs and context.
+          train: bool, rng: np.random.Generator, bound: dict[str, int], plan: Plan,
+          probe: Probe | None = None) -> Tape:
+    """One graph's forward walk, keeping the inputs, outputs and context of the nodes of
+    `plan.keep`; every other value is dropped once its last reader has run.
 
     A region an op's kernel runs (`ctx.run_graph`: a scan's cell, once per step) is taped the
-    same way, and the op's vjp differentiates the k-th run through
+    same way (every node of it), and the op's vjp differentiates the k-th run through
     `ctx.saved["region_vjp"](k, output cotangents) -> (input cotangents,
     {parameter key: gradient})`, which releases that run's tape: backpropagation through time
     holds every step's values until the backward walk reaches it."""
-    tape = Tape(graph, graph.order(), {}, {}, {}, {})
+    tape = Tape(graph, graph.order(), {}, {}, {}, {}, plan=plan, probe=probe)
 
-    def visit(node: IRNode, ins: list[np.ndarray]) -> list[np.ndarray]:
+    def run(node: IRNode, ins: list[np.ndarray], gen: np.random.Generator,
+            sink: dict[str, np.ndarray]) -> tuple[list[np.ndarray], RunCtx]:
         regions: list[Tape | None] = []
 
         def run_region(sub: Graph, xs: list[np.ndarray]) -> list[np.ndarray]:
             t = taped(sub, {name: v for (name, _), v in zip(sub.inputs, xs)}, params, train,
-                      rng, bound)
+                      gen, bound, make_plan(sub))
             regions.append(t)
             return [t.outputs[name] for name, _ in sub.outputs]
 
-        ctx = RunCtx(train=train, rng=rng, params=node_params(node, params), bindings=bound,
-                     run_graph=run_region)
-        outs = run_node(node, ins, ctx, params)
+        ctx = RunCtx(train=train, rng=gen, params=node_params(node, params), bindings=bound,
+                     run_graph=run_region, grad=node.id in plan.keep)
+        outs = run_node(node, ins, ctx, sink)
         if regions:
             ctx.saved["region_vjp"] = lambda k, gouts: region_vjp(regions, k, gouts)
-        tape.ins[node.id], tape.outs[node.id], tape.ctxs[node.id] = ins, outs, ctx
-        return outs
+        return outs, ctx
 
-    values = walk(graph, visit, inputs)
+    tape.run = run
+    input_ids = {nid: name for name, nid in graph.inputs}
+    dead = graph.last_uses()
+    values: dict[Ref, np.ndarray] = {}
+    for i, node in enumerate(tape.order):
+        if node.op == "input":
+            outs = [inputs[input_ids[node.id]]]
+        else:
+            ins = [values[ref] for ref in node.inputs]
+            seg = plan.segment.get(node.id)
+            if seg is not None:
+                # A checkpointed block keeps only what it reads from outside, and where the
+                # random stream stood (a recomputed dropout draws the same mask).
+                held = tape.seg_ins.setdefault(seg, {})
+                for ref, v in zip(node.inputs, ins):
+                    if plan.segment.get(ref[0]) != seg:
+                        held[ref] = v
+                tape.rng_states[node.id] = rng.bit_generator.state
+            outs, ctx = run(node, ins, rng, params)
+            if seg is None and node.id in plan.keep:
+                tape.ins[node.id], tape.outs[node.id], tape.ctxs[node.id] = ins, outs, ctx
+            del ins, ctx
+        for port, v in enumerate(outs):
+            values[(node.id, port)] = v
+        del outs
+        for ref in dead[i]:
+            del values[ref]
+        if probe is not None:
+            probe(tape, {}, list(values.values()))
     tape.outputs = {name: values[ref] for name, ref in graph.outputs}
     return tape
+
+
+def recompute(tape: Tape, seg: str) -> None:
+    """Run a checkpointed block again from its kept outside inputs, with the random stream
+    where it stood in the forward, taping its nodes for the backward walk. Buffers the
+    kernels update (batch-norm statistics) go to a copy: the forward updated them once."""
+    plan = tape.plan
+    assert plan is not None and tape.run is not None
+    vals: dict[Ref, np.ndarray] = dict(tape.seg_ins[seg])
+    sink: dict[str, np.ndarray] = {}
+    for nid in plan.members[seg]:
+        node = tape.graph.nodes[nid]
+        gen = np.random.default_rng()
+        gen.bit_generator.state = tape.rng_states.pop(nid)
+        ins = [vals[ref] for ref in node.inputs]
+        outs, ctx = tape.run(node, ins, gen, sink)
+        for port, v in enumerate(outs):
+            vals[(nid, port)] = v
+        if nid in plan.keep:
+            tape.ins[nid], tape.outs[nid], tape.ctxs[nid] = ins, outs, ctx
+    if tape.probe is not None:
+        tape.probe(tape, {}, list(vals.values()))
+    del tape.seg_ins[seg]
 
 
 def region_vjp(regions: list[Tape | None], k: int, gouts: list[np.ndarray | None],
@@ -131,30 +188,21 @@ def widen(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64) if is_float(arr) else arr
 
 
-def active_nodes(graph: Graph, wrt_inputs: bool) -> set[int]:
-    """Nodes whose float outputs depend on a trainable parameter (or an input, when input
-    gradients are asked for): the ones a gradient must pass through."""
-    active: set[int] = set()
-    for node in graph.order():
-        if node.op == "input":
-            if wrt_inputs and node.types[0].is_float:
-                active.add(node.id)
-        elif (trainable(node) or has_region_params(node)
-              or any(ref[0] in active for ref in node.inputs)):
-            active.add(node.id)
-    return active
-
-
 def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
              wrt_inputs: bool = False) -> dict[str, np.ndarray]:
     """Walk the graph in reverse order from the output cotangents `seeds`; returns the
     gradient of every trainable parameter (zeros where the loss does not depend on it) and,
     with `wrt_inputs`, of every float input by its name. Each node's saved values are dropped
-    as soon as its vjp has run."""
+    as soon as its vjp has run, and each cotangent once its producer's vjp has; a value
+    several nodes read is freed with the last of their tape entries."""
     active = active_nodes(graph, wrt_inputs)
+    plan = tape.plan
     cot: dict[Ref, np.ndarray] = dict(seeds)
     grads: dict[str, np.ndarray] = {}
     for node in reversed(tape.order):
+        if (plan is not None and node.id in plan.segment and node.id in plan.keep
+                and plan.segment[node.id] in tape.seg_ins):
+            recompute(tape, plan.segment[node.id])
         ins = tape.ins.pop(node.id, None)
         outs = tape.outs.pop(node.id, None)
         ctx = tape.ctxs.pop(node.id, None)
@@ -167,12 +215,18 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
         op = OPS[node.op]
         if op.vjp is None:
             raise no_gradient(node)
+        if ins is None:
+            raise AssertionError(f"{node.op} at {node.span} was not taped")
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
+        if tape.probe is not None:
+            tape.probe(tape, cot, [*ins, *outs, *gouts, *gins, *ctx.saved.values()])
+        del ins, outs, ctx, gouts  # the tape entry goes now, not with the next node's
         for ref, g in zip(node.inputs, gins):
             if g is None or ref[0] not in active:
                 continue
             g = np.asarray(g)
             cot[ref] = cot[ref] + g if ref in cot else g
+        del gins
         for local, g in gparams.items():
             key = param_key(node, local)
             grads[key] = grads[key] + g if key in grads else np.asarray(g)
@@ -254,15 +308,19 @@ def default_loss(graph: Graph) -> str:
 def grad(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
          loss: str | dict[str, np.ndarray] | None = None, train: bool = False, seed: int = 0,
          bindings: dict[str, int] | None = None, wrt_inputs: bool = False,
-         float64: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+         float64: bool = False, checkpoint_blocks: bool = False, probe: Probe | None = None,
+         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(gradients by parameter key, plus input names with `wrt_inputs`; the forward's
-    outputs). Buffers updated in training are written to `params`, as in `interp.run`."""
+    outputs). Buffers updated in training are written to `params`, as in `interp.run`.
+    `checkpoint_blocks` recomputes each block's values in the backward walk instead of
+    keeping them (same gradients, less memory, one more forward of every block)."""
     if loss is None:
         loss = default_loss(graph)
     refs = dict(graph.outputs)
-    check_differentiable(graph, [refs[n] for n in ([loss] if isinstance(loss, str) else loss)
-                                 if n in refs], wrt_inputs)
-    tape = forward(graph, inputs, params, train, seed, bindings, float64)
+    loss_refs = [refs[n] for n in ([loss] if isinstance(loss, str) else loss) if n in refs]
+    check_differentiable(graph, loss_refs, wrt_inputs)
+    tape = forward(graph, inputs, params, train, seed, bindings, float64, loss_refs=loss_refs,
+                   wrt_inputs=wrt_inputs, checkpoint=checkpoint_blocks, probe=probe)
     seeds = output_seeds(graph, tape.outputs, loss)
     grads = backward(graph, tape, seeds, wrt_inputs)
     out: dict[str, np.ndarray] = {}

@@ -329,7 +329,8 @@ def cmd_grad(args) -> int:
         loss = autodiff.default_loss(graph)
     grads, _ = autodiff.grad(graph, inputs, {k: v.copy() for k, v in params.items()}, loss,
                              train=args.train, seed=args.seed, bindings=binds,
-                             wrt_inputs=args.wrt_inputs)
+                             wrt_inputs=args.wrt_inputs,
+                             checkpoint_blocks=args.checkpoint_blocks)
     rows = []
     if args.check:
         _, rows = gradcheck.check(graph, inputs, params, loss, train=args.train,
@@ -531,6 +532,9 @@ def _parser() -> argparse.ArgumentParser:
                    "float inputs, under their names")
     g.add_argument("--check", action="store_true", help="compare with central finite "
                    "differences in float64 on random coordinates; exit 1 above --tol")
+    g.add_argument("--checkpoint-blocks", action="store_true", help="keep only each block's "
+                   "inputs in the forward and recompute the block in the backward walk: the "
+                   "same gradients in less memory (see `dslc summary`), for one more forward")
     g.add_argument("--points", type=int, default=5, help="coordinates per parameter that "
                    "--check compares (default 5)")
     g.add_argument("--tol", type=float, default=1e-4, help="--check's largest accepted "

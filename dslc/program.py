@@ -86,18 +86,21 @@ class Program:
     def grad(self, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray] | None = None,
              loss: str | dict[str, np.ndarray] | None = None, train: bool = False,
              seed: int = 0, wrt_inputs: bool = False, bind: dict[str, int] | None = None,
-             float64: bool = False) -> dict[str, np.ndarray]:
+             float64: bool = False, checkpoint_blocks: bool = False) -> dict[str, np.ndarray]:
         """Reverse-mode gradients on NumPy of a scalar output `loss` (default: the model's one
         scalar float output), or of the outputs against a cotangent dict {output: array}:
         {parameter key: gradient} for every trainable parameter, plus {input name: gradient}
         with `wrt_inputs`. The model as written is differentiated (no inference folds), so
-        the keys are those of `init_params`."""
+        the keys are those of `init_params`. `checkpoint_blocks` keeps only each block's
+        inputs and recomputes the block in the backward walk: the same gradients, bit for bit,
+        in less memory (`summary()["memory"]["training_peak_checkpoint_bytes"]`)."""
         from dslc.autodiff import grad
 
         if params is None:
             params = self.init_params(seed)
         grads, _ = grad(self.source, inputs, params, loss, train=train, seed=seed,
-                        bindings=bind, wrt_inputs=wrt_inputs, float64=float64)
+                        bindings=bind, wrt_inputs=wrt_inputs, float64=float64,
+                        checkpoint_blocks=checkpoint_blocks)
         return grads
 
     def train(self, data: str, out: str, params: dict[str, np.ndarray] | None = None,
@@ -123,7 +126,7 @@ class Program:
     def summary(self, bind: dict[str, int] | None = None) -> dict[str, Any]:
         from dslc.summary import summarize
 
-        return summarize(self.graph, bind or {})
+        return summarize(self.graph, bind or {}, train_graph=self.source)
 
     def to_torch_source(self) -> str:
         from dslc.backends.torch_codegen import generate

@@ -8,6 +8,7 @@ import sympy
 
 from dslc import dims as D
 from dslc import regions
+from dslc.grad_memory import kept_elements, symbolic_peak
 from dslc.ir import Graph, IRNode
 
 # Bytes per element of each DSL dtype (bf16 is 2 bytes in torch even though NumPy computes it
@@ -111,7 +112,8 @@ def inference_peak(graph: Graph, size_of) -> D.Dim | None:
     return max(coeff for coeff, _ in terms) * terms[0][1]
 
 
-def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
+def summarize(graph: Graph, bind: dict[str, int],
+              train_graph: Graph | None = None) -> dict[str, Any]:
     """Every fact of the cost table as plain JSON-able data.
 
     Counts are ints, or strings such as "1176*B" where a dim is still unbound after `bind`.
@@ -119,7 +121,10 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
     state_dict key once); memory is in bytes: parameters, buffers, activations (every value
     one forward pass makes, inputs included, as training keeps them for the backward pass), and
     the inference peak (see inference_peak; constants are buffers there too; None when it
-    depends on unbound dims).
+    depends on unbound dims), and the training peaks of `train_graph` (default `graph`; the
+    model as written, which is what the backward walk differentiates): one forward and
+    backward walk differentiating every float output, without and with checkpointed blocks
+    (see grad_memory.training_peak; None when it depends on unbound dims).
     """
     bind = dict(bind or {})
     cache: dict[D.Dim, D.Dim] = {}
@@ -191,6 +196,22 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
     act_bytes = sympy.Add(*acts)
     peak = inference_peak(graph, lambda node, t: sympy.Integer(0) if regions.is_constant(node)
                           else bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4))
+    tg = graph if train_graph is None else train_graph
+
+    def value_bytes(ref: tuple[int, int]) -> D.Dim:
+        t = tg.type_of(ref)
+        if regions.is_constant(tg.nodes[ref[0]]):
+            return sympy.Integer(0)
+        return bound(_numel(t.shape)) * DTYPE_BYTES.get(t.dtype, 4)
+
+    def kept_bytes(node: IRNode) -> D.Dim:
+        n = kept_elements(tg, node)
+        if n == 0:
+            return sympy.Integer(0)
+        return bound(n) * DTYPE_BYTES.get(node.types[0].dtype, 4)
+
+    train_peak = symbolic_peak(tg, value_bytes, kept_bytes)
+    checkpoint_peak = symbolic_peak(tg, value_bytes, kept_bytes, checkpoint=True)
     free = sorted({s.name for e in (total_macs, act_bytes) for s in e.free_symbols})
     return {
         "model": graph.model,
@@ -206,6 +227,9 @@ def summarize(graph: Graph, bind: dict[str, int]) -> dict[str, Any]:
             "param_bytes": _fmt_dim(sympy.Add(*pbytes)),
             "buffer_bytes": _fmt_dim(sympy.Add(*bbytes)),
             "inference_peak_bytes": None if peak is None else _fmt_dim(peak),
+            "training_peak_bytes": None if train_peak is None else _fmt_dim(train_peak),
+            "training_peak_checkpoint_bytes": (None if checkpoint_peak is None
+                                               else _fmt_dim(checkpoint_peak)),
         },
         "layers": layers,
         "blocks": [{"path": path, "kind": f.kind, "name": f.name,
@@ -324,6 +348,17 @@ def format_table(summary: dict[str, Any], depth: int | None = None) -> str:
     out.append(f"{'Inference peak:':<{label_w + 1}} "
                + (f"{fmt_bytes(peak)}  (values alive at once in a run without gradients)"
                   if peak is not None else "depends on the sizes of the unbound dims"))
+    for label, key, what in (
+            ("Training peak:", "training_peak_bytes", "values kept for the backward walk, "
+             "and cotangents"),
+            ("  checkpointed:", "training_peak_checkpoint_bytes", "blocks recomputed in the "
+             "backward walk: --checkpoint-blocks")):
+        if key not in mem:  # a summary made before training peaks were reported
+            continue
+        value = mem[key]
+        out.append(f"{label:<{label_w + 1}} "
+                   + (f"{fmt_bytes(value)}  ({what})" if value is not None
+                      else "depends on the sizes of the unbound dims"))
     if summary.get("unbound"):
         out.append("Unbound dims: " + ", ".join(summary["unbound"])
                    + " (bind them with --bind NAME=SIZE for numbers)")

@@ -158,7 +158,8 @@ def test_json_fields_and_types():
         assert all(isinstance(d, (int, str)) for d in item["shape"])
     assert s["outputs"][0]["shape"] == [3, "T", 2]
     assert set(s["memory"]) == {"activation_bytes", "param_bytes", "buffer_bytes",
-                                "inference_peak_bytes"}
+                                "inference_peak_bytes", "training_peak_bytes",
+                                "training_peak_checkpoint_bytes"}
     assert s["memory"]["inference_peak_bytes"] == "576*T"  # 3 * 192*B*T (the golden)
     bound = summarize(load("resnet").graph, {"B": 3, "T": 5})["memory"]
     assert isinstance(bound["inference_peak_bytes"], int)

@@ -249,6 +249,13 @@ def _mha_split(ins) -> tuple[list[TensorType], list[TensorType]]:
     return list(ins[:n]), list(ins[n:])
 
 
+def _mha_kept(ins) -> D.Dim:
+    """The q, k and v projections the kernel keeps for its vjp (ctx.saved["qkv"])."""
+    q, k, _ = _mha_qkv(ins)
+    d = q.shape[-1]
+    return D.product(q.shape) + 2 * D.product(k.shape[:-1]) * d
+
+
 def _mha_qkv(ins) -> tuple[TensorType, TensorType, TensorType]:
     fl, _ = _mha_split(ins)
     if len(fl) == 1:
@@ -398,6 +405,10 @@ def _mha_kernel(a: MHAAttrs, xs, ctx):
             k = _linear(k_in, w[d:2 * d], bs[1])
             v = _linear(v_in, w[2 * d:], bs[2])
     tk = k.shape[1]
+    # The projections, for the vjp (ops/attention_grad.py: it would compute them again
+    # otherwise, the bulk of its work). Views of this run's arrays: nothing is copied, and
+    # a run without gradients drops them with the context.
+    ctx.saved["qkv"] = (q, k, v)
     q = q.reshape(bsz, tq, h, dh).transpose(0, 2, 1, 3)
     k = k.reshape(bsz, tk, h, dh).transpose(0, 2, 3, 1)
     v = v.reshape(bsz, tk, h, dh).transpose(0, 2, 1, 3)
@@ -477,6 +488,7 @@ MULTI_HEAD_ATTENTION = Op(
     macs=_mha_macs,
     numpy=_mha_kernel,
     vjp=mha_vjp,
+    vjp_keeps=lambda a, ins, outs: _mha_kept(ins),
     torch_module=_mha_module,
     torch_call=_mha_call,
     module_prefix="attn",

@@ -71,9 +71,13 @@ def attention_vjp(a, ins, outs, gouts, ctx):
     return [gq, gk, gv] + [None] * (len(ins) - 3), {}
 
 
-def mha_vjp(a, ins, outs, gouts, ctx):
+def mha_vjp(a, ins, outs, gouts, ctx, tuned: bool = True):
     """nn.MultiheadAttention: cotangents of the query, key and value inputs (summed where
-    one tensor plays several roles) and of the four projection parameters."""
+    one tensor plays several roles) and of the four projection parameters. Tuned: the
+    forward's projections (ctx.saved["qkv"]) are reused, and self-attention's input
+    projection is differentiated as one GEMM; tuned=False is the plain form (projections
+    computed again, one product per role), which tests/ops/test_attention_grad.py holds it
+    equal to."""
     fl = [i for i, x in enumerate(ins) if x.dtype != np.bool_]
     masks = [x for x in ins if x.dtype == np.bool_]
     p = ctx.params
@@ -86,8 +90,11 @@ def mha_vjp(a, ins, outs, gouts, ctx):
     bsz, tq = q_in.shape[:2]
     tk = k_in.shape[1]
     bs = [None] * 3 if bias is None else [bias[:d], bias[d:2 * d], bias[2 * d:]]
-    heads = [_linear(x, w[j * d:(j + 1) * d], bs[j]).reshape(x.shape[0], x.shape[1], h, dh)
-             .transpose(0, 2, 1, 3) for j, x in enumerate((q_in, k_in, v_in))]
+    lin = ctx.saved.get("qkv") if tuned else None  # the forward's projections
+    if lin is None:  # the plain form: projected again
+        lin = [_linear(x, w[j * d:(j + 1) * d], bs[j]) for j, x in enumerate((q_in, k_in,
+                                                                               v_in))]
+    heads = [y.reshape(y.shape[0], y.shape[1], h, dh).transpose(0, 2, 1, 3) for y in lin]
     q, k, v = heads  # [B, h, T, dh]
     c = 1.0 / math.sqrt(dh)
     s = np.matmul(q * c, np.swapaxes(k, -1, -2))
@@ -113,8 +120,22 @@ def mha_vjp(a, ins, outs, gouts, ctx):
     ds = softmax_grad(wts, gw) * c
     gq = np.matmul(ds, k)
     gk = np.matmul(np.swapaxes(ds, -1, -2), q)
+    if tuned and roles[0] == roles[1] == roles[2]:
+        # Self-attention: the three projections' cotangents side by side [B*T, 3d] (the
+        # in_proj_weight's row order), so that its gradient and the input's are one GEMM
+        # each, the three roles summed by the product.
+        gall = np.empty((bsz, tq, 3, h, dh), gq.dtype)
+        for j, gx in enumerate((gq, gk, gv)):
+            gall[:, :, j] = gx.transpose(0, 2, 1, 3)
+        gall = gall.reshape(-1, 3 * d)
+        grads["in_proj_weight"] = gall.T @ q_in.reshape(-1, d)
+        if bias is not None:
+            grads["in_proj_bias"] = gall.sum(axis=0)
+        gins: list[np.ndarray | None] = [None] * len(ins)
+        gins[roles[0]] = (gall @ w).reshape(q_in.shape)
+        return gins, grads
     gw_in, gb_in = [], []
-    gins: list[np.ndarray | None] = [None] * len(ins)
+    gins = [None] * len(ins)
     for j, (gx, x) in enumerate(zip((gq, gk, gv), (q_in, k_in, v_in))):
         gx = gx.transpose(0, 2, 1, 3).reshape(x.shape)  # [B, T, d]
         gw_in.append(gx.reshape(-1, d).T @ x.reshape(-1, d))

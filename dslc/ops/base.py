@@ -78,6 +78,9 @@ class RunCtx:
     # For an op with `takes_epilogue`: the work of the nodes the interpreter fused after it
     # (their `epilogue`s), to apply in place to the result; None when nothing was fused.
     epilogue: Callable[[np.ndarray], None] | None = None
+    # The backward walk will run this node's vjp (dslc/autodiff.py): a kernel may keep in
+    # `saved` what its vjp would otherwise compute again (the LSTM's per-step gates).
+    grad: bool = False
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)
@@ -203,6 +206,10 @@ class Op:
     #     {local parameter name: gradient}). ctx holds the node's params and what the kernel
     # saved. None: the op has no gradient (argmax, integer ops, masks); `no_grad` says why.
     vjp: Callable[..., tuple[list[np.ndarray | None], dict[str, np.ndarray]]] | None = None
+    # (attrs, input types, output types) -> elements (of the first output's dtype) the kernel
+    # keeps in ctx.saved when the backward walk runs it (ctx.grad), beyond its inputs and
+    # outputs; `dslc summary`'s training peak counts them (dslc/grad_memory.py).
+    vjp_keeps: Callable[[Any, list[TensorType], list[TensorType]], D.Dim] | None = None
     no_grad: str = ""
     # Fusion in eval runs (dslc/interp.py): an op with an `epilogue` keeps its input's shape
     # and dtype and computes each element from that element and its channel alone (batch

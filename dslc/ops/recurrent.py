@@ -284,6 +284,7 @@ class _Layer:
         self.product = np.dot if w_hh.ndim == 2 else np.matmul
         self.one = np.ones((), dt)
         self.xp, self.out, self.valid, self.gates, self.tmp = xp, out, valid, gates, tmp
+        self.record: tuple[np.ndarray, ...] | None = None  # see make_kernel
         blocks = [gates[..., j * hs:(j + 1) * hs, :] for j in range(gh // hs)]
         if kind == "lstm":  # loop order i, f, o, g
             self.sig, self.i, self.f, self.o, self.g = gates[..., :3 * hs, :], *blocks
@@ -320,8 +321,13 @@ class _Layer:
         with np.errstate(over="ignore"):
             # Unmasked steps: the new state goes straight into the output, which is the
             # next step's h; c is updated in place.
+            rec = self.record
             for s in range(min(self.first_masked, steps)):
                 h = step(self._xp(s), h, c, out[s], c, relu)
+                if rec is not None:  # for the vjp: the step's gates, c and tanh(c)
+                    np.copyto(rec[0][s], self.gates)
+                    np.copyto(rec[1][s], c)
+                    np.copyto(rec[2][s], self.tmp)
             self.h[...] = h
             if self.first_masked >= steps:
                 return
@@ -430,8 +436,16 @@ def make_kernel(kind: str):
             c = np.array(c0[ks].transpose(0, 2, 1), dtype=dt, order="C", copy=True) \
                 if kind == "lstm" else None
             out = np.empty((steps, nd, hs, bsz), dt)
-            _Layer(kind, hs, np.ascontiguousarray(y), w_ih, bias, w_hh, b_hn, h, c, out, valid,
-                   first_masked).run(relu)
+            y = np.ascontiguousarray(y)
+            run = _Layer(kind, hs, y, w_ih, bias, w_hh, b_hn, h, c, out, valid, first_masked)
+            if ctx.grad and kind == "lstm" and lengths is None:
+                # The vjp (ops/recurrent_grad.py) walks the steps back from these instead of
+                # running the layer again: the layer's input, and per loop step the gates
+                # (loop order i, f, o, g), c and tanh(c), feature-major as computed.
+                run.record = tuple(np.empty((steps,) + v.shape, dt)
+                                   for v in (run.gates, run.c, run.tmp))
+                ctx.saved[f"lstm_l{layer}"] = (y, h.copy(), c.copy(), *run.record, out)
+            run.run(relu)
             h_n.append(h.transpose(0, 2, 1))
             if c is not None:
                 c_n.append(c.transpose(0, 2, 1))
@@ -533,6 +547,21 @@ def _examples(kind: str, extra: dict | None = None) -> tuple[Example, ...]:
     )
 
 
+def _lstm_kept(a: RecurrentAttrs, ins: list[TensorType]) -> D.Dim:
+    """What the LSTM kernel records for its vjp per layer (make_kernel; nothing with sequence
+    lengths): the layer's input [T, B, F], the initial h and c, and per step the gates, c,
+    tanh(c) and the outputs ([T, D, 4H + 3H, B])."""
+    if len(ins) >= 2 and not ins[-1].is_float:
+        return D.const(0)
+    bsz, steps, feats = ins[0].shape
+    nd, hs = dirs(a), a.hidden_size
+    total = D.const(0)
+    for layer in range(a.num_layers):
+        width = feats if layer == 0 else nd * hs
+        total += steps * bsz * (D.as_dim(width) + 7 * nd * hs) + 2 * nd * hs * bsz
+    return total
+
+
 def make_op(kind: str, doc: str, attrs: type[RecurrentAttrs],
             extra: dict | None = None) -> Op:
     k = n_states(kind)
@@ -549,6 +578,7 @@ def make_op(kind: str, doc: str, attrs: type[RecurrentAttrs],
         macs=make_macs(kind),
         numpy=make_kernel(kind),
         vjp=recurrent_vjp(kind),
+        vjp_keeps=(lambda a, ins, outs: _lstm_kept(a, ins)) if kind == "lstm" else None,
         torch_module=make_module(kind),
         torch_call=_call,
         torch_stmts=_stmts,

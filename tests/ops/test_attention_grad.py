@@ -73,3 +73,37 @@ def test_einsum_vjp_matches_torch(eq, shapes):
     torch.einsum(eq, *ts).backward(torch.from_numpy(g))
     for got, t in zip(gins, ts):
         _close(got, t.grad.numpy())
+
+
+@pytest.mark.parametrize("roles", ["self", "kv", "cross", "same_array_thrice"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tuned_mha_vjp_equals_the_plain_form(roles, dtype):
+    """The tuned vjp (the forward's projections reused, self-attention's input projection as
+    one GEMM) against the plain one (projections computed again, one product per role), with
+    attention dropout in training."""
+    from dslc.ops.attention_grad import mha_vjp
+
+    rng = np.random.default_rng(3)
+    b, t, d = 2, 5, 8
+    x = rng.standard_normal((b, t, d)).astype(dtype)
+    y = rng.standard_normal((b, t + 1, d)).astype(dtype)
+    z = rng.standard_normal((b, t + 1, d)).astype(dtype)
+    ins = {"self": [x], "kv": [x, y], "cross": [x, y, z], "same_array_thrice": [x, x, x]}[roles]
+    m = torch.nn.MultiheadAttention(d, 2, batch_first=True)
+    params = {k: v.detach().numpy().astype(dtype) for k, v in m.state_dict().items()}
+    op = OPS["multihead_attention"]
+    a = op.attrs(num_heads=2, dropout=0.3)
+    ctx = RunCtx(train=True, rng=rng, params=params)
+    outs = op.numpy(a, ins, ctx)
+    assert "qkv" in ctx.saved and "dropout" in ctx.saved
+    g = rng.standard_normal(outs[0].shape).astype(dtype)
+    tuned = mha_vjp(a, ins, outs, [g], ctx)
+    plain = mha_vjp(a, ins, outs, [g], ctx, tuned=False)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(tuned[0], plain[0]):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert sorted(tuned[1]) == sorted(plain[1])
+    for key in plain[1]:
+        np.testing.assert_allclose(tuned[1][key], plain[1][key], rtol=tol, atol=tol,
+                                   err_msg=key)

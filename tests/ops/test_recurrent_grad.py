@@ -96,3 +96,52 @@ def test_the_kernel_leaves_an_initial_state_it_is_given_alone(kind):
     op.numpy(a, [x] + states, RunCtx(train=False, rng=rng, params=params))
     for s, b in zip(states, before):
         np.testing.assert_array_equal(s, b)
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layers,bidirectional,states,dropout", [
+    (1, False, False, 0.0), (2, False, True, 0.0), (2, True, True, 0.0), (3, True, False, 0.4),
+])
+def test_tuned_lstm_vjp_equals_the_plain_form_and_torch(layers, bidirectional, states,
+                                                        dropout, dtype, recorded):
+    """The tuned LSTM vjp against the plain one, and against torch.autograd when there is no
+    dropout (torch's masks differ): `recorded`, walking back from the steps the forward kernel
+    recorded (ctx.grad, as the backward walk runs it), else from its own in-place replay."""
+    from dslc.ops.recurrent_grad import recurrent_vjp
+
+    op = OPS["lstm"]
+    a = op.attrs(hidden_size=4, num_layers=layers, bidirectional=bidirectional,
+                 dropout=dropout)
+    rng = np.random.default_rng(5)
+    nd = 2 if bidirectional else 1
+    x = rng.standard_normal((3, 6, 5)).astype(dtype)
+    ins = [x]
+    if states:
+        ins += [rng.standard_normal((layers * nd, 3, 4)).astype(dtype) for _ in range(2)]
+    m = _torch_module("lstm", a, 5)
+    params = {k: v.detach().numpy().astype(dtype) for k, v in m.state_dict().items()}
+    ctx = RunCtx(train=dropout > 0, rng=rng, params=params, grad=recorded)
+    outs = op.numpy(a, ins, ctx)
+    assert ("lstm_l0" in ctx.saved) == recorded
+    gouts = [rng.standard_normal(o.shape).astype(dtype) for o in outs]
+    tuned = recurrent_vjp("lstm")(a, ins, outs, gouts, ctx)
+    plain = recurrent_vjp("lstm", tuned=False)(a, ins, outs, gouts, ctx)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for got, want in zip(tuned[0], plain[0]):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert sorted(tuned[1]) == sorted(plain[1])
+    for key, want in plain[1].items():
+        assert tuned[1][key].dtype == want.dtype, key
+        np.testing.assert_allclose(tuned[1][key], want, rtol=tol, atol=tol, err_msg=key)
+    if dropout or dtype == np.float32:
+        return
+    tins = [torch.from_numpy(v.copy()).requires_grad_(True) for v in ins]
+    y, (hn, cn) = m(tins[0], (tins[1], tins[2]) if states else None)
+    sum((t * torch.from_numpy(g)).sum() for t, g in zip((y, hn, cn), gouts)).backward()
+    for got, t in zip(tuned[0], tins):
+        np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-8, atol=1e-10)
+    for key, p in m.named_parameters():
+        np.testing.assert_allclose(tuned[1][key], p.grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=key)
