@@ -83,16 +83,19 @@ def forward(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.nd
 
 
 def taped(graph: Graph, inputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
-          train: bool, rng: np.random.Generator, bound: dict[str, int], plan: Plan,
-          probe: Probe | None = None) -> Tape:
+          train: bool, rng: np.random.Generator, bound: dict[str, int],
+          plan: Plan | None = None, probe: Probe | None = None) -> Tape:
     """One graph's forward walk, keeping the inputs, outputs and context of the nodes of
-    `plan.keep`; every other value is dropped once its last reader has run.
+    `plan.keep` (without a plan: of every node); every other value is dropped once its last
+    reader has run.
 
     A region an op's kernel runs (`ctx.run_graph`: a scan's cell, once per step) is taped the
     same way (every node of it), and the op's vjp differentiates the k-th run through
     `ctx.saved["region_vjp"](k, output cotangents) -> (input cotangents,
     {parameter key: gradient})`, which releases that run's tape: backpropagation through time
     holds every step's values until the backward walk reaches it."""
+    if plan is None:
+        plan = make_plan(graph)
     tape = Tape(graph, graph.order(), {}, {}, {}, {}, plan=plan, probe=probe)
 
     def run(node: IRNode, ins: list[np.ndarray], gen: np.random.Generator,
