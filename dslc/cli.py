@@ -230,6 +230,10 @@ def cmd_train(args) -> int:
             rest += ["--" + flag.replace("_", "-"), str(value)]
     if args.compile:
         rest.append("--compile")
+    if not args.init and not args.resume:
+        init = _seeded_init(args, prog, out)
+        if init is not None:
+            rest += ["--init", init]
     if args.init:
         rest += ["--init", args.init]
     if args.progress:
@@ -240,6 +244,26 @@ def cmd_train(args) -> int:
     else:
         cmd = [sys.executable, str(script), *rest]
     return subprocess.run(cmd, check=False).returncode
+
+
+def _seeded_init(args, prog, out: Path) -> str | None:
+    """RUN/init.npz: dslc's seeded initialisation (the NumPy back end's start), so that both
+    back ends begin from the same parameters for the same --seed (issue 15's contract; the
+    layers' distributions are torch.nn's either way). None for a multi-model section, whose
+    program seeds each model itself."""
+    from dslc.interp import init_params
+    from dslc.sources import load_program
+    from dslc.train_check import pick_train
+    from dslc.train_sections import check_train
+
+    program = load_program(prog.path)
+    if pick_train(program, prog.source.model, args.train or None).is_multi:
+        return None
+    spec = check_train(program, prog.source, args.train or None)
+    seed = spec.seed if args.seed is None else args.seed
+    path = out / "init.npz"
+    write_atomic(str(path), _npz_bytes(init_params(prog.source, seed)))
+    return str(path)
 
 
 def _train_numpy(args) -> int:

@@ -126,7 +126,6 @@ def test_bad_data_gives_the_generated_programs_message(tmp_path, arrays, capsys)
 
     from dslc.backends.torch_train import generate_train
 
-    pytest.importorskip("torch")
     path, prog, spec = _spec(tmp_path)
     np.savez(tmp_path / "d.npz", **arrays)
     mod = types.ModuleType("generated_train")
@@ -216,3 +215,24 @@ def test_whole_graph_training_uses_the_training_nodes_only(tmp_path):
     np.savez(tmp_path / "c.npz", x=x, edge_index=edges, label=label[:7])
     with pytest.raises(TrainError, match=r"E0613|E0615"):
         load_data(str(tmp_path / "c.npz"), spec)
+
+
+def test_both_back_ends_start_from_the_same_parameters_for_one_seed(tmp_path):
+    """`dslc train` with the same --seed and no --init: the generated program starts from
+    dslc's seeded initialisation (RUN/init.npz) as the NumPy back end does, so whole runs of
+    the two back ends end with the same parameters; other seeds start elsewhere."""
+    path, prog, _ = _spec(tmp_path)
+    data = _data(tmp_path / "d.npz")
+    runs = {}
+    for backend, seed in (("numpy", "3"), ("torch", "3"), ("torch", "4")):
+        out = tmp_path / f"{backend}{seed}"
+        assert main(["train", str(path), "--data", str(data), "--out", str(out), "--backend",
+                     backend, "--seed", seed, "--progress", "none"]) == 0
+        runs[backend + seed] = _params(out)
+    with np.load(tmp_path / "torch3" / "init.npz") as f:
+        init = {k: f[k] for k in f.files}
+    for key, value in prog.init_params(3).items():
+        np.testing.assert_array_equal(init[key], value)
+    for key, value in runs["numpy3"].items():
+        np.testing.assert_allclose(runs["torch3"][key], value, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(runs["torch4"][k], runs["torch3"][k]) for k in runs["torch3"])
