@@ -220,6 +220,7 @@ def backward(graph: Graph, tape: Tape, seeds: dict[Ref, np.ndarray],
             raise no_gradient(node)
         if ins is None:
             raise AssertionError(f"{node.op} at {node.span} was not taped")
+        ctx.input_grads = tuple(ref[0] in active for ref in node.inputs)
         gins, gparams = op.vjp(node.attrs, ins, outs, gouts, ctx)
         if tape.probe is not None:
             tape.probe(tape, cot, [*ins, *outs, *gouts, *gins, *ctx.saved.values()])

@@ -81,6 +81,10 @@ class RunCtx:
     # The backward walk will run this node's vjp (dslc/autodiff.py): a kernel may keep in
     # `saved` what its vjp would otherwise compute again (the LSTM's per-step gates).
     grad: bool = False
+    # Set by the backward walk before it calls the vjp: per input, whether a cotangent is
+    # wanted for it (False: a model input or a value no parameter feeds); None: all are. A
+    # vjp may skip the work of an unwanted one (a first conv's input gradient) and return None.
+    input_grads: tuple[bool, ...] | None = None
 
     def dim(self, d: D.Dim) -> int:
         return D.evaluate(d, self.bindings)

@@ -48,7 +48,7 @@ def _ungrouped(a: np.ndarray, n: int, spatial: tuple[int, ...]) -> np.ndarray:
 
 
 def _result(a, ins, functional, gx, gw, gb, batched):
-    gx = gx if batched else gx[0]
+    gx = gx if batched or gx is None else gx[0]
     if functional:
         return [gx, gw] + ([gb] if len(ins) == 3 else []), {}
     return [gx], ({"weight": gw} | ({} if gb is None else {"bias": gb}))
@@ -70,7 +70,9 @@ def conv_vjp(nd: int, tuned: bool = True):
         fast = None
         if tuned and a.groups == 1 and (a.padding_mode == "zeros"
                                         or not any(lo or hi for lo, hi in pads)):
-            fast = _im2col_grads(x, w, g, s, d, pads)
+            # a first layer's input (the model's) needs no cotangent: skip dL/dx's two passes
+            want_x = ctx is None or ctx.input_grads is None or ctx.input_grads[0]
+            fast = _im2col_grads(x, w, g, s, d, pads, want_x)
         gx, gw = fast if fast is not None else _tap_grads(a, x, w, g, s, d, pads)
         gb = g.sum(axis=(0,) + tuple(range(2, g.ndim))) if b is not None else None
         return _result(a, ins, functional, gx, gw, gb, batched)
@@ -122,13 +124,15 @@ def _tap_grads(a, x, w, g, s, d, pads) -> tuple[np.ndarray, np.ndarray]:
 _BLOCK = 1 << 22
 
 
-def _im2col_grads(x, w, g, s, d, pads) -> tuple[np.ndarray, np.ndarray] | None:
+def _im2col_grads(x, w, g, s, d, pads,
+                  want_x: bool = True) -> tuple[np.ndarray | None, np.ndarray] | None:
     """(dL/dx, dL/dw) of a one-group zero-padded conv, channels last: per block of images,
     the patch matrix P [positions, taps*C] is gathered once (as the forward gathers it), then
     dL/dw = G^T P and dL/dP = G W are two large matmuls (G: the output cotangent [positions,
     O]), and dL/dP is added back tap by tap onto the padded input's rows. The tap-by-tap
     form did 2 small matmuls and 2 transposing copies per tap: ResNet-18's backward took 10x
-    its forward. None when no tap reaches the input (the plain form handles it)."""
+    its forward. None when no tap reaches the input (the plain form handles it). Without
+    `want_x`, dL/dx is not computed (None): a first layer's input needs none."""
     nd = x.ndim - 2
     n, c = x.shape[:2]
     o, k = w.shape[0], w.shape[2:]
@@ -154,7 +158,7 @@ def _im2col_grads(x, w, g, s, d, pads) -> tuple[np.ndarray, np.ndarray] | None:
     imgs = max(1, min(n, _BLOCK // max(1, per_image)))
     patches = np.empty((imgs,) + out + (len(taps), c), dt)
     gwm = np.zeros((o, len(taps) * c), dt)
-    gxp = np.zeros(xp.shape, dt)
+    gxp = np.zeros(xp.shape, dt) if want_x else None
     for n0 in range(0, n, imgs):
         m = min(imgs, n - n0)
         pb = patches[:m]
@@ -164,6 +168,8 @@ def _im2col_grads(x, w, g, s, d, pads) -> tuple[np.ndarray, np.ndarray] | None:
         gm = gl[n0:n0 + m].reshape(-1, o)  # a copy unless g is channels-last in memory
         pm = pb.reshape(-1, len(taps) * c)
         gwm += gm.T @ pm
+        if not want_x:
+            continue
         gp = (gm @ wm).reshape(pb.shape)
         gb = gxp[n0:n0 + m]
         for j, sl in enumerate(slices):
@@ -171,6 +177,8 @@ def _im2col_grads(x, w, g, s, d, pads) -> tuple[np.ndarray, np.ndarray] | None:
     gw = np.zeros(w.shape, dt)
     gw[(slice(None), slice(None)) + tuple(slice(r.t0, r.t1) for r in reaches)] = np.moveaxis(
         gwm.reshape((o,) + counts + (c,)), -1, 1)
+    if not want_x:
+        return None, gw
     # Back from the frame to x's rows; channels-last memory, x's [N, C, *S] shape
     gx = np.zeros((n,) + x.shape[2:] + (c,), dt)
     gx[(slice(None),) + tuple(slice(r.r0, r.r1) for r in reaches)] = gxp[

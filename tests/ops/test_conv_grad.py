@@ -46,7 +46,9 @@ def grads(nd, batch, cin, cout, size, k, s, p, d, dtype, tuned, channels_last=Fa
         s, p, d)
     g = rng.standard_normal(tuple(out.shape)).astype(dtype)
     ctx = RunCtx(train=False, rng=rng, params={"weight": w, "bias": b})
-    (gx,), gp = conv_grad.conv_vjp(nd, tuned=tuned)(a, [x], [out.numpy()], [g], ctx)
+    # the op's own vjp when tuned
+    vjp = OPS[f"conv{nd}d"].vjp if tuned else conv_grad.conv_vjp(nd, tuned=False)
+    (gx,), gp = vjp(a, [x], [out.numpy()], [g], ctx)
     return x, w, b, g, gx, gp
 
 
@@ -96,3 +98,20 @@ def test_grouped_and_reflect_padded_convs_take_the_plain_form(monkeypatch):
         ctx = RunCtx(train=False, rng=rng, params={"weight": w, "bias": np.zeros(4)})
         conv_grad.conv_vjp(2)(a, [x], [None], [g], ctx)
     assert not calls
+
+
+def test_an_unwanted_input_cotangent_is_not_computed():
+    """The backward walk says which inputs want a cotangent (ctx.input_grads): a first conv's
+    input (the model's) gets None, and its weight gradient is the same as with one."""
+    rng = np.random.default_rng(5)
+    a = OPS["conv2d"].attrs(out_channels=4, kernel=3, padding=1)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    got = {}
+    for want in (True, False):
+        ctx = RunCtx(train=False, rng=rng, params={"weight": w})
+        ctx.input_grads = (want,)
+        got[want] = OPS["conv2d"].vjp(a, [x], [None], [g], ctx)
+    assert got[False][0] == [None] and got[True][0][0].shape == x.shape
+    np.testing.assert_array_equal(got[False][1]["weight"], got[True][1]["weight"])
