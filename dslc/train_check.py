@@ -390,6 +390,27 @@ def _class_targets(loss: Graph) -> dict[str, tuple[int | None, int]]:
 # ---- the section ----------------------------------------------------------------------------
 
 
+def require_settings(settings: dict[str, TrainSetting], keys: tuple[str, ...],
+                     span: Span) -> None:
+    """E0285 unless every key of `keys` and `epochs` or `steps` is set (one-model and
+    multi-model sections alike)."""
+    for key in keys:
+        if key not in settings:
+            raise _err("E0285", f"train section needs `{key} = ...`", span,
+                       expected=f"{key} = ...", found="no such setting")
+    if "epochs" not in settings and "steps" not in settings:
+        raise _err("E0285", "train section needs `epochs = N` or `steps = N`", span,
+                   expected="epochs = N or steps = N", found="neither")
+
+
+def setting_number(settings: dict[str, TrainSetting], key: str, low: float | None = None):
+    """A numeric setting's value (its default from SETTINGS when absent), checked."""
+    s = settings.get(key)
+    if s is None:
+        return SETTINGS[key][1]
+    return _number(_const(s.value, f"'{key}'"), s.value, f"'{key}'", SETTINGS[key][0], low)
+
+
 def check_train(prog: Program, graph: Graph, name: str | None = None,
                 tdef: TrainDef | None = None) -> TrainSpec:
     """Check the train section `name` (or the default one) for the model `graph`."""
@@ -434,19 +455,10 @@ def check_train(prog: Program, graph: Graph, name: str | None = None,
                        found=tg.type.dtype + "[" + ", ".join(
                            str(getattr(d, "name", getattr(d, "text", "?")))
                            for d in tg.type.dims) + "]")
-    for key in ("loss", "optimizer", "batch"):
-        if key not in settings:
-            raise _err("E0285", f"train section needs `{key} = ...`", t.name_span,
-                       expected=f"{key} = ...", found="no such setting")
-    if "epochs" not in settings and "steps" not in settings:
-        raise _err("E0285", "train section needs `epochs = N` or `steps = N`", t.name_span,
-                   expected="epochs = N or steps = N", found="neither")
+    require_settings(settings, ("loss", "optimizer", "batch"), t.name_span)
 
     def num(key: str, low: float | None = None):
-        s = settings.get(key)
-        if s is None:
-            return SETTINGS[key][1]
-        return _number(_const(s.value, f"'{key}'"), s.value, f"'{key}'", SETTINGS[key][0], low)
+        return setting_number(settings, key, low)
 
     full_graph = _is_full(settings["batch"].value)
     batch = 1 if full_graph else num("batch", 1)

@@ -23,15 +23,15 @@ from dslc.sources import Program
 from dslc.syntax import ast
 from dslc.syntax.train_ast import TrainDef, TrainSetting, TrainUpdate
 from dslc.train_check import (
-    SETTINGS,
     DataArray,
     _clip,
     _const,
     _err,
     _LossElaborator,
-    _number,
     _optimizer,
     _schedule,
+    require_settings,
+    setting_number,
 )
 from dslc.train_reg import walk as _walk
 from dslc.types import TensorType
@@ -258,21 +258,8 @@ def check_multi_train(prog: Program, t: TrainDef, graph: Graph | None = None) ->
     names = [m for m, _ in models]
     settings = _settings(t.settings, SECTION_SETTINGS, "in an `update MODEL { }` block",
                          UPDATE_SETTINGS)
-    for key in ("batch",):
-        if key not in settings:
-            raise _err("E0285", f"train section needs `{key} = ...`", t.name_span,
-                       expected=f"{key} = ...", found="no such setting")
-    if "epochs" not in settings and "steps" not in settings:
-        raise _err("E0285", "train section needs `epochs = N` or `steps = N`", t.name_span,
-                   expected="epochs = N or steps = N", found="neither")
-
-    def num(key: str, low: float | None = None):
-        s = settings.get(key)
-        if s is None:
-            return SETTINGS[key][1]
-        return _number(_const(s.value, f"'{key}'"), s.value, f"'{key}'", SETTINGS[key][0], low)
-
-    batch, epochs, steps = num("batch", 1), num("epochs", 1), num("steps", 1)
+    require_settings(settings, ("batch",), t.name_span)
+    batch, epochs, steps = (setting_number(settings, k, 1) for k in ("batch", "epochs", "steps"))
     hparams: dict[str, Any] = {}
     for n in names:
         for k, v in graphs[n].hparams.items():
@@ -280,8 +267,10 @@ def check_multi_train(prog: Program, t: TrainDef, graph: Graph | None = None) ->
     types, data, noise = _declarations(prog, t, graphs, hparams)
     updates = _updates(prog, t, graphs, types, hparams, steps)
     return MultiTrainSpec(name=t.name, models=names, data=data, noise=noise, updates=updates,
-                          batch=batch, epochs=epochs, steps=steps, shuffle=num("shuffle"),
-                          seed=num("seed", 0), checkpoint_every=num("checkpoint_every", 1),
+                          batch=batch, epochs=epochs, steps=steps,
+                          shuffle=setting_number(settings, "shuffle"),
+                          seed=setting_number(settings, "seed", 0),
+                          checkpoint_every=setting_number(settings, "checkpoint_every", 1),
                           graphs=graphs)
 
 

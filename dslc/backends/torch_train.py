@@ -611,12 +611,11 @@ def load_checkpoint(path, world):
     return ckpt
 
 
-def main(argv=None):
-    global BATCH_SIZE  # FULL_GRAPH: the number of training nodes, set once the data is read
-    args = parse_args(argv)
+def start_processes():
+    """(distributed, rank, world, device): under torchrun, join the process group (nccl
+    between GPUs, gloo between CPU processes); one GPU per process where there are GPUs."""
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if distributed:
-        # nccl between GPUs, gloo between CPU processes.
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
     else:
@@ -628,6 +627,13 @@ def main(argv=None):
         device = torch.device("cpu")
     if BATCH_SIZE % world:
         fail("E0617", f"the global batch {BATCH_SIZE} does not split over {world} processes")
+    return distributed, rank, world, device
+
+
+def main(argv=None):
+    global BATCH_SIZE  # FULL_GRAPH: the number of training nodes, set once the data is read
+    args = parse_args(argv)
+    distributed, rank, world, device = start_processes()
     seed = SEED if args.seed is None else args.seed
     data, n = load_data(args.data)
     n_val = int(n * VALIDATION)

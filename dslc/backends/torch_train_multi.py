@@ -27,7 +27,7 @@ from dslc.types import DTYPES
 # The one-model program's functions this program uses unchanged.
 SHARED = ("fail", "shape_words", "read_arrays", "load_data", "write_atomic", "epoch_order",
           "rank_slice", "_rows_to", "to_batch", "mixed_precision", "rng_state", "load_checkpoint",
-          "leave_together")
+          "start_processes", "leave_together")
 
 
 def _function(name: str) -> str:
@@ -311,19 +311,7 @@ def write_params(out, models):
 
 def main(argv=None):
     args = parse_args(argv)
-    distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, world = 0, 1
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if BATCH_SIZE % world:
-        fail("E0617", f"the global batch {BATCH_SIZE} does not split over {world} processes")
+    distributed, rank, world, device = start_processes()
     seed = SEED if args.seed is None else args.seed
     data, n = load_data(args.data)
     if n < BATCH_SIZE:
