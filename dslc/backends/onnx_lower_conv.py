@@ -26,12 +26,12 @@ def onnx_pads(pads: Pads) -> list[int]:
     return [lo for lo, _ in pads] + [hi for _, hi in pads]
 
 
-def _circular(lw: Lower, x: str, pads: Pads) -> str:
-    """Circular padding before opset 19 (no Pad "wrap"): per spatial axis, the last `lo`
-    and the first `hi` positions Sliced and Concat-ed around x (torch's rule: pads at most
-    the axis size, so one copy each side is enough)."""
+def circular_pad(lw: Lower, x: str, pairs) -> str:
+    """Circular padding before opset 19 (no Pad "wrap"): for each (axis, lo, hi) of `pairs`,
+    the last `lo` and the first `hi` positions Sliced and Concat-ed around x (torch's rule:
+    pads at most the axis size, so one copy each side is enough)."""
     big = 2 ** 62
-    for ax, (lo, hi) in enumerate(pads, start=2):
+    for ax, lo, hi in pairs:
         parts = []
         if lo:
             parts.append(lw.op("Slice", [x, lw.ints([-lo]), lw.ints([big]), lw.ints([ax])]))
@@ -49,7 +49,7 @@ def pad_input(lw: Lower, x: str, pads: Pads, mode: str) -> str:
     if not any(lo or hi for lo, hi in pads):
         return x
     if mode == "circular" and lw.opset < 19:
-        return _circular(lw, x, pads)
+        return circular_pad(lw, x, [(ax, lo, hi) for ax, (lo, hi) in enumerate(pads, start=2)])
     full = [(0, 0), (0, 0)] + list(pads)
     return lw.op("Pad", [x, lw.ints(onnx_pads(tuple(full)))], mode=PAD_MODES[mode])
 

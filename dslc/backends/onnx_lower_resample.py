@@ -8,7 +8,7 @@ import numpy as np
 
 from dslc import dims as D
 from dslc.backends.onnx_builder import Lower
-from dslc.backends.onnx_lower_conv import onnx_pads
+from dslc.backends.onnx_lower_conv import circular_pad, onnx_pads
 from dslc.backends.onnx_lower_core import reduce
 from dslc.backends.onnx_lower_pool import bin_matrix
 from dslc.types import numpy_dtype
@@ -38,21 +38,6 @@ def _crop(lw: Lower, x: str, pairs) -> str:
     return lw.op("Slice", [x, lw.ints(starts), lw.ints(ends), lw.ints([ax for ax, _, _ in cut])])
 
 
-def _wrap(lw: Lower, x: str, pairs) -> str:
-    """Circular padding before opset 19 (no Pad "wrap"): the last `left` and the first
-    `right` positions of each axis Sliced and Concat-ed around it."""
-    for ax, lo, hi in pairs:
-        parts = []
-        if lo:
-            parts.append(lw.op("Slice", [x, lw.ints([-lo]), lw.ints([_BIG]), lw.ints([ax])]))
-        parts.append(x)
-        if hi:
-            parts.append(lw.op("Slice", [x, lw.ints([0]), lw.ints([hi]), lw.ints([ax])]))
-        if len(parts) > 1:
-            x = lw.op("Concat", parts, axis=ax)
-    return x
-
-
 def _pad(lw: Lower, node, ins):
     """Pad of the positive pads (every axis listed; the fill Cast as torch's fill, integer
     tensors truncating it), and a Slice for the crops: after the Pad for constant, reflect
@@ -67,7 +52,7 @@ def _pad(lw: Lower, node, ins):
         x = _crop(lw, x, pairs)
     if any(lo or hi for _, lo, hi in grow):
         if a.mode == "circular" and lw.opset < 19:
-            x = _wrap(lw, x, grow)
+            x = circular_pad(lw, x, grow)
         else:
             full = [(0, 0)] * t.rank
             for ax, lo, hi in grow:
